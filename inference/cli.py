@@ -1,0 +1,136 @@
+"""`spinenav` command line: parses arguments and calls the Python API, nothing more.
+
+Errors are translated here, once: bad input → one line on stderr, exit 2; internal errors → one
+line plus a traceback file, exit 1. No traceback reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import CancelledError, InputError, SpineNavError
+
+
+def _progress_bar():
+    """A tqdm bar on an interactive stderr; silent otherwise (logs, CI)."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}", leave=False)
+
+    def progress(fraction: float, message: str) -> None:
+        bar.set_description_str(message[:40])
+        bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+        bar.refresh()
+
+    return progress, bar.close
+
+
+# ---- commands ---------------------------------------------------------------------------------
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .io import ct_info, format_ct_info, read_ct
+
+    progress, close = _progress_bar()
+    try:
+        volume = read_ct(args.path, progress=progress)
+    finally:
+        close()
+    info = ct_info(volume)
+    print(json.dumps(info, indent=2) if args.json else format_ct_info(info))
+    return 0
+
+
+def _cmd_export_labels(args: argparse.Namespace) -> int:
+    from .export import export_labels
+
+    progress, close = _progress_bar()
+    try:
+        result = export_labels(
+            args.labels, args.output, ct_path=args.ct, convention=args.convention, force=args.force,
+            progress=progress,
+        )
+    finally:
+        close()
+    print(result.summary())
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_bundle, format_report
+
+    report = evaluate_bundle(args.bundle, args.truth, convention=args.convention)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spinenav",
+        description="SpineNav: spine CT analysis and robot bundle export (all coordinates LPS mm).",
+    )
+    parser.add_argument("--version", action="version", version=f"spinenav {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="geometry, series and scanner metadata of a CT")
+    p.add_argument("path", type=Path, help="DICOM folder or file, NIfTI, NRRD or MHA")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_cmd_info)
+
+    conv = dict(choices=["auto", "verse", "totalseg"], default="auto",
+                help="label numbering (auto: VerSe unless ids > 28 or 27 appear, then TotalSegmentator)")
+    p = sub.add_parser("export-labels", help="robot bundle from an existing vertebra label map (no inference)")
+    p.add_argument("labels", type=Path,
+                   help="VerSe map, TotalSegmentator multilabel file, or folder of vertebrae_*.nii.gz")
+    p.add_argument("--ct", type=Path, help="the CT the labels belong to (adds its identity and DICOM-SEG)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to create")
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty output folder")
+    p.add_argument("--convention", **conv)
+    p.set_defaults(func=_cmd_export_labels)
+
+    p = sub.add_parser("evaluate", help="accuracy of a bundle against reference labels (DESIGN §7)")
+    p.add_argument("bundle", type=Path, help="bundle folder (from analyze or export-labels)")
+    p.add_argument("--truth", type=Path, required=True, help="reference vertebra label map or folder")
+    p.add_argument("--convention", **conv)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CancelledError:
+        print("cancelled: nothing was written", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+    except SpineNavError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the one place internal errors become a message
+        log = Path(tempfile.gettempdir()) / "spinenav-error.log"
+        try:
+            log.write_text(traceback.format_exc())
+            where = f" (details in {log})"
+        except OSError:
+            where = ""
+        print(f"internal error: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Typed errors, translated once: by the CLI (`inference.cli`) and by the GUI (`navapp`).
+
+Library code raises these and never prints or exits.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class SpineNavError(Exception):
+    """Base of every error SpineNav raises on purpose."""
+
+
+class InputError(SpineNavError, ValueError):
+    """The user's input (a CT, a label map, an output folder, an argument) cannot be used.
+
+    The message is one line that names the file and says what to do about it.
+    """
+
+    def __init__(self, path: str | PathLike | None, message: str):
+        self.path = None if path is None else str(path)
+        self.message = " ".join(str(message).split())  # always one line
+        super().__init__(f"{self.path}: {self.message}" if self.path else self.message)
+
+
+class OutputExistsError(InputError):
+    """The output folder exists and is not empty, and overwriting was not asked for."""
+
+
+class WeightsError(SpineNavError):
+    """Model weights are missing, corrupt (hash mismatch) or do not match their manifest."""
+
+
+class CancelledError(SpineNavError):
+    """The user cancelled a running job; nothing was written."""
