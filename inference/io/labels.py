@@ -3,7 +3,8 @@
 Accepted:
 - a VerSe-numbered map (1–7 C, 8–19 T, 20–24 L, 25 L6, 26 sacrum, 28 T13);
 - a TotalSegmentator v2 ``total`` multilabel file (vertebrae 25–50; organs etc. are dropped);
-- a folder of TotalSegmentator binary masks ``vertebrae_<NAME>.nii.gz`` / ``sacrum.nii.gz``.
+- a folder of TotalSegmentator binary masks ``vertebrae_<NAME>.nii.gz`` / ``sacrum.nii.gz``, or one
+  such file alone (its name gives the level).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def read_label_map(path: str | Path, *, convention: Convention = "auto") -> Volu
     """
     path = Path(path)
     if path.is_dir():
-        vol = _read_totalseg_folder(path)
+        vol = _read_totalseg_folder(path, sorted(path.iterdir()))
+    elif registry.from_totalseg_filename(path.name) is not None and convention == "auto":
+        vol = _read_totalseg_folder(path, [path])
     else:
         vol = read_image_file(path, what="label map")
         ids = _integer_ids(path, vol.array)
@@ -74,8 +77,9 @@ def _convert(path: Path, vol: Volume, ids: np.ndarray, convention: str) -> Volum
     return vol.with_array(arr, label_convention=convention)
 
 
-def _read_totalseg_folder(folder: Path) -> Volume:
-    files = sorted(p for p in folder.iterdir() if registry.from_totalseg_filename(p.name) is not None)
+def _read_totalseg_folder(folder: Path, candidates: list[Path]) -> Volume:
+    """Binary per-vertebra masks (TotalSegmentator file names) merged into one VerSe map."""
+    files = [p for p in candidates if registry.from_totalseg_filename(p.name) is not None]
     if not files:
         raise InputError(folder, "no vertebra mask files (vertebrae_<NAME>.nii.gz or sacrum.nii.gz) in this folder; "
                          "give a TotalSegmentator output folder or a label file")
@@ -97,5 +101,5 @@ def _read_totalseg_folder(folder: Path) -> Volume:
             raise InputError(f, f"{int(overlap.sum())} voxels overlap another vertebra mask; fix the masks")
         labels[fg] = vid
     assert base is not None and labels is not None  # files is non-empty
-    return base.with_array(labels, label_convention="totalseg-folder",
-                           source_path=str(folder.resolve()), source_format="totalseg-folder")
+    return base.with_array(labels, label_convention="totalseg-masks",
+                           source_path=str(folder.resolve()), source_format="totalseg-masks")

@@ -1,0 +1,113 @@
+"""Reading vertebra label maps in the VerSe and TotalSegmentator conventions."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from inference import registry
+from inference.errors import InputError
+from inference.io import read_label_map
+from inference.volume import Volume
+
+DATA = Path(__file__).parent / "data"
+SAMPLE = Path(__file__).parents[1] / "assets" / "sample"
+
+
+def _write(path: Path, arr: np.ndarray, spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 0.0)) -> Path:
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+def _spine(ids=(20, 21, 22)) -> np.ndarray:
+    arr = np.zeros((3 * len(ids) + 1, 6, 6), np.uint8)
+    for n, vid in enumerate(ids):
+        arr[3 * n + 1 : 3 * n + 3, 1:5, 1:5] = vid
+    return arr
+
+
+def test_verse_map(tmp_path):
+    vol = read_label_map(_write(tmp_path / "l.nii.gz", _spine()))
+    assert vol.array.dtype == np.uint8 and set(np.unique(vol.array)) == {0, 20, 21, 22}
+    assert vol.metadata["label_convention"] == "verse"
+
+
+def test_float_labels_with_integer_values_accepted(tmp_path):
+    vol = read_label_map(_write(tmp_path / "l.nii.gz", _spine().astype(np.float64)))
+    assert set(np.unique(vol.array)) == {0, 20, 21, 22}
+
+
+def test_totalseg_multilabel_drops_organs(tmp_path):
+    arr = _spine(ids=(31, 30, 29))  # TotalSegmentator L1, L2, L3
+    arr[0, 0, 0] = 5  # liver
+    vol = read_label_map(_write(tmp_path / "ts.nii.gz", arr))
+    assert vol.metadata["label_convention"] == "totalseg"
+    assert set(np.unique(vol.array)) == {0, 20, 21, 22}
+
+
+def test_totalseg_folder_and_single_file(tmp_path):
+    base = _spine()
+    for vid in (20, 21):
+        _write(tmp_path / f"vertebrae_{registry.name_of(vid)}.nii.gz", (base == vid).astype(np.uint8))
+    _write(tmp_path / "liver.nii.gz", np.zeros_like(base))
+    vol = read_label_map(tmp_path)
+    assert set(np.unique(vol.array)) == {0, 20, 21}
+    one = read_label_map(tmp_path / "vertebrae_L2.nii.gz")
+    assert set(np.unique(one.array)) == {0, 21}
+
+
+@pytest.mark.parametrize(
+    ("arr", "message"),
+    [
+        (np.full((4, 4, 4), 0.5, np.float32), "non-integer"),
+        (np.zeros((4, 4, 4), np.uint8), "no vertebra"),
+        (np.full((4, 4, 4), 41, np.uint8), "too many"),  # VerSe subregion ids are not vertebrae
+        (np.full((4, 4, 4), -1, np.int16), "negative"),
+    ],
+)
+def test_bad_label_maps(tmp_path, arr, message):
+    path = _write(tmp_path / "bad.nii.gz", arr)
+    with pytest.raises(InputError) as info:
+        read_label_map(path, convention="verse" if message == "too many" else "auto")
+    text = str(info.value)
+    assert str(path) in text and "\n" not in text
+    if message != "too many":
+        assert message in text
+    else:
+        assert "unknown label ids [41]" in text
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(InputError, match="no vertebra mask files"):
+        read_label_map(tmp_path)
+    _write(tmp_path / "vertebrae_L1.nii.gz", np.ones((4, 4, 4), np.uint8))
+    _write(tmp_path / "vertebrae_L2.nii.gz", np.ones((4, 4, 5), np.uint8))
+    with pytest.raises(InputError, match="different grid"):
+        read_label_map(tmp_path)
+    _write(tmp_path / "vertebrae_L2.nii.gz", np.ones((4, 4, 4), np.uint8))
+    with pytest.raises(InputError, match="overlap"):
+        read_label_map(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("path", "names"),
+    [
+        (SAMPLE / "abdomen_vertebrae_totalseg.nii.gz", ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]),
+        (DATA / "ts_abdomen_3mm/spine_report/totalseg_vertebrae_pp_refined.nii.gz",
+         ["T12", "L1", "L2", "L3", "L4", "L5"]),
+        (DATA / "ts_abdomen_3mm/sm_crop/example_seg_fast", ["T11", "T12", "L1", "L2"]),
+        (DATA / "tptbox_ct_lumbar_cutout/sub-ct_seg-vert_label-22_msk.nii.gz", ["L2", "L3", "L4"]),
+        (DATA / "verse_labels_only/sub-verse004/sub-verse004_seg-vert_msk.nii.gz",
+         ["T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5"]),
+        (DATA / "ts_dicom_thoracolumbar/example_seg_dicom.nii.gz", ["T11", "T12"]),
+    ],
+)
+def test_real_label_maps(path, names):
+    vol = read_label_map(path)
+    ids = [int(i) for i in np.unique(vol.array) if i]
+    assert [registry.name_of(i) for i in registry.sort_ids(ids)] == names
+    assert isinstance(vol, Volume)
