@@ -62,6 +62,8 @@ def read_image_file(path: str | Path, *, what: str = "image") -> Volume:
     if n_vox > MAX_VOXELS or n_vox <= 0:
         raise InputError(path, f"the header declares an implausible grid of {size} voxels; the file is damaged "
                          "or not a CT volume")
+    if _format(path) == "nifti":
+        _check_nifti_payload(path, what)
     try:
         image = reader.Execute()
     except RuntimeError:
@@ -79,6 +81,70 @@ def read_image_file(path: str | Path, *, what: str = "image") -> Volume:
         bad = int((~np.isfinite(vol.array)).sum())
         raise InputError(path, f"{bad} voxels are NaN or infinite; the {what} is corrupt, re-export it")
     return vol
+
+
+def _check_nifti_payload(path: Path, what: str) -> None:
+    """Refuse a truncated NIfTI and one with NaN/Inf voxels by looking at the stored bytes.
+
+    ITK's NIfTI reader pads a truncated file with zeros and turns NaN/Inf into 0 without a word, so
+    neither shows in the array it returns. Cost: a stat (or the 4-byte gzip trailer) for integer
+    images; one streamed pass over the voxels for floating-point images.
+    """
+    import gzip
+    import zlib
+
+    import nibabel as nib
+
+    try:
+        header = nib.load(path).header
+        shape = header.get_data_shape()
+        dtype = header.get_data_dtype()
+        offset = int(header.get_data_offset())
+    except Exception:  # noqa: BLE001 - ITK read the header; a nibabel quirk must not block the file
+        return
+    n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    need = offset + n_bytes
+    gz = path.name.lower().endswith(".gz")
+    truncated = (f"the {what} is truncated (fewer voxels stored than its header declares); re-export or copy "
+                 "it again")
+    if not gz and path.stat().st_size < need:
+        raise InputError(path, truncated)
+    float_data = dtype.kind in "fc"
+    if gz and not float_data and _gzip_isize(path) == need % 2**32:
+        return  # the trailer says the stream holds exactly header + voxels: complete
+    if not gz and not float_data:
+        return
+    opener = gzip.open if gz else open
+    bad = 0
+    got = 0
+    chunk = max(dtype.itemsize, (1 << 24) // dtype.itemsize * dtype.itemsize)
+    try:
+        with opener(path, "rb") as fh:
+            fh.read(offset)
+            while got < n_bytes:
+                block = fh.read(min(chunk, n_bytes - got))
+                if not block:
+                    break
+                got += len(block)
+                if float_data:
+                    usable = len(block) // dtype.itemsize * dtype.itemsize
+                    bad += int((~np.isfinite(np.frombuffer(block[:usable], dtype=dtype))).sum())
+    except (EOFError, OSError, zlib.error):
+        raise InputError(path, truncated) from None
+    if got < n_bytes:
+        raise InputError(path, truncated)
+    if bad:
+        raise InputError(path, f"{bad} voxels are NaN or infinite; the {what} is corrupt, re-export it")
+
+
+def _gzip_isize(path: Path) -> int:
+    """The gzip trailer's ISIZE: uncompressed length modulo 2**32 (garbage when the file is cut short)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(-4, 2)
+            return int.from_bytes(fh.read(4), "little")
+    except OSError:
+        return -1
 
 
 def _format(path: Path) -> str:
