@@ -7,7 +7,9 @@ line plus a traceback file, exit 1. No traceback reaches the terminal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import tempfile
 import traceback
@@ -104,9 +106,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _native_stderr_to_log():
+    """Send what C libraries (ITK, libjpeg, GDCM) print on file descriptor 2 to a log file.
+
+    Their warnings ("Corrupt JPEG data ...") would otherwise precede our one-line error; Python's
+    own ``sys.stderr`` keeps writing to the terminal. ``SPINENAV_DEBUG=1`` leaves fd 2 alone.
+    """
+    if os.environ.get("SPINENAV_DEBUG") or not hasattr(sys.stderr, "fileno"):
+        yield
+        return
+    try:
+        fd = sys.stderr.fileno()
+    except (OSError, ValueError):  # pytest's capture or an embedded interpreter
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    log_path = Path(tempfile.gettempdir()) / "spinenav-native.log"
+    try:
+        log = open(log_path, "ab")
+    except OSError:
+        os.close(saved)
+        yield
+        return
+    python_stderr = sys.stderr
+    sys.stderr = open(saved, "w", buffering=1, closefd=False)
+    os.dup2(log.fileno(), fd)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, fd)
+        sys.stderr.close()
+        sys.stderr = python_stderr
+        os.close(saved)
+        log.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with _native_stderr_to_log():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except InputError as exc:

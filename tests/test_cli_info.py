@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,19 @@ def test_console_script_in_subprocess(tmp_path, real_dicom_dir):
         and done.stderr.startswith(f"error: {bad}")
         and "Traceback" not in done.stderr
     )
+
+
+def test_native_library_noise_stays_off_the_terminal(tmp_path):
+    """ITK prints its own warning for a truncated MetaImage; the user sees only our one line."""
+    import SimpleITK as sitk
+
+    path = tmp_path / "cut.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((20, 30, 40), np.int16)), str(path))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    env = {k: v for k, v in os.environ.items() if k != "SPINENAV_DEBUG"}
+    out = subprocess.run([sys.executable, "-m", "inference.cli", "info", str(path)], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]
+    assert out.stderr.startswith(f"error: {path}")
