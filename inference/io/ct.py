@@ -33,6 +33,7 @@ def read_ct(
     if path.is_file() and is_image_file(path):
         progress(0.0, "reading image")
         volume = read_image_file(path, what="CT")
+        volume.array = _as_int16_if_lossless(volume.array)
         volume.metadata.setdefault("modality", None)
         volume.metadata.setdefault("warnings", [])
     else:
@@ -44,6 +45,15 @@ def read_ct(
         volume = read_dicom(path, progress=progress, cancel=cancel)
     progress(1.0, "CT loaded")
     return volume
+
+
+def _as_int16_if_lossless(array: np.ndarray) -> np.ndarray:
+    """HU stored as wider integers (int32/int64 NIfTI) → int16, as DICOM reads give; else unchanged."""
+    if np.issubdtype(array.dtype, np.integer) and array.dtype != np.int16 and array.size:
+        lo, hi = array.min(), array.max()
+        if lo >= np.iinfo(np.int16).min and hi <= np.iinfo(np.int16).max:
+            return array.astype(np.int16)
+    return array
 
 
 def _looks_like_dicom(path: Path) -> bool:
