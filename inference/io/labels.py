@@ -103,3 +103,48 @@ def _read_totalseg_folder(folder: Path, candidates: list[Path]) -> Volume:
     assert base is not None and labels is not None  # files is non-empty
     return base.with_array(labels, label_convention="totalseg-masks",
                            source_path=str(folder.resolve()), source_format="totalseg-masks")
+
+
+def align_labels_to(labels: Volume, reference: Volume, *, tol_voxel: float = 0.01) -> Volume:
+    """Put a label map onto ``reference``'s grid when both sample the same voxel centres.
+
+    Label files often store the CT's grid with axes flipped or permuted (a LAS NIfTI written for
+    an LPS DICOM series): the voxels are the same points in LPS, only indexed differently. Such
+    maps are re-indexed exactly (nearest neighbour hits voxel centres). Any other difference in
+    grid would need interpolation of labels, which silently moves boundaries, so it is refused.
+
+    Raises
+    ------
+    InputError
+        The label map samples other points in LPS space than the reference grid.
+    """
+    if labels.same_grid(reference):
+        return labels
+    import SimpleITK as sitk
+
+    k, j, i = reference.array.shape
+    corners = np.array([[x, y, z] for x in (0, i - 1) for y in (0, j - 1) for z in (0, k - 1)], dtype=float)
+    idx = labels.lps_to_index(reference.index_to_lps(corners))
+    # The index map is affine, so integral corner indices inside the label grid mean every voxel maps
+    # onto a label voxel centre, provided the steps match (checked by the spacing comparison).
+    step = np.abs(labels.lps_to_index(reference.index_to_lps(np.eye(3))) - labels.lps_to_index(
+        reference.index_to_lps(np.zeros((1, 3)))))
+    same_points = (
+        np.allclose(idx, np.round(idx), atol=tol_voxel)
+        and (idx >= -tol_voxel).all() and (idx <= np.array(labels.size) - 1 + tol_voxel).all()
+        and np.allclose(np.sort(step, axis=1)[:, :2], 0, atol=tol_voxel)
+        and np.allclose(step.max(axis=1), 1, atol=tol_voxel)
+    )
+    if not same_points:
+        src = labels.metadata.get("source_path")
+        raise InputError(src, f"the labels are on a different grid than the CT (labels {labels.size} voxels of "
+                         f"{_fmt(labels.spacing)} mm at origin {_fmt(labels.origin)}; CT {reference.size} of "
+                         f"{_fmt(reference.spacing)} mm at {_fmt(reference.origin)}); give the label map made for "
+                         "this CT")
+    out = sitk.Resample(labels.to_sitk(), reference.to_sitk(), sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    return reference.with_array(sitk.GetArrayFromImage(out).astype(labels.array.dtype),
+                                **{k_: v for k_, v in labels.metadata.items()})
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in np.round(values, 3)) + ")"
