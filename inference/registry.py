@@ -42,7 +42,10 @@ def _build() -> tuple[Vertebra, ...]:
         members = region_members[region]
         t = members.index(name) / max(len(members) - 1, 1)
         a, b = _REGION_RGB[region]
-        color = tuple(int(round(a[c] + (b[c] - a[c]) * t)) for c in range(3))
+        base = [a[c] + (b[c] - a[c]) * t for c in range(3)]
+        # neighbours must stand apart on screen: every other level is drawn darker
+        shade = 1.0 if order % 2 == 0 else 0.62
+        color = tuple(int(round(v * shade)) for v in base)
         out.append(Vertebra(vid, name, region, color, order))
     return tuple(out)
 
