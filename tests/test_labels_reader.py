@@ -115,25 +115,24 @@ def test_real_label_maps(path, names):
 
 def test_align_flipped_label_grid_onto_ct_exactly():
     """The TotalSegmentator NIfTI (LAS) of the 20-slice DICOM series (LPS): same points, flipped j."""
-    from inference.io import read_ct
-    from inference.io.labels import align_labels_to
+    from inference.io import onto_grid, read_ct
 
     ct = read_ct(DATA / "ts_dicom_thoracolumbar/dicom")
     labels = read_label_map(DATA / "ts_dicom_thoracolumbar/example_seg_dicom.nii.gz")
     assert not labels.same_grid(ct)
-    aligned = align_labels_to(labels, ct)
+    aligned = onto_grid(labels, ct)
     assert aligned.same_grid(ct)
     np.testing.assert_array_equal(aligned.array, np.flip(labels.array, axis=1))
     assert 150 < ct.array[aligned.array > 0].mean() < 700  # labels sit on bone
 
 
 def test_align_refuses_other_grids():
-    from inference.io.labels import align_labels_to
+    from inference.io import onto_grid
 
     arr = _spine()
     ct = Volume(np.zeros(arr.shape, np.int16), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
     for spacing, origin in [((1.0, 1.0, 1.0), (0.0, 0.0, 0.0)), ((1.0, 1.0, 2.0), (0.5, 0.0, 0.0))]:
-        with pytest.raises(InputError, match="different grid"):
-            align_labels_to(Volume(arr, spacing, origin), ct)
+        with pytest.raises(InputError, match="not on the CT's grid"):
+            onto_grid(Volume(arr, spacing, origin), ct)
     flipped = Volume(arr[::-1].copy(), (1.0, 1.0, 2.0), (0.0, 0.0, 2.0 * (arr.shape[0] - 1)), np.diag([1.0, 1.0, -1.0]))
-    np.testing.assert_array_equal(align_labels_to(flipped, ct).array, arr)
+    np.testing.assert_array_equal(onto_grid(flipped, ct).array, arr)
