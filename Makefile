@@ -47,7 +47,7 @@ demo: venv
 		--ct assets/sample/abdomen_ct_3mm.nii.gz -o $(DEMO_OUT) --force
 
 lint: venv
-	$(BIN)/ruff check inference navapp tests benchmarks installer
+	$(BIN)/ruff check inference navapp tests benchmarks installer docs
 
 test: venv system-deps lint
 	$(BIN)/python -c "import inference, inference.io, inference.export, inference.evaluate, sys; \

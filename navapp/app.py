@@ -1,0 +1,142 @@
+"""``spinenav-gui [PATH] [--labels LABELS] [--screenshot FILE]`` (DESIGN §4).
+
+Parses arguments, creates the QApplication and the main window, nothing more. With
+``--screenshot`` the app loads the case, renders, writes a PNG of the main window and exits:
+0 on success, 2 with one line on stderr (``error: <path>: <what to do>``) for bad input, 1 for an
+internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+SCREENSHOT_SIZE = (1600, 1000)
+SCREENSHOT_TIMEOUT_S = 600
+_SETTLE_MS = 300  # let layouts settle and every view paint once before grabbing
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spinenav-gui",
+        description="SpineNav desktop app: CT slice views, vertebra labels and 3D meshes (LPS mm).",
+    )
+    parser.add_argument("path", nargs="?", type=Path, help="CT: DICOM folder or file, NIfTI, NRRD or MHA")
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        help="vertebra label map on the CT's grid: VerSe map, TotalSegmentator file or folder",
+    )
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="FILE",
+        help="load, render, save a PNG of the main window to FILE and exit",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the app; returns the process exit code (0 ok, 1 internal error, 2 bad input or usage)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed usage or help
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.labels is not None and args.path is None:
+        print(f"error: {args.labels}: --labels needs the CT they belong to; give PATH too", file=sys.stderr)
+        return 2
+    if not _display_available():
+        print(
+            "error: no display available; run under a desktop session or `xvfb-run -a spinenav-gui ...`",
+            file=sys.stderr,
+        )
+        return 2
+
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from .resources import icon_path
+    from .views.main_window import APP_NAME, MainWindow
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "spinenav-gui"])
+    app.setApplicationName(APP_NAME)
+    icon = icon_path()
+    if icon is not None:
+        app.setWindowIcon(QIcon(str(icon)))
+
+    if args.screenshot is not None:
+        return _run_screenshot(app, MainWindow(show_dialogs=False), args.path, args.labels, args.screenshot)
+
+    window = MainWindow()
+    window.show()
+    if args.path is not None:
+        window.open_case(args.path, args.labels)
+    try:
+        return int(app.exec())
+    finally:
+        window.shutdown()
+
+
+def _run_screenshot(app, window, path: Path | None, labels: Path | None, out: Path) -> int:
+    """Load, render, save the PNG, quit; errors become one stderr line and an exit code."""
+    from PySide6.QtCore import QTimer
+
+    from inference.errors import InputError
+
+    def capture() -> None:
+        try:
+            window.save_screenshot(out)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            app.exit(2)
+        else:
+            app.exit(0)
+
+    def on_loaded() -> None:
+        QTimer.singleShot(_SETTLE_MS, capture)
+
+    def on_failed(error: BaseException) -> None:
+        if isinstance(error, InputError):
+            print(f"error: {error}", file=sys.stderr)
+            app.exit(2)
+        else:
+            print(f"internal error: {error}", file=sys.stderr)
+            app.exit(1)
+
+    def on_timeout() -> None:
+        print(f"internal error: no screenshot after {SCREENSHOT_TIMEOUT_S} s", file=sys.stderr)
+        app.exit(1)
+
+    window.load_finished.connect(on_loaded)
+    window.load_failed.connect(on_failed)
+    window.resize(*SCREENSHOT_SIZE)
+    window.show()
+    watchdog = QTimer(window)
+    watchdog.setSingleShot(True)
+    watchdog.timeout.connect(on_timeout)
+    watchdog.start(SCREENSHOT_TIMEOUT_S * 1000)
+    if path is None:
+        QTimer.singleShot(0, on_loaded)
+    else:
+        QTimer.singleShot(0, lambda: window.open_case(path, labels))
+    try:
+        return int(app.exec())
+    finally:
+        watchdog.stop()
+        window.close()
+        window.deleteLater()
+
+
+def _display_available() -> bool:
+    """False on a Linux box with no X11/Wayland display and no explicit Qt platform."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
