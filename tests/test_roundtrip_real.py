@@ -20,6 +20,7 @@ import pytest
 import trimesh
 from scipy import ndimage, spatial
 
+from inference.evaluate import evaluate_bundle
 from inference.export import export_labels
 from inference.io import onto_grid, read_ct, read_label_map
 from inference.io.image_file import read_image_file
@@ -174,6 +175,11 @@ def test_bundle_round_trip(case: Case, tmp_path):
         assert any(rec["body_center_lps"] is not None for rec in records)
     if case.ct is not None and case.ct.is_dir():
         _check_dicom_seg(out, grid, labels)
+
+    # the bundle judged against its own input by the accuracy protocol (DESIGN §7)
+    overall = evaluate_bundle(out, case.labels)["overall"]
+    assert overall["mean_dice"] >= 0.99 and overall["id_rate"] == 1.0, overall
+    assert overall["n_missed"] == 0 and overall["n_false_positives"] == 0
 
     again = tmp_path / "again"
     export_labels(case.labels, again, ct_path=case.ct, subregions_path=case.subregions)

@@ -1,0 +1,147 @@
+"""`SynthConfig`: the parameter ranges of the synthetic CT generator, with the reason for each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SynthConfig:
+    """Ranges the generator samples from (uniformly unless said otherwise). Lengths in mm, HU, degrees.
+
+    Defaults aim at "wider than real but still CT-like" (domain randomization): a model trained on
+    them should see every real scanner, patient and field of view as one more sample.
+    """
+
+    # ---- field of view and grid ----
+    fov_modes: tuple[str, ...] = ("cervical", "thoracic", "lumbar", "thoracolumbar", "long", "random")
+    """Which part of the spine the scan covers; "random" = any run of 2-10 levels (partial spines)."""
+    fov_weights: tuple[float, ...] = (0.15, 0.2, 0.25, 0.15, 0.1, 0.15)
+    """Lumbar and thoracic scans are the most frequent spine CTs; whole spines (trauma) are rarer."""
+    max_length_mm: float = 420.0
+    """Cranio-caudal extent cap: keeps one volume to a few seconds on a CPU (long spines are cut)."""
+    inplane_fov_mm: Range = (150.0, 380.0)
+    """Reconstruction FOV: spine-targeted (150 mm) to whole-body (380 mm) reconstructions."""
+    inplane_spacing_mm: Range = (0.3, 1.5)
+    """0.3 mm = high-resolution cervical/bone kernels; 1.5 mm = coarse trauma/PET-CT."""
+    slice_spacing_mm: Range = (0.6, 5.0)
+    """0.6 mm thin-slice to 5 mm thick routine abdominal series."""
+    max_inplane_voxels: int = 512
+    """Scanner matrices stop at 512 (a small spacing shrinks the FOV instead)."""
+    working_spacing_mm: float = 1.0
+    """Anatomy and tissue are painted at this isotropic resolution, then resampled to the scan grid."""
+    p_standard_orientation: float = 0.5
+    """Share of axial LPS grids (DICOM default); the rest get a random signed axis permutation."""
+    p_oblique: float = 0.15
+    """Share of grids additionally rotated by up to `max_oblique_deg` (tilted/oblique reformats)."""
+    max_oblique_deg: float = 12.0
+
+    # ---- anatomy ----
+    global_scale: Range = (0.85, 1.15)
+    """Adult body-size spread of vertebral dimensions (about ±15 % across sexes and statures)."""
+    level_scale: Range = (0.95, 1.05)
+    """Level-to-level irregularity on top of the global scale."""
+    axis_scale: Range = (0.94, 1.06)
+    """Anisotropic per-axis jitter (flat/tall bodies) so shapes are not copies of the library."""
+    elastic_mm: Range = (0.0, 2.0)
+    """Peak smooth displacement per vertebra: changes shape detail without breaking topology."""
+    cervical_lordosis_deg: Range = (-10.0, 40.0)
+    """C2–C7 lordosis, from kyphotic necks (−10°) to strong lordosis (40°)."""
+    thoracic_kyphosis_deg: Range = (15.0, 60.0)
+    """Normal T1–T12 kyphosis is 20–45°; 60° covers hyperkyphosis."""
+    lumbar_lordosis_deg: Range = (20.0, 70.0)
+    """L1–S1 lordosis: flat back (20°) to hyperlordosis (70°)."""
+    p_scoliosis: float = 0.25
+    scoliosis_cobb_deg: Range = (10.0, 50.0)
+    """Cobb angle of a scoliotic curve; 10° is the diagnostic threshold, 50° the brief's upper end."""
+    p_listhesis: float = 0.1
+    listhesis_mm: Range = (2.0, 8.0)
+    """Grade I spondylolisthesis (up to 25 % of a ~35 mm lumbar body)."""
+    disc_scale: Range = (0.6, 1.3)
+    """Whole-spine disc height factor (degenerated to young); base heights are per region below."""
+    p_disc_collapse: float = 0.1
+    """Chance that one disc is collapsed to 20–40 % (severe degeneration)."""
+    p_t13: float = 0.03
+    """Thirteen thoracic vertebrae: a few % in population studies."""
+    p_l6: float = 0.04
+    """Lumbarized S1 / six lumbar vertebrae: about 4 %."""
+    p_four_lumbar: float = 0.02
+    """Four lumbar vertebrae (sacralized L5 counted as S1): about 2 %."""
+    p_11_ribs: float = 0.05
+    """Twelfth ribs absent (11 pairs)."""
+    p_lumbar_rib: float = 0.03
+    """Rudimentary rib on L1 (13 pairs without T13)."""
+    p_fused: float = 0.03
+    """Block vertebra / surgical fusion: no disc, bone bridge, labels split at the mid-plane."""
+    fat_mm: Range = (5.0, 45.0)
+    """Subcutaneous fat thickness: lean to obese."""
+    p_table: float = 0.85
+    """Most scans show the patient table; some are cropped above it."""
+
+    # ---- appearance (HU) ----
+    hu_cortical: Range = (350.0, 1000.0)
+    """A 1 mm voxel on the ~0.5–1 mm cortical shell (partial volume): 350 HU (osteoporotic) to 1000 HU."""
+    hu_cancellous: Range = (90.0, 350.0)
+    """Trabecular bone: osteoporotic (~90 HU) to young adult (~350 HU)."""
+    hu_disc: Range = (50.0, 120.0)
+    hu_csf: Range = (0.0, 20.0)
+    hu_cord: Range = (25.0, 45.0)
+    hu_muscle: Range = (35.0, 70.0)
+    hu_organ: Range = (25.0, 70.0)
+    """Unenhanced to portal-venous liver/bowel wall."""
+    hu_fat: Range = (-120.0, -80.0)
+    hu_lung: Range = (-900.0, -750.0)
+    hu_air: Range = (-1024.0, -980.0)
+    hu_table: Range = (-300.0, 200.0)
+    """Carbon-fibre tables with foam pads range from near-air to soft tissue."""
+    hu_metal: Range = (2500.0, 3071.0)
+    """Titanium/steel saturates at the 12-bit ceiling of most scanners."""
+    p_metal: float = 0.1
+    """Pedicle screws with rods (post-operative spines)."""
+    noise_sd: Range = (3.0, 40.0)
+    """White noise: smooth kernels/high dose (3 HU) to thin-slice low dose (40 HU)."""
+    corr_noise_sd: Range = (0.0, 25.0)
+    """Low-frequency (in-plane correlated) noise texture."""
+    bias_hu: Range = (0.0, 30.0)
+    """Smooth HU drift (beam hardening, cupping)."""
+    p_clip_low: float = 0.05
+    """Exports that zeroed everything below a threshold (e.g. background suppressed)."""
+    clip_low_hu: Range = (-1000.0, -200.0)
+    p_fov_circle: float = 0.3
+    """Padding value outside the reconstruction circle (−1024, −2048 or −3024 depending on vendor)."""
+
+    # ---- lesions ----
+    p_lesions: float = 0.3
+    """Share of spines with at least one lesion (metastases, fractures)."""
+    lesions_per_spine: tuple[int, int] = (1, 4)
+    lesion_radius_mm: Range = (3.0, 11.0)
+    """From barely detectable to near whole-body metastases."""
+    hu_lytic: Range = (-20.0, 60.0)
+    """Lytic lesions replace bone by soft tissue."""
+    hu_blastic: Range = (450.0, 1200.0)
+    fracture_height_loss: Range = (0.2, 0.75)
+    """Genant grades 1–3 (20–25 %, 25–40 %, >40 %) up to vertebra plana."""
+    lesion_type_weights: tuple[float, float, float, float] = (0.35, 0.25, 0.15, 0.25)
+    """lytic, blastic, mixed, compression fracture."""
+
+    def __post_init__(self) -> None:
+        if len(self.fov_modes) != len(self.fov_weights):
+            raise ValueError("fov_modes and fov_weights must have the same length")
+        for name in ("inplane_spacing_mm", "slice_spacing_mm", "inplane_fov_mm", "global_scale"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} must be an increasing range of positive values, got {(lo, hi)}")
+        if self.working_spacing_mm <= 0 or self.max_length_mm <= 0:
+            raise ValueError("working_spacing_mm and max_length_mm must be positive")
+
+
+def small_config(**overrides) -> SynthConfig:
+    """A fast configuration for tests: short lumbar-ish fields of view, coarse grids."""
+    base = dict(
+        max_length_mm=130.0, inplane_fov_mm=(120.0, 160.0), inplane_spacing_mm=(1.2, 1.5),
+        slice_spacing_mm=(1.5, 3.0), working_spacing_mm=1.5,
+    )
+    base.update(overrides)
+    return SynthConfig(**base)
