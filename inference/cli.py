@@ -50,6 +50,27 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from .export.analysis import write_analysis_bundle
+    from .export.atomic import check_output_dir
+    from .io import read_ct
+    from .pipeline import Pipeline
+    from .progress import sub_progress
+
+    check_output_dir(args.output, force=args.force)  # fail before minutes of work
+    progress, close = _progress_bar()
+    try:
+        ct = read_ct(args.path, progress=sub_progress(progress, 0.0, 0.15) if progress else None)
+        pipeline = Pipeline(device=args.device)
+        result = pipeline.analyze(ct, progress=sub_progress(progress, 0.15, 0.95) if progress else None)
+        bundle = write_analysis_bundle(args.output, result, ct, input_path=args.path, force=args.force)
+    finally:
+        close()
+    print(result.summary())
+    print(f"bundle written to {bundle.out_dir} (centers and labels, LPS mm; no meshes yet)")
+    return 0
+
+
 def _cmd_export_labels(args: argparse.Namespace) -> int:
     from .export import export_labels
 
@@ -85,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", type=Path, help="DICOM folder or file, NIfTI, NRRD or MHA")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("analyze", help="find and name every vertebra of a CT → bundle (centers and labels)")
+    p.add_argument("path", type=Path, help="DICOM folder or file, NIfTI, NRRD or MHA")
+    p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to create")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                   help="where the models run (auto: CUDA, then MPS, then CPU)")
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty output folder")
+    p.set_defaults(func=_cmd_analyze)
 
     conv = dict(choices=["auto", "verse", "totalseg"], default="auto",
                 help="label numbering (auto: VerSe unless ids > 28 or 27 appear, then TotalSegmentator)")

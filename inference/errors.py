@@ -31,6 +31,11 @@ class OutputExistsError(InputError):
 class WeightsError(SpineNavError):
     """Model weights are missing, corrupt (hash mismatch) or do not match their manifest."""
 
+    def __init__(self, path: str | PathLike | None, message: str):
+        self.path = None if path is None else str(path)
+        self.message = " ".join(str(message).split())
+        super().__init__(f"{self.path}: {self.message}" if self.path else self.message)
+
 
 class CancelledError(SpineNavError):
     """The user cancelled a running job; nothing was written."""

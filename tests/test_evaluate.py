@@ -306,7 +306,6 @@ def _vertebrae_doc(**record) -> dict:
         ("file", "not a folder"),
         ("empty", "not a SpineNav bundle"),
         ("no_json", "vertebrae.json missing"),
-        ("no_labels", "labels.nii.gz missing"),
         ("bad_json", "malformed vertebrae.json"),
         ("not_object", "expected an object with a 'vertebrae' list"),
         ("ras", "coordinate_system is 'RAS'"),
@@ -324,7 +323,7 @@ def test_bad_bundles(tmp_path, truth_file, setup, message):
         out.write_text("x")
     elif setup != "missing":
         out.mkdir()
-    if setup not in ("missing", "file", "empty", "no_labels"):
+    if setup not in ("missing", "file", "empty"):
         _write_bundle(out, _spine())
     json_path = out / "vertebrae.json"
     docs = {
@@ -337,8 +336,6 @@ def test_bad_bundles(tmp_path, truth_file, setup, message):
     }
     if setup == "no_json":
         json_path.unlink()
-    elif setup == "no_labels":
-        json_path.write_text(json.dumps(_vertebrae_doc()))
     elif setup == "bad_json":
         json_path.write_text('{"vertebrae": [')
     elif setup in docs:
@@ -395,3 +392,19 @@ def test_real_totalsegmentator_against_refined_map(tmp_path):
     assert rep["shifts"] == [] and rep["missed"] == []
     assert set(rep["false_positives"]) <= {"T11", "S1"}
     assert format_report(rep).count("\n") > 10
+
+
+def test_centers_only_bundle(tmp_path, truth_file):
+    """A bundle from localization alone (no labels.nii.gz) is judged on centers and labels."""
+    out = tmp_path / "out"
+    out.mkdir()
+    truth = read_label_map(truth_file)
+    ref = label_centroids(truth)
+    vid = sorted(ref)[0]
+    doc = {"coordinate_system": "LPS",
+           "vertebrae": [{"id": vid, "center_lps": (ref[vid] + [1.0, 0.0, 0.0]).tolist()}]}
+    (out / "vertebrae.json").write_text(json.dumps(doc))
+    report = evaluate_bundle(out, truth_file)
+    row = next(r for r in report["per_vertebra"] if r["id"] == vid)
+    assert row["dice"] is None and row["identified"] and row["center_error_mm"] == pytest.approx(1.0, abs=1e-3)
+    assert report["overall"]["mean_dice"] is None and report["overall"]["n_missed"] == len(ref) - 1

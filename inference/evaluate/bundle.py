@@ -27,8 +27,8 @@ def evaluate_bundle(
     Parameters
     ----------
     bundle_dir : path
-        Bundle folder holding ``labels.nii.gz`` (VerSe ids on the CT grid) and ``vertebrae.json``
-        (``center_lps`` per vertebra, LPS mm).
+        Bundle folder holding ``vertebrae.json`` (``center_lps`` per vertebra, LPS mm) and, unless
+        it is a centers-only bundle, ``labels.nii.gz`` (VerSe ids on the CT grid).
     truth_path : path
         Reference labels: a VerSe map, a TotalSegmentator multilabel file, or a folder / file of
         TotalSegmentator ``vertebrae_<NAME>.nii.gz`` masks.
@@ -53,17 +53,17 @@ def evaluate_bundle(
         raise InputError(bundle, "not a folder; give the bundle folder written by 'spinenav analyze' or "
                          "'spinenav export-labels'")
     labels_path, vertebrae_path = bundle / LABELS_FILE, bundle / VERTEBRAE_FILE
-    missing = [p.name for p in (labels_path, vertebrae_path) if not p.is_file()]
-    if missing:
-        raise InputError(bundle, f"not a SpineNav bundle ({' and '.join(missing)} missing); give the folder "
+    if not vertebrae_path.is_file():
+        raise InputError(bundle, f"not a SpineNav bundle ({vertebrae_path.name} missing); give the folder "
                          "written by 'spinenav analyze' or 'spinenav export-labels'")
     centers = read_bundle_centers(vertebrae_path)
-    pred = read_label_map(labels_path, convention="verse")
+    # a centers-only bundle (localization without segmentation) is judged on centers and labels only
+    pred = read_label_map(labels_path, convention="verse") if labels_path.is_file() else None
     truth = read_label_map(truth_path, convention=convention)
     report = evaluate_labels(pred, truth, centers)
     report["inputs"] = {
         "bundle": str(bundle.resolve()),
-        "labels": str(labels_path.resolve()),
+        "labels": str(labels_path.resolve()) if pred is not None else None,
         "vertebrae": str(vertebrae_path.resolve()),
         "reference": str(Path(truth_path).resolve()),
         "reference_convention": truth.metadata.get("label_convention"),

@@ -36,7 +36,7 @@ DEFINITIONS = {
 
 
 def evaluate_labels(
-    pred: Volume,
+    pred: Volume | None,
     truth: Volume,
     pred_centers: Mapping[int, np.ndarray] | None = None,
 ) -> dict[str, Any]:
@@ -47,7 +47,8 @@ def evaluate_labels(
     pred, truth : Volume
         Integer label maps with VerSe ids (`inference.registry`), ``array`` indexed ``[k, j, i]``,
         LPS geometry. When the grids differ, ``pred`` is resampled onto the ``truth`` grid
-        (nearest neighbour); metrics are always computed on the ``truth`` grid.
+        (nearest neighbour); metrics are always computed on the ``truth`` grid. ``pred`` may be
+        None for a centers-only prediction: mask metrics (Dice, HD95, MSD) are then None.
     pred_centers : mapping of int to array of shape (3,), optional
         Predicted center of each vertebra id, (x, y, z) LPS mm (a bundle's ``center_lps``).
         Ids without a center here use the centroid of their predicted mask.
@@ -68,17 +69,17 @@ def evaluate_labels(
     InputError
         Unknown label ids, or grids that do not overlap in LPS space.
     """
-    pred_boxes, ref_boxes = _checked_boxes(pred), _checked_boxes(truth)
+    pred_boxes, ref_boxes = ({} if pred is None else _checked_boxes(pred)), _checked_boxes(truth)
     # Centers come from the prediction's own grid: resampling onto a coarser reference would blur them.
-    centers = label_centroids(pred, pred_boxes)
+    centers = {} if pred is None else label_centroids(pred, pred_boxes)
     for vid, c in (pred_centers or {}).items():
         c = np.asarray(c, dtype=float).reshape(3)
         if int(vid) not in registry.VALID_IDS or not np.isfinite(c).all():
-            raise InputError(pred.metadata.get("source_path"),
+            raise InputError(None if pred is None else pred.metadata.get("source_path"),
                              f"predicted center {vid!r}: {c.tolist()} is not a VerSe id with a finite point")
         centers[int(vid)] = c
-    resampled = not pred.same_grid(truth)
-    pred_array = np.asarray(pred.array)
+    resampled = pred is not None and not pred.same_grid(truth)
+    pred_array = None if pred is None else np.asarray(pred.array)
     if resampled:
         pred_array = _resample_onto(pred, truth)
         pred_boxes = label_boxes(pred_array)
@@ -94,7 +95,7 @@ def evaluate_labels(
         row: dict[str, Any] = {
             "name": v.name, "id": vid, "region": v.region,
             "in_reference": vid in ref_ids, "in_prediction": vid in pred_ids,
-            "dice": 0.0, "hd95_mm": None, "msd_mm": None, "center_error_mm": None,
+            "dice": None if pred is None else 0.0, "hd95_mm": None, "msd_mm": None, "center_error_mm": None,
             "identified": identified.get(vid),
             "pred_center_lps": _r(centers.get(vid)), "reference_center_lps": _r(ref_centers.get(vid)),
         }
@@ -118,7 +119,7 @@ def evaluate_labels(
         "missed": [r["name"] for r in rows if r["in_reference"] and not r["in_prediction"]],
         "false_positives": [r["name"] for r in rows if r["in_prediction"] and not r["in_reference"]],
         "inputs": {
-            "prediction": pred.metadata.get("source_path"),
+            "prediction": None if pred is None else pred.metadata.get("source_path"),
             "reference": truth.metadata.get("source_path"),
             "reference_convention": truth.metadata.get("label_convention"),
         },

@@ -1,0 +1,123 @@
+"""The bundle of ``spinenav analyze`` while only localization and labeling exist.
+
+Same layout and conventions as `inference.export.bundle` (DESIGN §5), without the files that need
+per-vertebra masks: manifest.json, vertebrae.json / .csv (centers, labels, their probabilities, QA
+flags) and centers.mrk.json. The manifest says that masks and meshes are not part of it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..pipeline import AnalysisResult
+from ..progress import CancelToken, ProgressCallback, check_cancel, report
+from ..volume import Volume
+from .atomic import atomic_output_dir, check_output_dir
+from .bundle import SCHEMA_VERSION, ExportResult, VertebraRecord, _created, _ct_identity
+from .formats import csv_bytes, file_record, json_bytes, markups_json, mm, point
+
+CONFIDENCE_SOURCE = "localizer + column decoding (posterior probability of the label)"
+
+
+def write_analysis_bundle(
+    out_dir: str | Path,
+    result: AnalysisResult,
+    ct: Volume,
+    *,
+    input_path: str | Path | None = None,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> ExportResult:
+    """Write centers and labels of ``result`` (from `Pipeline.analyze` on ``ct``) as a bundle.
+
+    Atomic (nothing appears at ``out_dir`` unless complete) and byte-identical for the same input
+    except the manifest's ``created`` time. Raises `OutputExistsError` for a non-empty ``out_dir``
+    without ``force``.
+    """
+    t0 = time.perf_counter()
+    tell = report(progress)
+    check_output_dir(out_dir, force=force)
+    docs = []
+    for v in result.vertebrae:
+        docs.append(
+            {
+                "name": v.name,
+                "id": v.id,
+                "center_lps": point(v.center_lps),
+                "body_center_lps": None,
+                "volume_ml": None,
+                "mesh_volume_ml": None,
+                "voxels": None,
+                "confidence": mm(v.confidence, 4),
+                "confidence_source": CONFIDENCE_SOURCE,
+                "p_shift_cranial": mm(v.p_shift_cranial, 4),
+                "p_shift_caudal": mm(v.p_shift_caudal, 4),
+                "detection_score": mm(v.detection_score, 4),
+                "alternatives": v.alternatives,
+                "lesion_score": None,
+                "qa_flags": list(v.qa_flags),
+                "stl": None,
+                "mesh_triangles": None,
+            }
+        )
+    with atomic_output_dir(out_dir, force=force) as tmp:
+        tell(0.2, "writing vertebrae")
+        (tmp / "vertebrae.json").write_bytes(
+            json_bytes({"schema_version": SCHEMA_VERSION, "coordinate_system": "LPS", "units": "mm", "vertebrae": docs})
+        )
+        (tmp / "vertebrae.csv").write_bytes(csv_bytes(docs))
+        points = [
+            (v.name, v.center_lps, f"{v.name} center (localizer), p={v.confidence:.2f}") for v in result.vertebrae
+        ]
+        (tmp / "centers.mrk.json").write_bytes(json_bytes(markups_json(points)))
+        check_cancel(cancel)
+        files = [
+            file_record(tmp, p)
+            for p in sorted(tmp.rglob("*"), key=lambda p: p.relative_to(tmp).as_posix())
+            if p.is_file()
+        ]
+        inputs: dict[str, Any] = {
+            "ct": _ct_identity(Path(input_path) if input_path else None, ct),
+            "grid": ct.geometry_dict(),
+        }
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "software": {"name": "spinenav", "version": __version__},
+            "created": _created(),
+            "coordinate_system": "LPS",
+            "units": "mm",
+            "input": inputs,
+            "models": result.models,
+            "contents": "centers and labels only: per-vertebra masks, meshes and label maps need the "
+            "segmentation model, which is not part of this version",
+            "vertebrae": [v.name for v in result.vertebrae],
+            "qa": list(result.qa),
+            "files": files,
+            "warnings": [],
+        }
+        (tmp / "manifest.json").write_bytes(json_bytes(manifest))
+        check_cancel(cancel)
+    tell(1.0, "bundle written")
+    records = [
+        VertebraRecord(
+            name=v.name,
+            id=v.id,
+            center_lps=v.center_lps,
+            volume_ml=float("nan"),
+            voxels=0,
+            stl="",
+            mesh_volume_ml=float("nan"),
+            mesh_triangles=0,
+            confidence=v.confidence,
+            confidence_source=CONFIDENCE_SOURCE,
+            qa_flags=list(v.qa_flags),
+        )
+        for v in result.vertebrae
+    ]
+    out = Path(os.path.abspath(Path(out_dir).expanduser()))
+    return ExportResult(out, records, files, [], time.perf_counter() - t0)

@@ -1,0 +1,179 @@
+"""Naming the column: joint decoding of vertebra labels over the ordered candidates.
+
+A lone vertebra is ambiguous (T12 looks like L1); the column is not. The candidates, ordered head
+to foot, are decoded together with a hidden Markov model whose states are the levels C1 … S1:
+each candidate emits the localizer's level probabilities, and transitions only go caudally, to the
+next level (T12 → T13 and L5 → L6 at their population rates), or skip levels at a small cost (a
+missed detection). Viterbi gives the labels (ordered and unique by construction); forward-backward
+gives each candidate's probability for its label and for a shift by one level either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import registry
+
+LEVELS: tuple[int, ...] = tuple(registry.sort_ids(list(registry.VALID_IDS)))
+"""States: VerSe ids in cranio-caudal order (C1 … T12, T13, L1 … L5, L6, S1)."""
+
+P_T13 = 0.03
+"""Thirteen thoracic vertebrae: a few percent of people."""
+P_L6 = 0.04
+"""Six lumbar vertebrae (lumbarized S1): about 4 %."""
+P_SKIP = 0.02
+"""Cost of each level skipped between two consecutive candidates (a missed vertebra)."""
+EMISSION_FLOOR = 1e-4
+"""Smallest emission probability: one confident but wrong voxel vote cannot veto a whole column."""
+
+_T12, _T13, _L1 = registry.id_of("T12"), registry.id_of("T13"), registry.id_of("L1")
+_L5, _L6, _S1 = registry.id_of("L5"), registry.id_of("L6"), registry.id_of("S1")
+
+
+@dataclass
+class Decoded:
+    """Result of `decode` for n candidates (in the order given).
+
+    Attributes
+    ----------
+    ids : np.ndarray of int, (n,)
+        VerSe id of each candidate (strictly cranio-caudal).
+    confidence : np.ndarray, (n,)
+        Posterior probability of that id.
+    p_shift_cranial, p_shift_caudal : np.ndarray, (n,)
+        Posterior probability that the candidate is really the level above / below its label.
+    posterior : np.ndarray, (n, len(LEVELS))
+        Full marginals over `LEVELS`.
+    """
+
+    ids: np.ndarray
+    confidence: np.ndarray
+    p_shift_cranial: np.ndarray
+    p_shift_caudal: np.ndarray
+    posterior: np.ndarray
+
+
+def transition_matrix() -> np.ndarray:
+    """log P(next candidate's level = b | this one's = a), shape (L, L); -inf where impossible."""
+    n = len(LEVELS)
+    pos = {vid: k for k, vid in enumerate(LEVELS)}
+    logp = np.full((n, n), -np.inf)
+    # the normal successor of each level (T13 and L6 are detours)
+    successors = {}
+    for k, vid in enumerate(LEVELS[:-1]):
+        nxt = LEVELS[k + 1]
+        if vid == _T12:
+            successors[vid] = [(_L1, 1 - P_T13), (_T13, P_T13)]
+        elif vid == _L5:
+            successors[vid] = [(_S1, 1 - P_L6), (_L6, P_L6)]
+        elif nxt in (_T13, _L6):
+            successors[vid] = [(LEVELS[k + 2], 1.0)]
+        else:
+            successors[vid] = [(nxt, 1.0)]
+    for vid, options in successors.items():
+        a = pos[vid]
+        for nxt, p in options:
+            logp[a, pos[nxt]] = np.log(p)
+        # skips: any later level, each skipped normal level costs P_SKIP
+        first = pos[options[0][0]]
+        for b in range(first + 1, n):
+            skipped = sum(1 for v in LEVELS[first:b] if v not in (_T13, _L6))
+            if skipped:
+                logp[a, b] = np.logaddexp(logp[a, b], np.log(P_SKIP) * skipped + np.log(options[0][1]))
+    return logp
+
+
+_LOG_T = transition_matrix()
+
+
+def _start_prior() -> np.ndarray:
+    """log P(first candidate's level): uniform over levels, transitional ones at their population rate."""
+    p = np.ones(len(LEVELS))
+    p[LEVELS.index(_T13)] = P_T13
+    p[LEVELS.index(_L6)] = P_L6
+    return np.log(p / p.sum())
+
+
+_LOG_START = _start_prior()
+
+
+def _neighbours() -> list[tuple[list[int], list[int]]]:
+    """State indices one level above / below each state (both T12 → T13 and T12 → L1 count as one)."""
+    trans = {_T13, _L6}
+    out = []
+    for k in range(len(LEVELS)):
+        above, below = [], []
+        j = k - 1
+        while j >= 0:
+            above.append(j)
+            if LEVELS[j] not in trans:
+                break
+            j -= 1
+        j = k + 1
+        while j < len(LEVELS):
+            below.append(j)
+            if LEVELS[j] not in trans:
+                break
+            j += 1
+        out.append((above, below))
+    return out
+
+
+_NEIGHBOURS = _neighbours()
+
+
+def decode(emissions: np.ndarray) -> Decoded:
+    """Decode labels for candidates ordered head to foot.
+
+    Parameters
+    ----------
+    emissions : np.ndarray, (n, len(LEVELS))
+        Each candidate's level probabilities (need not sum to 1; rows are normalized).
+    """
+    e = np.asarray(emissions, dtype=float)
+    if e.ndim != 2 or e.shape[1] != len(LEVELS):
+        raise ValueError(f"emissions must have shape (n, {len(LEVELS)}), got {e.shape}")
+    n, m = e.shape
+    if n == 0:
+        z = np.zeros(0)
+        return Decoded(np.zeros(0, int), z, z, z, np.zeros((0, m)))
+    e = np.clip(e, 0, None)
+    e = e / np.maximum(e.sum(axis=1, keepdims=True), 1e-12)
+    log_e = np.log(np.maximum(e, EMISSION_FLOOR))
+    log_start = _LOG_START
+    # Viterbi
+    score = log_start + log_e[0]
+    back = np.zeros((n, m), int)
+    for t in range(1, n):
+        cand = score[:, None] + _LOG_T
+        back[t] = np.argmax(cand, axis=0)
+        score = cand[back[t], np.arange(m)] + log_e[t]
+    path = np.zeros(n, int)
+    path[-1] = int(np.argmax(score))
+    for t in range(n - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    # forward-backward marginals (log space)
+    fwd = np.zeros((n, m))
+    fwd[0] = log_start + log_e[0]
+    for t in range(1, n):
+        fwd[t] = _logsumexp(fwd[t - 1][:, None] + _LOG_T, axis=0) + log_e[t]
+    bwd = np.zeros((n, m))
+    for t in range(n - 2, -1, -1):
+        bwd[t] = _logsumexp(_LOG_T + (log_e[t + 1] + bwd[t + 1])[None, :], axis=1)
+    post = fwd + bwd
+    post = np.exp(post - _logsumexp(post, axis=1)[:, None])
+    ids = np.array([LEVELS[k] for k in path])
+    conf = post[np.arange(n), path]
+    up = np.array([post[t, _NEIGHBOURS[path[t]][0]].sum() for t in range(n)])
+    down = np.array([post[t, _NEIGHBOURS[path[t]][1]].sum() for t in range(n)])
+    return Decoded(ids, conf, up, down, post)
+
+
+def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    mx = np.max(a, axis=axis, keepdims=True)
+    mx = np.where(np.isfinite(mx), mx, 0.0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(a - mx), axis=axis, keepdims=True)) + mx
+    return np.squeeze(out, axis=axis)

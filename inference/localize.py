@@ -1,0 +1,123 @@
+"""Vertebra candidates from the localizer's outputs: heatmap peaks, refined centers, level votes.
+
+`run_localizer` puts a CT on the 4 mm working grid and runs the network (whole volume at once;
+at 4 mm even a 512×512×800 scan is ~100×100×400 voxels); `find_candidates` turns the 8 mm outputs
+into candidates: local maxima of the center heatmap above a threshold, centers refined to
+sub-voxel precision by the heatmap-weighted mean around each peak (in LPS mm), and each
+candidate's level probabilities averaged over the voxels near it (the input of `inference.label`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch.nn import functional as F
+
+from .models.localizer import CLASSES, INPUT_SPACING_MM, LocalizerNet, scan_descriptor
+from .preprocess import WorkingGrid, normalize_hu, resample_ct, working_grid
+from .progress import CancelToken, check_cancel
+from .volume import Volume
+
+PEAK_THRESHOLD = 0.35
+"""Heatmap value (target peak 1) above which a local maximum is a vertebra candidate."""
+MIN_DISTANCE_MM = 10.0
+"""Two candidates closer than this are one (the smallest, cervical, center spacing is ~15 mm)."""
+VOTE_RADIUS_MM = 10.0
+"""Level probabilities are averaged over the non-background voxels within this distance of a center."""
+
+
+@dataclass
+class LocalizerOutput:
+    """Network outputs on the 4 mm working grid (arrays [k, j, i])."""
+
+    grid: WorkingGrid
+    heatmap: np.ndarray
+    probs: np.ndarray  # (len(CLASSES), k, j, i) softmax
+    descriptor: np.ndarray
+
+
+@dataclass
+class Candidate:
+    center_lps: np.ndarray
+    score: float
+    level_probs: np.ndarray  # over CLASSES[1:] (levels), sums to 1
+    foreground: float  # mean non-background probability near the center
+
+
+def run_localizer(
+    model: LocalizerNet,
+    ct: Volume,
+    device: torch.device,
+    *,
+    descriptor: np.ndarray | None = None,
+    cancel: CancelToken | None = None,
+) -> LocalizerOutput:
+    """Resample ``ct`` to 4 mm, run the network on the whole volume, upsample outputs to 4 mm."""
+    grid = working_grid(ct, INPUT_SPACING_MM)
+    hu = resample_ct(ct, grid)
+    check_cancel(cancel)
+    if descriptor is None:
+        descriptor = scan_descriptor(ct.spacing, hu)
+    d = model.divisor
+    shape = np.array(hu.shape)
+    padded = (np.ceil(shape / d) * d).astype(int)
+    x = np.full(padded, -1024.0, np.float32)
+    x[: shape[0], : shape[1], : shape[2]] = hu
+    xt = torch.from_numpy(normalize_hu(x))[None, None].to(device)
+    dt = torch.from_numpy(descriptor[None].astype(np.float32)).to(device)
+    with torch.inference_mode():
+        out = model(xt, dt).float()
+        out = F.interpolate(out, scale_factor=2, mode="trilinear", align_corners=False)
+        heat = out[0, 0].cpu().numpy()
+        probs = torch.softmax(out[0, 1:], dim=0).cpu().numpy()
+    sl = (slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
+    return LocalizerOutput(grid, heat[sl], probs[(slice(None), *sl)], descriptor)
+
+
+def find_candidates(out: LocalizerOutput, threshold: float = PEAK_THRESHOLD) -> list[Candidate]:
+    """Heatmap peaks → candidates (unordered)."""
+    heat = out.heatmap
+    size = max(3, int(round(MIN_DISTANCE_MM / out.grid.spacing)) | 1)
+    peaks = (heat == ndimage.maximum_filter(heat, size=size, mode="nearest")) & (heat > threshold)
+    kji = np.argwhere(peaks)
+    order = np.argsort(-heat[tuple(kji.T)])
+    kept: list[np.ndarray] = []
+    for p in kji[order]:
+        if all(np.linalg.norm((p - q) * out.grid.spacing) >= MIN_DISTANCE_MM for q in kept):
+            kept.append(p)
+    r = int(np.ceil(VOTE_RADIUS_MM / out.grid.spacing))
+    offs = np.argwhere(np.ones((2 * r + 1,) * 3, bool)) - r
+    offs = offs[np.linalg.norm(offs, axis=1) * out.grid.spacing <= VOTE_RADIUS_MM]
+    shape = np.array(heat.shape)
+    cands = []
+    for p in kept:
+        pts = p + offs
+        pts = pts[np.all((pts >= 0) & (pts < shape), axis=1)]
+        w = np.clip(heat[tuple(pts.T)], 0, None)
+        near = pts[np.linalg.norm(pts - p, axis=1) <= 1.5]
+        wn = np.clip(heat[tuple(near.T)], 0, None)
+        c_kji = (near * wn[:, None]).sum(0) / max(wn.sum(), 1e-6)
+        center = out.grid.index_to_lps(c_kji[::-1])
+        pr = out.probs[(slice(None), *pts.T)]  # (C, n)
+        fg = 1.0 - pr[0]
+        votes = (pr[1:] * (fg * (w + 0.1))[None]).sum(axis=1)
+        votes = votes / max(votes.sum(), 1e-9)
+        cands.append(Candidate(center, float(heat[tuple(p)]), votes, float(fg.mean())))
+    return cands
+
+
+def order_head_to_foot(cands: list[Candidate]) -> list[Candidate]:
+    """Sort along the column: by the principal axis of the centers, oriented superior first."""
+    if len(cands) < 3:
+        return sorted(cands, key=lambda c: -c.center_lps[2])
+    pts = np.array([c.center_lps for c in cands])
+    mean = pts.mean(0)
+    _, _, vt = np.linalg.svd(pts - mean)
+    axis = vt[0] if vt[0][2] >= 0 else -vt[0]
+    return sorted(cands, key=lambda c: -float((c.center_lps - mean) @ axis))
+
+
+__all__ = ["CLASSES", "Candidate", "LocalizerOutput", "find_candidates", "order_head_to_foot", "run_localizer"]

@@ -1,0 +1,1 @@
+"""Model definitions, weight loading (sha256-checked) and device choice."""

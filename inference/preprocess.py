@@ -1,0 +1,78 @@
+"""The working grid (DESIGN §1): any CT → a fixed-spacing, axis-aligned LPS grid for the models.
+
+Training (synthetic CT) and inference (real CT) go through these same functions, so a model
+always sees the same thing: voxels of ``spacing`` mm whose array axes [k, j, i] run along
+S, P and L (identity direction matrix), HU anti-aliased (Gaussian) before downsampling, clipped
+and scaled to about [-1, 1.5].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from .volume import Volume
+
+HU_LOW, HU_HIGH = -1000.0, 1500.0
+"""HU range kept for the networks (metal and cortex above 1500 HU carry no extra information)."""
+
+AIR_HU = -1024.0
+
+
+@dataclass(frozen=True)
+class WorkingGrid:
+    """An axis-aligned LPS grid: voxel (i, j, k) sits at ``origin + spacing * (i, j, k)``."""
+
+    origin: tuple[float, float, float]
+    spacing: float
+    size: tuple[int, int, int]  # (i, j, k)
+
+    def index_to_lps(self, ijk: np.ndarray) -> np.ndarray:
+        return np.asarray(self.origin) + self.spacing * np.asarray(ijk, dtype=float)
+
+    def lps_to_index(self, lps: np.ndarray) -> np.ndarray:
+        return (np.asarray(lps, dtype=float) - np.asarray(self.origin)) / self.spacing
+
+    def reference_image(self) -> sitk.Image:
+        ref = sitk.Image([int(s) for s in self.size], sitk.sitkFloat32)
+        ref.SetSpacing([float(self.spacing)] * 3)
+        ref.SetOrigin([float(o) for o in self.origin])
+        ref.SetDirection(np.eye(3).flatten().tolist())
+        return ref
+
+
+def working_grid(volume: Volume, spacing: float) -> WorkingGrid:
+    """The axis-aligned grid of ``spacing`` mm covering ``volume``'s physical extent."""
+    k, j, i = volume.array.shape
+    corners = np.array([[a, b, c] for a in (-0.5, i - 0.5) for b in (-0.5, j - 0.5) for c in (-0.5, k - 0.5)])
+    pts = volume.index_to_lps(corners)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    size = np.maximum(1, np.ceil((hi - lo) / spacing - 1e-6)).astype(int)
+    origin = lo + spacing / 2.0
+    return WorkingGrid(tuple(float(o) for o in origin), float(spacing), tuple(int(s) for s in size))
+
+
+def resample_ct(ct: Volume, grid: WorkingGrid) -> np.ndarray:
+    """CT HU on ``grid`` (float32 [k, j, i]): Gaussian anti-aliasing, then linear interpolation."""
+    image = sitk.Cast(ct.to_sitk(), sitk.sitkFloat32)
+    sigma = [max(0.01, 0.5 * np.sqrt(max(grid.spacing**2 - s**2, 0.0))) for s in ct.spacing]
+    if max(sigma) > 0.05:
+        image = sitk.SmoothingRecursiveGaussian(image, sigma)
+    out = sitk.Resample(image, grid.reference_image(), sitk.Transform(), sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(out)
+
+
+def resample_labels(labels: Volume, grid: WorkingGrid) -> np.ndarray:
+    """Label ids on ``grid`` (uint8 [k, j, i]), nearest neighbour."""
+    image = labels.to_sitk()
+    if image.GetPixelID() != sitk.sitkUInt8:
+        image = sitk.Cast(image, sitk.sitkUInt8)
+    out = sitk.Resample(image, grid.reference_image(), sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return sitk.GetArrayFromImage(out)
+
+
+def normalize_hu(hu: np.ndarray) -> np.ndarray:
+    """HU → network input: clipped to [HU_LOW, HU_HIGH] and divided by 1000 (float32)."""
+    return (np.clip(hu, HU_LOW, HU_HIGH) / 1000.0).astype(np.float32)

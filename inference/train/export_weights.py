@@ -1,0 +1,97 @@
+"""Turn a training checkpoint into shipped weights: ``assets/weights/localizer/`` + manifest.json.
+
+    python -m inference.train.export_weights CKPT [--metrics docs/localization.json] [--out DIR]
+
+Writes the model's state dict alone (float32, no optimizer) and a manifest with its sha256, the
+architecture, input spacing, label map, training recipe and (when given) the metrics on real CT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+import torch
+
+from .. import registry
+from ..models.localizer import CLASSES, DESCRIPTOR_NAMES, HEATMAP_SIGMA_MM, INPUT_SPACING_MM, OUTPUT_SPACING_MM
+from ..models.weights import WEIGHTS_ROOT, sha256_of
+from .pool import POOL_CONFIG
+from .train_localizer import BACKGROUND_WEIGHT, HEATMAP_WEIGHT, PATCH
+
+WIDTHS = (16, 32, 48, 64)
+
+
+def export(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict | None) -> Path:
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / "localizer.pt"
+    tmp = weights.with_suffix(".tmp")
+    torch.save({k: v.float() for k, v in state["model"].items()}, tmp)
+    tmp.replace(weights)
+    log = state.get("log") or []
+    manifest = {
+        "name": "localizer",
+        "version": f"1.0-step{state['step']}",
+        "file": weights.name,
+        "sha256": sha256_of(weights),
+        "bytes": weights.stat().st_size,
+        "date": dt.date.today().isoformat(),
+        "architecture": {
+            "class": "inference.models.localizer.LocalizerNet",
+            "widths": list(WIDTHS),
+            "use_descriptor": bool(state.get("use_descriptor", True)),
+            "descriptor": list(DESCRIPTOR_NAMES),
+            "input": f"1 channel, HU clipped to [-1000, 1500] / 1000, {INPUT_SPACING_MM} mm isotropic LPS-aligned",
+            "output": f"{OUTPUT_SPACING_MM} mm: channel 0 center heatmap (Gaussian sigma {HEATMAP_SIGMA_MM} mm), "
+            f"channels 1..{len(CLASSES)} level logits",
+        },
+        "classes": [
+            {"index": k, "id": vid, "name": "background" if vid == 0 else registry.name_of(vid)}
+            for k, vid in enumerate(CLASSES)
+        ],
+        "training": {
+            "code": "inference/train/pool.py, inference/train/train_localizer.py",
+            "data": "synthetic CT only (inference/synth, shapes from assets/shapes); no real CT was trained on",
+            "pool": pool,
+            "synth_config": "inference.train.pool.POOL_CONFIG",
+            "synth_overrides": {
+                "working_spacing_mm": POOL_CONFIG.working_spacing_mm,
+                "inplane_spacing_mm": list(POOL_CONFIG.inplane_spacing_mm),
+                "slice_spacing_mm": list(POOL_CONFIG.slice_spacing_mm),
+            },
+            "patch_kji_4mm": list(PATCH),
+            "loss": f"soft-target cross-entropy (background weight {BACKGROUND_WEIGHT}) + 10 x heatmap MSE "
+            f"weighted (1 + {HEATMAP_WEIGHT} x target)",
+            "optimizer": "AdamW lr 2e-3, weight decay 1e-4, batch 2, gradient clip 5",
+            "steps": state["step"],
+            "final_running_loss": log[-1] if log else None,
+            "hardware": notes,
+        },
+        "metrics_real_ct": metrics,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return weights
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ckpt", type=Path)
+    parser.add_argument("--out", type=Path, default=WEIGHTS_ROOT / "localizer")
+    parser.add_argument("--metrics", type=Path, help="JSON written by inference.train.validate_real")
+    parser.add_argument("--pool", type=Path, help="pool folder (its pool.json is recorded)")
+    parser.add_argument("--notes", default="", help="where it was trained (CPU model, threads, wall time)")
+    args = parser.parse_args()
+    metrics = json.loads(args.metrics.read_text()) if args.metrics else None
+    pool = None
+    if args.pool:
+        pool = json.loads((args.pool / "pool.json").read_text())
+        pool["cases_present"] = len(list(args.pool.glob("case_*.npz")))
+        pool.pop("config", None)
+    export(args.ckpt, args.out, metrics, args.notes, pool)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Train the localizer/labeler (`inference.models.localizer`) on a synthetic pool.
+
+    python -m inference.train.pool --out POOL -n 2000 --seed 1          # synthetic cases, 4 mm
+    python -m inference.train.train_localizer --pool POOL --out CKPT --minutes 60
+
+Runs on CUDA when present, else CPU (2 threads unless told). Cases whose index is ≥ the pool's
+`--val-from` are held out for validation (synthetic, never trained on); real CT is judged after
+training with `inference.train.validate_real`, never used here. Checkpoints every few minutes, so
+a run can be stopped at any time and the last checkpoint kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..models.localizer import (
+    CLASSES,
+    HEATMAP_SIGMA_MM,
+    INPUT_SPACING_MM,
+    LocalizerNet,
+    id_to_class_lut,
+    scan_descriptor,
+)
+from ..preprocess import normalize_hu
+
+LOG = logging.getLogger("spinenav.train.localizer")
+
+PATCH = (112, 64, 64)
+"""Training crop (k, j, i) at 4 mm: 448 mm cranio-caudal (most synthetic scans fit whole), 256 mm in-plane."""
+BACKGROUND_WEIGHT = 0.2
+HEATMAP_WEIGHT = 20.0
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def sample_patch(case: dict[str, np.ndarray], rng: np.random.Generator, patch=PATCH) -> dict[str, np.ndarray]:
+    """A random crop around the spine (pads with air), its targets at 8 mm, and the scan descriptor."""
+    hu = case["hu"].astype(np.float32)
+    labels = case["labels"]
+    shape = np.array(hu.shape)
+    centers = case["centers"][:, ::-1] if len(case["centers"]) else (shape[None] - 1) / 2.0  # → (k, j, i)
+    mid = centers.mean(axis=0)
+    start = []
+    for ax in range(3):
+        n, p = shape[ax], patch[ax]
+        if ax == 0:  # cranio-caudal: whole scan if it fits, else a random window
+            lo = 0 if n <= p else int(rng.integers(0, n - p + 1))
+            if n < p:
+                lo = -int(rng.integers(0, p - n + 1))
+        else:
+            lo = int(round(mid[ax] - p / 2 + rng.normal(0, 6)))
+        start.append(lo)
+    start = np.array(start)
+    x = np.full(patch, -1024.0, np.float32)
+    y = np.zeros(patch, np.uint8)
+    src = tuple(slice(max(0, s), min(n, s + p)) for s, n, p in zip(start, shape, patch, strict=True))
+    dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start, strict=True))
+    x[dst] = hu[src]
+    y[dst] = labels[src]
+    c = centers - start  # (k, j, i) in patch voxels (4 mm)
+    if rng.random() < 0.5:  # left-right mirror: vertebra levels are symmetric
+        x, y = x[:, :, ::-1].copy(), y[:, :, ::-1].copy()
+        c = c.copy()
+        c[:, 2] = patch[2] - 1 - c[:, 2]
+    desc = scan_descriptor(tuple(case["scan_spacing"]), hu)
+    heat = heatmap_target(c, tuple(p // 2 for p in patch))
+    return {"x": normalize_hu(x)[None], "cls": id_to_class_lut()[y], "heat": heat, "desc": desc}
+
+
+def heatmap_target(centers_kji_4mm: np.ndarray, out_shape: tuple[int, int, int]) -> np.ndarray:
+    """Max of Gaussians (σ = HEATMAP_SIGMA_MM) at the centers, on the 8 mm output grid."""
+    c8 = (np.asarray(centers_kji_4mm, float) - 0.5) / 2.0  # 8 mm voxel (a) covers 4 mm voxels 2a, 2a+1
+    sigma = HEATMAP_SIGMA_MM / (2 * INPUT_SPACING_MM)
+    grids = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in out_shape], indexing="ij")
+    heat = np.zeros(out_shape, np.float32)
+    for ck, cj, ci in c8:
+        d2 = (grids[0] - ck) ** 2 + (grids[1] - cj) ** 2 + (grids[2] - ci) ** 2
+        np.maximum(heat, np.exp(-d2 / (2 * sigma**2)), out=heat)
+    return heat
+
+
+def loss_fn(out: torch.Tensor, cls_4mm: torch.Tensor, heat: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted heatmap MSE + soft-target cross-entropy of the level classes (targets pooled to 8 mm)."""
+    n_cls = len(CLASSES)
+    onehot = F.one_hot(cls_4mm.long(), n_cls).permute(0, 4, 1, 2, 3).float()
+    soft = F.avg_pool3d(onehot, 2)  # fraction of each class in the 8 mm voxel
+    logp = F.log_softmax(out[:, 1:], dim=1)
+    weight = torch.ones(n_cls, device=out.device)
+    weight[0] = BACKGROUND_WEIGHT
+    ce = -(soft * logp * weight[None, :, None, None, None]).sum(1).mean()
+    pred_heat = out[:, 0]
+    mse = ((pred_heat - heat) ** 2 * (1 + HEATMAP_WEIGHT * heat)).mean()
+    return ce + 10 * mse, {"ce": float(ce.detach()), "mse": float(mse.detach())}
+
+
+def train(
+    pool: Path,
+    out: Path,
+    minutes: float,
+    batch: int,
+    lr: float,
+    val_from: int,
+    seed: int,
+    use_descriptor: bool,
+    threads: int,
+) -> None:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    out.mkdir(parents=True, exist_ok=True)
+    model = LocalizerNet(use_descriptor=use_descriptor).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    step, log = 0, []
+    ckpt = out / "last.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, log = state["step"], state["log"]
+        LOG.info("resumed at step %d", step)
+    t_end = time.time() + minutes * 60
+    t_ckpt = time.time()
+    running: dict[str, float] = {}
+    while time.time() < t_end:
+        files = sorted(p for p in pool.glob("case_*.npz") if p.stem[5:].isdigit() and int(p.stem[5:]) < val_from)
+        if not files:
+            LOG.info("waiting for pool cases")
+            time.sleep(20)
+            continue
+        items = [sample_patch(_load(files[int(rng.integers(len(files)))]), rng) for _ in range(batch)]
+        x = torch.from_numpy(np.stack([it["x"] for it in items])).to(device)
+        cls = torch.from_numpy(np.stack([it["cls"] for it in items])).to(device)
+        heat = torch.from_numpy(np.stack([it["heat"] for it in items])).to(device)
+        desc = torch.from_numpy(np.stack([it["desc"] for it in items])).to(device)
+        model.train()
+        loss, parts = loss_fn(model(x, desc), cls, heat)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        for k, v in parts.items():
+            running[k] = 0.95 * running.get(k, v) + 0.05 * v
+        if step % 10 == 0:
+            LOG.info("step %d  ce %.4f  mse %.5f  (pool %d cases)", step, running["ce"], running["mse"], len(files))
+            log.append({"step": step, **{k: round(v, 5) for k, v in running.items()}, "pool": len(files)})
+        if time.time() - t_ckpt > 300 or time.time() >= t_end:
+            _save(ckpt, model, opt, step, log, use_descriptor)
+            t_ckpt = time.time()
+    _save(ckpt, model, opt, step, log, use_descriptor)
+    (out / "train_log.json").write_text(json.dumps(log, indent=0) + "\n")
+
+
+def _save(path: Path, model, opt, step: int, log: list, use_descriptor: bool) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "step": step,
+            "log": log,
+            "use_descriptor": use_descriptor,
+        },
+        tmp,
+    )
+    tmp.replace(path)
+    LOG.info("checkpoint at step %d", step)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--val-from", type=int, default=1800, help="pool cases from this index on are held out")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-descriptor", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    train(
+        args.pool,
+        args.out,
+        args.minutes,
+        args.batch,
+        args.lr,
+        args.val_from,
+        args.seed,
+        not args.no_descriptor,
+        args.threads,
+    )
+
+
+if __name__ == "__main__":
+    main()

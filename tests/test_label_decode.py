@@ -1,0 +1,100 @@
+"""Joint label decoding (inference.label): ordering, transitional levels, gaps, shift probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference import registry
+from inference.label import LEVELS, decode, transition_matrix
+
+
+def _emission(name: str, p_true: float = 0.6, p_neighbour: float = 0.18) -> np.ndarray:
+    e = np.full(len(LEVELS), 1e-3)
+    k = LEVELS.index(registry.id_of(name))
+    e[k] = p_true
+    for n in (k - 1, k + 1):
+        if 0 <= n < len(LEVELS):
+            e[n] = p_neighbour
+    return e
+
+
+def _names(ids) -> list[str]:
+    return [registry.name_of(int(i)) for i in ids]
+
+
+def test_clean_column_is_decoded_in_order_with_high_confidence():
+    seq = ["T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    d = decode(np.array([_emission(n) for n in seq]))
+    assert _names(d.ids) == seq
+    assert (d.confidence > 0.9).all()
+    assert np.allclose(d.posterior.sum(axis=1), 1.0)
+
+
+def test_labels_are_unique_and_ordered_even_when_votes_repeat():
+    """Three candidates all voting L3 most: decoding must still give three consecutive levels."""
+    e = np.array([_emission("L3", 0.5, 0.25)] * 3)
+    d = decode(e)
+    pos = [LEVELS.index(int(i)) for i in d.ids]
+    assert pos == sorted(pos) and len(set(pos)) == 3
+    assert "L3" in _names(d.ids)
+    # the middle one is L3, the others its neighbours, and doubt is reported as shift probability
+    assert _names(d.ids)[1] == "L3"
+
+
+def test_context_fixes_a_wrong_vote():
+    seq = ["L1", "L2", "L3", "L4", "L5"]
+    e = np.array([_emission(n) for n in seq])
+    e[2] = _emission("L1")  # L3 votes L1: the column overrules it
+    d = decode(e)
+    assert _names(d.ids) == seq
+    clean = decode(np.array([_emission(n) for n in seq]))
+    assert d.confidence[2] < clean.confidence[2]
+
+
+def test_t13_and_l6_are_decoded_when_the_column_demands_it():
+    seq = ["T11", "T12", "T13", "L1", "L2", "L3", "L4", "L5", "S1"]
+    e = np.array([_emission(n, 0.9, 0.04) for n in seq])
+    assert _names(decode(e).ids) == seq
+    seq = ["L2", "L3", "L4", "L5", "L6", "S1"]
+    e = np.array([_emission(n, 0.9, 0.04) for n in seq])
+    assert _names(decode(e).ids) == seq
+
+
+def test_weak_evidence_prefers_the_common_anatomy_over_t13():
+    """Ambiguous votes between T12+T13+L1 and T12+L1+L2: the rare T13 needs strong evidence."""
+    e = np.array([_emission("T12"), _emission("L1", 0.4, 0.3), _emission("L1", 0.35, 0.3), _emission("L3")])
+    names = _names(decode(e).ids)
+    assert "T13" not in names
+
+
+def test_missing_level_gives_a_gap():
+    seq = ["L1", "L2", "L4", "L5"]  # L3 not detected
+    e = np.array([_emission(n, 0.9, 0.04) for n in seq])
+    d = decode(e)
+    assert _names(d.ids) == seq
+
+
+def test_shift_probabilities_when_the_whole_column_is_ambiguous():
+    """Every candidate split evenly between its level and the next: shift probability is large."""
+    seq = ["L1", "L2", "L3"]
+    e = np.array([0.5 * _emission(n, 1, 0) + 0.5 * _emission(registry.name_of(registry.id_of(n) + 1), 1, 0)
+                  for n in seq])
+    d = decode(e)
+    assert (d.confidence < 0.75).all()
+    assert (np.maximum(d.p_shift_cranial, d.p_shift_caudal) > 0.25).all()
+
+
+def test_transitions_only_go_caudally():
+    t = transition_matrix()
+    n = len(LEVELS)
+    assert np.all(np.isneginf(t[np.tril_indices(n)]))
+    t12, t13, l1 = (LEVELS.index(registry.id_of(x)) for x in ("T12", "T13", "L1"))
+    assert np.exp(t[t12, l1]) > 0.9 and 0.01 < np.exp(t[t12, t13]) < 0.1
+
+
+def test_empty_and_bad_input():
+    d = decode(np.zeros((0, len(LEVELS))))
+    assert d.ids.shape == (0,)
+    with pytest.raises(ValueError, match="shape"):
+        decode(np.zeros((3, 5)))
