@@ -29,12 +29,14 @@ def write_analysis_bundle(
     ct: Volume,
     *,
     input_path: str | Path | None = None,
+    corrections: list[dict[str, Any]] | None = None,
     force: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> ExportResult:
     """Write centers and labels of ``result`` (from `Pipeline.analyze` on ``ct``) as a bundle.
 
+    ``corrections`` (the user's label edits: what, from, to, time) are recorded in the manifest.
     Atomic (nothing appears at ``out_dir`` unless complete) and byte-identical for the same input
     except the manifest's ``created`` time. Raises `OutputExistsError` for a non-empty ``out_dir``
     without ``force``.
@@ -97,6 +99,7 @@ def write_analysis_bundle(
             "segmentation model, which is not part of this version",
             "vertebrae": [v.name for v in result.vertebrae],
             "qa": list(result.qa),
+            "corrections": list(corrections or []),
             "files": files,
             "warnings": [],
         }

@@ -137,6 +137,7 @@ def write_bundle(
     lesions: Volume | None = None,
     subregions: Volume | None = None,
     extra_per_vertebra: dict[int, dict[str, Any]] | None = None,
+    corrections: list[dict[str, Any]] | None = None,
     force: bool = False,
     mesh_config: MeshConfig | None = None,
     progress: ProgressCallback | None = None,
@@ -166,6 +167,8 @@ def write_bundle(
         VerSe id → fields for that vertebra's record: ``confidence``, ``confidence_source``,
         ``alternatives``, ``lesion_score`` replace the defaults, ``qa_flags`` are added, other keys
         are stored as given (JSON values).
+    corrections : list of dict, optional
+        The user's label corrections (what, from, to, time), recorded in the manifest.
     force : bool
         Replace an existing non-empty ``out_dir`` (only once the new bundle is complete).
     mesh_config : MeshConfig, optional
@@ -247,6 +250,7 @@ def write_bundle(
         files = [file_record(tmp, p) for p in sorted(tmp.rglob("*"), key=lambda p: p.relative_to(tmp).as_posix())
                  if p.is_file()]
         manifest = _manifest(labels, ct, input_info, models, files, records, warnings)
+        manifest["corrections"] = list(corrections or [])
         (tmp / "manifest.json").write_bytes(json_bytes(manifest))
         check_cancel(cancel)
     out = Path(os.path.abspath(Path(out_dir).expanduser()))
