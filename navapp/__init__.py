@@ -2,7 +2,9 @@
 
 Layout (napari/Slicer style):
 - `display/`  Qt-free display helpers: voxel axes → screen orientation, window/level, label colours;
-- `state/`    the session model (loaded CT, labels, selection, crosshair) emitting Qt signals;
+- `state/`    the session model (CT, labels, analysis, the user's corrections, selection, crosshair)
+              emitting Qt signals, and the Qt-free correction rules;
 - `views/`    widgets: main window, slice views, 3D view, vertebra table;
-- `workers/`  background jobs (loading, meshing) that report progress and honour a cancel token.
+- `workers/`  background jobs (loading, analysis through `inference.pipeline`, bundle export) that
+              report progress and honour a cancel token.
 """

@@ -1,9 +1,10 @@
 """``spinenav-gui [PATH] [--labels LABELS] [--screenshot FILE]`` (DESIGN §4).
 
 Parses arguments, creates the QApplication and the main window, nothing more. With
-``--screenshot`` the app loads the case, renders, writes a PNG of the main window and exits:
-0 on success, 2 with one line on stderr (``error: <path>: <what to do>``) for bad input, 1 for an
-internal error.
+``--screenshot`` the app loads the case, runs the analysis when no ``--labels`` are given and the
+models are installed, renders, writes a PNG of the main window and exits: 0 on success, 2 with
+one line on stderr (``error: <path>: <what to do>``) for bad input, 1 for missing or corrupt
+model weights (``error: ...``, as ``spinenav analyze``) or an internal error.
 """
 
 from __future__ import annotations
@@ -69,7 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.setWindowIcon(QIcon(str(icon)))
 
     if args.screenshot is not None:
-        return _run_screenshot(app, MainWindow(show_dialogs=False), args.path, args.labels, args.screenshot)
+        analyze, note = args.path is not None and args.labels is None, None
+        if analyze:
+            from .workers.analysis import weights_installed
+
+            analyze = weights_installed()
+            if not analyze:
+                note = "note: no model weights installed; the screenshot shows the CT without analysis"
+        window = MainWindow(show_dialogs=False)
+        return _run_screenshot(app, window, args.path, args.labels, args.screenshot, analyze=analyze, note=note)
 
     window = MainWindow()
     window.show()
@@ -81,11 +90,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         window.shutdown()
 
 
-def _run_screenshot(app, window, path: Path | None, labels: Path | None, out: Path) -> int:
-    """Load, render, save the PNG, quit; errors become one stderr line and an exit code."""
+def _run_screenshot(
+    app, window, path: Path | None, labels: Path | None, out: Path, *, analyze: bool = False, note: str | None = None
+) -> int:
+    """Load (and analyse), render, save the PNG, quit; errors become one stderr line and an exit code.
+
+    ``note`` is printed on stderr once the CT is loaded (why no analysis was run).
+    """
     from PySide6.QtCore import QTimer
 
-    from inference.errors import InputError
+    from inference.errors import InputError, SpineNavError
 
     def capture() -> None:
         try:
@@ -96,13 +110,22 @@ def _run_screenshot(app, window, path: Path | None, labels: Path | None, out: Pa
         else:
             app.exit(0)
 
-    def on_loaded() -> None:
+    def settle_and_capture() -> None:
         QTimer.singleShot(_SETTLE_MS, capture)
+
+    def on_loaded() -> None:
+        if note:
+            print(note, file=sys.stderr)
+        if not analyze:  # else the analysis follows the loading, and its outcome ends the run
+            settle_and_capture()
 
     def on_failed(error: BaseException) -> None:
         if isinstance(error, InputError):
             print(f"error: {error}", file=sys.stderr)
             app.exit(2)
+        elif isinstance(error, SpineNavError):  # missing or corrupt weights
+            print(f"error: {error}", file=sys.stderr)
+            app.exit(1)
         else:
             print(f"internal error: {error}", file=sys.stderr)
             app.exit(1)
@@ -113,6 +136,8 @@ def _run_screenshot(app, window, path: Path | None, labels: Path | None, out: Pa
 
     window.load_finished.connect(on_loaded)
     window.load_failed.connect(on_failed)
+    window.analysis_finished.connect(settle_and_capture)
+    window.analysis_failed.connect(on_failed)
     window.resize(*SCREENSHOT_SIZE)
     window.show()
     watchdog = QTimer(window)
@@ -120,9 +145,9 @@ def _run_screenshot(app, window, path: Path | None, labels: Path | None, out: Pa
     watchdog.timeout.connect(on_timeout)
     watchdog.start(SCREENSHOT_TIMEOUT_S * 1000)
     if path is None:
-        QTimer.singleShot(0, on_loaded)
+        QTimer.singleShot(0, settle_and_capture)
     else:
-        QTimer.singleShot(0, lambda: window.open_case(path, labels))
+        QTimer.singleShot(0, lambda: window.open_case(path, labels, analyze=analyze))
     try:
         return int(app.exec())
     finally:

@@ -1,5 +1,6 @@
-"""Session model: the loaded case and shared view state, exposed as Qt signals."""
+"""The session model (Qt signals) and the Qt-free label corrections it keeps."""
 
-from .session import LabelSet, Session, VertebraInfo, vertebra_infos
+from .corrections import Correction, CorrectionError
+from .session import LabelSet, Session, VertebraInfo, analysis_infos, vertebra_infos
 
-__all__ = ["LabelSet", "Session", "VertebraInfo", "vertebra_infos"]
+__all__ = ["Correction", "CorrectionError", "LabelSet", "Session", "VertebraInfo", "analysis_infos", "vertebra_infos"]

@@ -1,14 +1,19 @@
 """The session model: what is loaded and what the user points at, as Qt signals.
 
 Views never talk to each other; they read the `Session` and react to its signals (the napari
-"model + Qt views" split). The session holds data computed elsewhere (`inference`) and the
-display state (window/level, crosshair, selected vertebra). It computes nothing itself.
+"model + Qt views" split). The session holds data computed elsewhere (`inference`), the user's
+label corrections and the display state (window/level, crosshair, selected vertebra). It computes
+nothing itself.
+
+Vertebrae come from one *source* at a time: the analysis result when one was run on this CT since
+its labels were loaded, otherwise the label map. Corrections (`navapp.state.corrections`) map the
+source's ids to the ids shown; the source data are never modified, the export applies the map.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -17,16 +22,35 @@ from inference import registry
 from inference.volume import Volume
 
 from ..display import WINDOW_PRESETS, DisplayFrame
+from . import corrections as corr
+from .corrections import CORRECTED_FLAG
+
+if TYPE_CHECKING:  # the pipeline module imports torch: keep it off the GUI thread's import path
+    from inference.pipeline import AnalysisResult
 
 DEFAULT_WINDOW = "Bone"
+
+SOURCE_ANALYSIS, SOURCE_LABELS = "analysis", "labels"
 
 
 @dataclass(frozen=True, eq=False)
 class VertebraInfo:
-    """One labelled vertebra as shown in the table and the 3D view.
+    """One vertebra as shown in the table, the slice views and the 3D view.
 
-    ``center_lps`` is in LPS mm, shape (3,); ``volume_ml`` in millilitres (both from
-    `inference.measure`).
+    Attributes
+    ----------
+    id, name, colour
+        VerSe id, registry name and display RGB as shown now (after corrections).
+    center_lps : np.ndarray, shape (3,)
+        LPS mm: mask centroid (label map) or the localizer's center (analysis).
+    volume_ml : float
+        Millilitres, NaN when there is no mask.
+    source_id : int
+        The id in the label map or analysis it came from (0: same as ``id``).
+    confidence : float or None
+        Posterior probability of the analysis' label; None for a given label map.
+    qa_flags : tuple of str
+        Quality flags of the analysis (``label_uncertain``, ``gap_above``, …).
     """
 
     id: int
@@ -34,6 +58,17 @@ class VertebraInfo:
     center_lps: np.ndarray
     volume_ml: float
     colour: tuple[int, int, int]
+    source_id: int = 0
+    confidence: float | None = None
+    qa_flags: tuple[str, ...] = ()
+
+    def shown_as(self, vertebra_id: int) -> VertebraInfo:
+        """This vertebra under another (corrected) id."""
+        v = registry.by_id(vertebra_id)
+        flags = self.qa_flags if CORRECTED_FLAG in self.qa_flags else (*self.qa_flags, CORRECTED_FLAG)
+        return VertebraInfo(
+            v.id, v.name, self.center_lps, self.volume_ml, v.color, self.source_id or self.id, self.confidence, flags
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,30 +105,52 @@ def vertebra_infos(centers: dict[int, np.ndarray], volumes_ml: dict[int, float])
                 np.asarray(centers[vid], dtype=float),
                 float(volumes_ml.get(vid, float("nan"))),
                 v.color,
+                vid,
             )
         )
     return rows
 
 
+def analysis_infos(result: AnalysisResult) -> list[VertebraInfo]:
+    """Rows for the vertebrae of an analysis, in its (head-to-foot) order."""
+    return [
+        VertebraInfo(
+            int(v.id),
+            registry.name_of(v.id),
+            np.asarray(v.center_lps, dtype=float),
+            float("nan"),
+            registry.by_id(v.id).color,
+            int(v.id),
+            float(v.confidence),
+            tuple(v.qa_flags),
+        )
+        for v in result.vertebrae
+    ]
+
+
 class Session(QObject):
-    """The loaded case and the shared view state.
+    """The loaded case, its vertebrae with the user's corrections, and the shared view state.
 
     Signals
     -------
     ct_changed()
-        A new CT (or none) was set; labels were cleared with it.
+        A new CT (or none) was set; labels and analysis were cleared with it.
     labels_changed()
-        Labels, vertebra list and meshes were set or cleared.
+        The label map and its meshes were set or cleared.
+    vertebrae_changed(bool)
+        The vertebrae shown changed: True for new ones (labels, an analysis), False after a
+        correction (same vertebrae, other names, maybe fewer).
     crosshair_changed(object)
         The crosshair moved; payload is its LPS position in mm, ndarray shape (3,).
     selection_changed(int)
-        The selected vertebra's VerSe id (0: none).
+        The selected vertebra's VerSe id as shown (0: none).
     window_changed(float, float)
         New CT display window (width, level) in HU.
     """
 
     ct_changed = Signal()
     labels_changed = Signal()
+    vertebrae_changed = Signal(bool)
     crosshair_changed = Signal(object)
     selection_changed = Signal(int)
     window_changed = Signal(float, float)
@@ -103,20 +160,35 @@ class Session(QObject):
         self.ct: Volume | None = None
         self.frame: DisplayFrame | None = None
         self.label_set: LabelSet | None = None
+        self.analysis: AnalysisResult | None = None
         self.crosshair_lps: np.ndarray | None = None
         self.selected_id: int = 0
         self.window: tuple[float, float] = WINDOW_PRESETS[DEFAULT_WINDOW]
+        self.vertebrae: list[VertebraInfo] = []
+        """The vertebrae as shown now (after corrections), head to foot."""
+        self._source_rows: list[VertebraInfo] = []
+        self._id_map: corr.IdMap = {}
+        self._corrections: list[corr.Correction] = []
+        self._undo: list[corr.IdMap] = []
 
     # ---- data ---------------------------------------------------------------------------------
     @property
     def labels(self) -> Volume | None:
         return None if self.label_set is None else self.label_set.labels
 
+    @property
+    def vertebra_source(self) -> str | None:
+        """`SOURCE_ANALYSIS`, `SOURCE_LABELS` or None (nothing to list)."""
+        if self.analysis is not None:
+            return SOURCE_ANALYSIS
+        return SOURCE_LABELS if self.label_set is not None else None
+
     def set_ct(self, ct: Volume | None, label_set: LabelSet | None = None) -> None:
         """Show a new CT (and optionally its labels); the crosshair goes to the CT's centre."""
         self.ct = ct
         self.frame = None if ct is None else DisplayFrame.from_volume(ct)
         self.label_set = None
+        self.analysis = None
         self.selected_id = 0
         self.ct_changed.emit()
         self.set_labels(label_set)
@@ -128,17 +200,117 @@ class Session(QObject):
             self.set_crosshair(ct.index_to_lps(centre[None, :])[0])
 
     def set_labels(self, label_set: LabelSet | None) -> None:
-        """Replace the labels (None clears them); the labels must be on the CT's grid."""
+        """Replace the labels (None clears them); they become the vertebra source, replacing an analysis.
+
+        The labels must be on the CT's grid.
+        """
         if label_set is not None:
             if self.ct is None:
                 raise ValueError("labels need a CT to sit on")
             if not self.ct.same_grid(label_set.labels):
                 raise ValueError("labels are not on the CT grid")
         self.label_set = label_set
-        if self.selected_id:
-            self.selected_id = 0
-            self.selection_changed.emit(0)
+        self.analysis = None
         self.labels_changed.emit()
+        self._reset_vertebrae()
+
+    def set_analysis(self, result: AnalysisResult | None) -> None:
+        """Show an analysis of the current CT (None clears it); a loaded label map stays displayed."""
+        if result is not None and self.ct is None:
+            raise ValueError("an analysis needs its CT")
+        self.analysis = result
+        self._reset_vertebrae()
+
+    def vertebra(self, vertebra_id: int) -> VertebraInfo | None:
+        """The vertebra shown with this id, or None."""
+        return next((v for v in self.vertebrae if v.id == vertebra_id), None)
+
+    # ---- corrections --------------------------------------------------------------------------
+    @property
+    def corrections(self) -> list[corr.Correction]:
+        """The corrections in effect, oldest first (undone ones are gone)."""
+        return list(self._corrections)
+
+    @property
+    def id_map(self) -> corr.IdMap:
+        """Source id → id shown (0: deleted), for every vertebra of the source."""
+        return dict(self._id_map)
+
+    def label_display_lut(self) -> np.ndarray:
+        """uint8 lookup table (256,) from label-map voxel ids to the ids to draw them as.
+
+        The identity unless the label map is the vertebra source and was corrected.
+        """
+        lut = np.arange(256, dtype=np.uint8)
+        if self.vertebra_source == SOURCE_LABELS:
+            for src, cur in self._id_map.items():
+                lut[src] = cur
+        return lut
+
+    def names_available_for(self, vertebra_id: int) -> list[str]:
+        """Registry names that vertebra ``vertebra_id`` could be renamed to (unused ones), head first."""
+        used = {v.id for v in self.vertebrae}
+        return [v.name for v in registry.VERTEBRAE if v.id not in used or v.id == vertebra_id]
+
+    def rename_vertebra(self, vertebra_id: int, new_name: str) -> str | None:
+        """Rename one vertebra; returns a one-line warning when the names are now out of order.
+
+        Raises `CorrectionError` for an unknown or already used name.
+        """
+        self._apply(*corr.rename(self._id_map, vertebra_id, new_name))
+        return corr.order_problem(self._id_map)
+
+    def shift_labels(self, direction: int) -> None:
+        """Shift every label one level (`corrections.UP` or `corrections.DOWN`); `CorrectionError` at C1/S1."""
+        self._apply(*corr.shift(self._id_map, direction))
+
+    def delete_vertebra(self, vertebra_id: int) -> None:
+        """Remove one vertebra (a false detection) from what is shown and exported."""
+        self._apply(*corr.delete(self._id_map, vertebra_id))
+
+    def undo_correction(self) -> bool:
+        """Take back the last correction; False when there is none."""
+        if not self._undo:
+            return False
+        previous = self._undo.pop()
+        restored = [src for src, cur in previous.items() if cur and not self._id_map.get(src)]
+        self._corrections.pop()
+        self._set_id_map(previous)
+        if len(restored) == 1:  # an undone deletion: select what came back, as before the deletion
+            self.select_vertebra(previous[restored[0]], move_crosshair=False)
+        return True
+
+    def _apply(self, id_map: corr.IdMap, record: corr.Correction) -> None:
+        self._undo.append(self._id_map)
+        self._corrections.append(record)
+        self._set_id_map(id_map)
+
+    def _reset_vertebrae(self) -> None:
+        source = self.vertebra_source
+        if source == SOURCE_ANALYSIS:
+            rows = analysis_infos(self.analysis)
+        elif source == SOURCE_LABELS:
+            rows = list(self.label_set.vertebrae)
+        else:
+            rows = []
+        self._source_rows = rows
+        self._corrections, self._undo = [], []
+        self._set_id_map(corr.identity_map([v.source_id or v.id for v in rows]), new_source=True)
+
+    def _set_id_map(self, id_map: corr.IdMap, *, new_source: bool = False) -> None:
+        selected_source = next((v.source_id for v in self.vertebrae if v.id == self.selected_id), 0)
+        self._id_map = dict(id_map)
+        self.vertebrae = [
+            row.shown_as(self._id_map[row.source_id]) if self._id_map[row.source_id] != row.id else row
+            for row in self._source_rows
+            if self._id_map[row.source_id]
+        ]
+        self.vertebrae_changed.emit(new_source)
+        # the selection follows the vertebra through a rename or shift
+        selected = 0 if new_source else self._id_map.get(selected_source, 0)
+        if selected != self.selected_id:
+            self.selected_id = selected
+            self.selection_changed.emit(selected)
 
     # ---- view state ---------------------------------------------------------------------------
     def set_crosshair(self, lps: np.ndarray) -> None:
@@ -152,8 +324,8 @@ class Session(QObject):
         self.crosshair_changed.emit(clipped.copy())
 
     def select_vertebra(self, vertebra_id: int, *, move_crosshair: bool = True) -> None:
-        """Select a vertebra by VerSe id (0 clears); by default the crosshair jumps to its centre."""
-        info = None if self.label_set is None else self.label_set.by_id(vertebra_id)
+        """Select a vertebra by its id as shown (0 clears); by default the crosshair jumps to its centre."""
+        info = self.vertebra(vertebra_id)
         vertebra_id = info.id if info is not None else 0
         if vertebra_id != self.selected_id:
             self.selected_id = vertebra_id

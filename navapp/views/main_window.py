@@ -1,9 +1,11 @@
 """Main window: four views (axial, 3D, sagittal, coronal), the vertebra table, menus and status bar.
 
-Loading runs on a worker thread (`navapp.workers`); its outcome comes back as signals handled
+Loading, analysis and export run on a worker thread (`navapp.workers`), one job at a time, with a
+progress bar and a Cancel button in the status bar; their outcome comes back as signals handled
 here, on the GUI thread. Errors are translated in one place, `_on_job_failed`: bad input
-(`InputError`) becomes a warning dialog with its one-line message, anything else an
-"internal error" dialog — the app never goes down with a traceback.
+(`InputError`) and missing models (`WeightsError`) become a warning dialog with their one-line
+message, anything else an "internal error" dialog — the app never goes down with a traceback.
+Label corrections (rename, shift, delete, undo) are actions here that call the session.
 """
 
 from __future__ import annotations
@@ -18,23 +20,37 @@ from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
     QPushButton,
     QSplitter,
+    QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
 from inference import __version__
-from inference.errors import InputError
+from inference.errors import InputError, WeightsError
 from inference.io.image_file import IMAGE_SUFFIXES
 from inference.volume import Volume
 
 from ..display import WINDOW_PRESETS
-from ..state.session import LabelSet, Session
-from ..workers import LoadedCase, Worker, load_case, load_labels, start_worker
+from ..state.corrections import DOWN, UP, CorrectionError
+from ..state.session import SOURCE_ANALYSIS, LabelSet, Session
+from ..workers import (
+    AnalysisRunner,
+    LoadedCase,
+    PipelineFactory,
+    Worker,
+    export_bundle,
+    load_case,
+    load_labels,
+    start_worker,
+)
 from ..workers.worker import ERROR_LOG
 from .slice_view import SliceView
 from .vertebra_table import VertebraTable
@@ -43,6 +59,10 @@ from .view3d import View3D
 APP_NAME = "SpineNav"
 _IMAGE_FILTER = "CT images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + " *.dcm);;All files (*)"
 _LABEL_FILTER = "Label maps (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)"
+LOAD, ANALYSIS, EXPORT = "load", "analysis", "export"
+"""Job kinds: each has its own outcome signals and dialog titles."""
+_FAILURE_TITLES = {LOAD: "cannot open", ANALYSIS: "cannot analyse", EXPORT: "cannot export"}
+_NO_MODELS_TEXT = "Viewing, label maps and export keep working; the analysis needs the model weights."
 
 
 class MainWindow(QMainWindow):
@@ -51,8 +71,11 @@ class MainWindow(QMainWindow):
     Parameters
     ----------
     show_dialogs : bool
-        False for unattended runs (``--screenshot``): errors go to the status bar and
-        `load_failed` only, never to a modal dialog.
+        False for unattended runs (``--screenshot``): errors go to the status bar and the
+        ``*_failed`` signals only, never to a modal dialog.
+    pipeline_factory : callable, optional
+        Builds the analysis pipeline (default: the installed models); called once, on the worker
+        thread of the first analysis. Tests pass one with a fake model.
 
     Signals
     -------
@@ -60,19 +83,46 @@ class MainWindow(QMainWindow):
         A CT (and its labels, when asked for) is shown.
     load_failed(object)
         Loading stopped with this exception (`InputError` for bad input); the old case stays.
+    analysis_finished()
+        An analysis result is shown.
+    analysis_failed(object)
+        The analysis stopped with this exception (`WeightsError`, `InputError`, …); nothing changed.
+    export_finished(object)
+        A bundle was written (`inference.export.ExportResult`).
+    export_failed(object)
+        The export stopped with this exception; nothing was written.
+    job_cancelled(str)
+        The job of this kind (``"load"``, ``"analysis"``, ``"export"``) stopped on Cancel.
     """
 
     load_finished = Signal()
     load_failed = Signal(object)
+    analysis_finished = Signal()
+    analysis_failed = Signal(object)
+    export_finished = Signal(object)
+    export_failed = Signal(object)
+    job_cancelled = Signal(str)
 
-    def __init__(self, *, show_dialogs: bool = True, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        show_dialogs: bool = True,
+        pipeline_factory: PipelineFactory | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.show_dialogs = show_dialogs
         self.session = Session(self)
+        self.analysis_runner = AnalysisRunner(pipeline_factory)
         self._worker: Worker | None = None
         self._thread: QThread | None = None
+        self._job_kind = ""
+        self._job_ct: Volume | None = None  # the CT an analysis was started on
+        self._analyze_after_load = False
+        self._next_job: Callable[[], Any] | None = None  # started once the current job's thread is gone
         self._closed = False
         self._last_dir = str(Path.cwd())
+        self._last_export_dir = self._last_dir
 
         self.setObjectName("main_window")
         self.setWindowTitle(APP_NAME)
@@ -81,6 +131,9 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._build_status_bar()
         self._build_menus_and_toolbar()
+        self._build_vertebra_dock()
+        self.session.vertebrae_changed.connect(self._on_vertebrae_changed)
+        self.session.selection_changed.connect(self._update_actions)
         self._on_ct_changed()
 
     # ---- construction -------------------------------------------------------------------------
@@ -107,16 +160,43 @@ class MainWindow(QMainWindow):
         bottom.splitterMoved.connect(lambda *_: top.setSizes(bottom.sizes()))
         self.setCentralWidget(columns)
 
+        self.session.ct_changed.connect(self._on_ct_changed)
+
+    def _build_vertebra_dock(self) -> None:
+        """The vertebra table with the correction buttons under it and the analysis' case notes."""
         self.vertebra_table = VertebraTable(self.session)
+        self.vertebra_table.view.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.vertebra_table.view.addActions(list(self.correction_actions))
+        self.vertebra_table.view.doubleClicked.connect(lambda _index: self.rename_action.trigger())
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.setSpacing(2)
+        for action in self.correction_actions:
+            button = QToolButton()
+            button.setDefaultAction(action)
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        self.qa_label = QLabel("")
+        self.qa_label.setObjectName("qa_notes")
+        self.qa_label.setWordWrap(True)
+        self.qa_label.setStyleSheet("QLabel { color: #b36b00; padding: 2px; }")
+        panel = QWidget()
+        layout = QVBoxLayout(panel)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        layout.addWidget(self.vertebra_table, 1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.qa_label)
         dock = QDockWidget("Vertebrae", self)
         dock.setObjectName("vertebra_dock")
-        dock.setWidget(self.vertebra_table)
+        dock.setWidget(panel)
         dock.setFeatures(
             QDockWidget.DockWidgetFeature.DockWidgetMovable
             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
         )
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        self.resizeDocks([dock], [330], Qt.Orientation.Horizontal)
+        self.resizeDocks([dock], [400], Qt.Orientation.Horizontal)
         self.session.ct_changed.connect(self._on_ct_changed)
 
     def _build_status_bar(self) -> None:
@@ -170,6 +250,45 @@ class MainWindow(QMainWindow):
             None,
             "Open a TotalSegmentator output folder (vertebrae_*.nii.gz)",
         )
+        self.analyze_action = self._action(
+            "Analyze",
+            self._on_analyze,
+            "Ctrl+Return",
+            "Find and name every vertebra of this CT (runs in the background; Cancel stops it)",
+        )
+        self.export_action = self._action(
+            "Export bundle…",
+            self._on_export,
+            "Ctrl+E",
+            "Write the robot bundle (centers, names, corrections; meshes for a label map) to a folder",
+        )
+        self.rename_action = self._action(
+            "Rename…", self._on_rename, "F2", "Give the selected vertebra another name"
+        )
+        self.shift_up_action = self._action(
+            "Shift up",
+            lambda: self._on_shift(UP),
+            "Ctrl+Up",
+            "Every vertebra takes the name of the level above it (L1 → T12)",
+        )
+        self.shift_down_action = self._action(
+            "Shift down",
+            lambda: self._on_shift(DOWN),
+            "Ctrl+Down",
+            "Every vertebra takes the name of the level below it (T12 → L1)",
+        )
+        self.delete_action = self._action(
+            "Delete",
+            self._on_delete,
+            QKeySequence.StandardKey.Delete,
+            "Remove the selected vertebra (a false detection) from the views and the export",
+        )
+        self.undo_action = self._action(
+            "Undo", self._on_undo, QKeySequence.StandardKey.Undo, "Take back the last correction"
+        )
+        for action in self.correction_actions:
+            # the table's context menu and buttons carry them; the shortcuts work in the whole window
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         self.screenshot_action = self._action(
             "Save screenshot…", self._on_save_screenshot, "Ctrl+Shift+S", "Save a PNG of this window"
         )
@@ -202,11 +321,17 @@ class MainWindow(QMainWindow):
             self.open_labels_action,
             self.open_label_folder_action,
             None,
+            self.export_action,
             self.screenshot_action,
             None,
             self.quit_action,
         ):
             file_menu.addSeparator() if a is None else file_menu.addAction(a)
+        spine_menu = self.menuBar().addMenu("&Vertebrae")
+        spine_menu.addAction(self.analyze_action)
+        spine_menu.addSeparator()
+        for a in self.correction_actions:
+            spine_menu.addAction(a)
         view_menu = self.menuBar().addMenu("&View")
         for a in self.window_actions.values():
             view_menu.addAction(a)
@@ -225,6 +350,9 @@ class MainWindow(QMainWindow):
             self.open_dicom_action,
             self.open_labels_action,
             None,
+            self.analyze_action,
+            self.export_action,
+            None,
             *self.window_actions.values(),
             None,
             self.reset_camera_action,
@@ -232,10 +360,16 @@ class MainWindow(QMainWindow):
             toolbar.addSeparator() if a is None else toolbar.addAction(a)
 
     # ---- public API (menus, command line, tests) ----------------------------------------------
-    def open_case(self, ct_path: str | Path, labels_path: str | Path | None = None) -> bool:
-        """Load a CT and optionally its label map in the background; False when busy."""
+    def open_case(self, ct_path: str | Path, labels_path: str | Path | None = None, *, analyze: bool = False) -> bool:
+        """Load a CT and optionally its label map in the background; False when busy.
+
+        With ``analyze`` the analysis starts as soon as the CT is shown.
+        """
         job = partial(load_case, Path(ct_path), None if labels_path is None else Path(labels_path))
-        return self._start_job(job, "loading CT", self._on_case_loaded)
+        started = self._start_job(job, "loading CT", LOAD, self._on_case_loaded)
+        if started:
+            self._analyze_after_load = analyze
+        return started
 
     def open_labels(self, labels_path: str | Path) -> bool:
         """Load a vertebra label map for the current CT in the background; False when busy or no CT."""
@@ -244,8 +378,48 @@ class MainWindow(QMainWindow):
             self._report_input_error(InputError(labels_path, "open a CT first; labels are shown on their CT"))
             return False
         return self._start_job(
-            partial(load_labels, Path(labels_path), ct), "loading labels", self._on_labels_loaded
+            partial(load_labels, Path(labels_path), ct), "loading labels", LOAD, self._on_labels_loaded
         )
+
+    def analyze(self) -> bool:
+        """Find and name the vertebrae of the current CT in the background; False when busy or no CT.
+
+        The pipeline is created on the first run (on the worker thread) and reused afterwards.
+        """
+        ct = self.session.ct
+        if ct is None:
+            self._report_input_error(InputError(None, "open a CT first; the analysis runs on the CT shown"))
+            return False
+        job = partial(self.analysis_runner.analyze, ct)
+        started = self._start_job(job, "analysis", ANALYSIS, self._on_analysis_done)
+        if started:
+            self._job_ct = ct
+        return started
+
+    def export_bundle(self, out_dir: str | Path, *, force: bool = False) -> bool:
+        """Write the bundle of the shown vertebrae, corrections applied, in the background.
+
+        An analysis gives the centers-and-names bundle, a label map the full one (meshes, label
+        map). A non-empty ``out_dir`` is refused (an error dialog) unless ``force``. False when
+        busy or when there is nothing to export.
+        """
+        session = self.session
+        if session.ct is None or session.vertebra_source is None:
+            self._report_input_error(
+                InputError(out_dir, "nothing to export yet; run Analyze or open a label map first"), EXPORT
+            )
+            return False
+        job = partial(
+            export_bundle,
+            Path(out_dir),
+            ct=session.ct,
+            analysis=session.analysis,
+            labels=None if session.analysis is not None else session.labels,
+            id_map=session.id_map,
+            corrections=session.corrections,
+            force=force,
+        )
+        return self._start_job(job, "export", EXPORT, self._on_export_done)
 
     def save_screenshot(self, path: str | Path) -> None:
         """Write a PNG of the whole window; raises `InputError` when the file cannot be written."""
@@ -263,7 +437,8 @@ class MainWindow(QMainWindow):
         """Ask the running job to stop at its next cancel point."""
         if self._worker is not None:
             self._worker.cancel()
-            self.statusBar().showMessage("Cancelling…")
+            self.cancel_button.setEnabled(False)
+            self.statusBar().showMessage("Cancelling… (the running step finishes first)")
 
     def shutdown(self) -> None:
         """Stop the background job, wait for its thread and release the 3D view (idempotent)."""
@@ -285,7 +460,7 @@ class MainWindow(QMainWindow):
 
     # ---- jobs ---------------------------------------------------------------------------------
     def _start_job(
-        self, job: Callable[..., Any], description: str, on_finished: Callable[[Any], None]
+        self, job: Callable[..., Any], description: str, kind: str, on_finished: Callable[[Any], None]
     ) -> bool:
         if self._closed:
             return False
@@ -298,6 +473,7 @@ class MainWindow(QMainWindow):
         worker.failed.connect(self._on_job_failed)
         worker.cancelled.connect(self._on_job_cancelled)
         self._worker = worker
+        self._job_kind = kind
         self._set_busy(True, description)
         self._thread = start_worker(worker, self, on_thread_finished=self._on_thread_finished)
         return True
@@ -307,25 +483,51 @@ class MainWindow(QMainWindow):
         self.progress_bar.setVisible(busy)
         self.cancel_button.setVisible(busy)
         self.cancel_button.setEnabled(busy)
-        for action in self._job_actions:
-            action.setEnabled(not busy)
+        self._update_actions()
         if busy:
             self.statusBar().showMessage(f"{message[:1].upper()}{message[1:]}…")
 
     @property
-    def _job_actions(self) -> tuple[QAction, ...]:
+    def correction_actions(self) -> tuple[QAction, ...]:
         return (
+            self.rename_action,
+            self.shift_up_action,
+            self.shift_down_action,
+            self.delete_action,
+            self.undo_action,
+        )
+
+    @Slot()
+    def _update_actions(self) -> None:
+        """Enable what makes sense now: nothing that starts a job or changes names while one runs."""
+        if not hasattr(self, "vertebra_table"):
+            return  # still building the window
+        idle = self._worker is None and self._thread is None and not self._closed
+        session = self.session
+        has_vertebrae = bool(session.vertebrae)
+        selected = session.selected_id != 0
+        for action in (
             self.open_ct_action,
             self.open_dicom_action,
             self.open_labels_action,
             self.open_label_folder_action,
-        )
+        ):
+            action.setEnabled(idle)
+        self.analyze_action.setEnabled(idle and session.ct is not None)
+        self.export_action.setEnabled(idle and has_vertebrae)
+        self.rename_action.setEnabled(idle and selected)
+        self.delete_action.setEnabled(idle and selected)
+        self.shift_up_action.setEnabled(idle and has_vertebrae)
+        self.shift_down_action.setEnabled(idle and has_vertebrae)
+        self.undo_action.setEnabled(idle and bool(session.corrections))
 
     @Slot(float, str)
     def _on_job_progress(self, fraction: float, message: str) -> None:
         self.progress_bar.setValue(int(round(1000 * min(max(fraction, 0.0), 1.0))))
         if message:
-            self.statusBar().showMessage(f"{message[:1].upper()}{message[1:]}…")
+            prefix = {ANALYSIS: "Analysis: ", EXPORT: "Export: "}.get(self._job_kind, "")
+            text = f"{prefix}{message}" if prefix else f"{message[:1].upper()}{message[1:]}"
+            self.statusBar().showMessage(f"{text}…")
 
     @Slot(object)
     def _on_case_loaded(self, case: LoadedCase) -> None:
@@ -333,6 +535,8 @@ class MainWindow(QMainWindow):
             return
         self.session.set_ct(case.ct, case.label_set)
         self._after_load(case.ct, case.label_set)
+        if self._analyze_after_load:
+            self._next_job = self.analyze
 
     @Slot(object)
     def _on_labels_loaded(self, label_set: LabelSet) -> None:
@@ -345,7 +549,7 @@ class MainWindow(QMainWindow):
 
     def _after_load(self, ct: Volume, label_set: LabelSet | None) -> None:
         if label_set is None:
-            text = "CT loaded — no vertebra labels (File → Open labels…)"
+            text = "CT loaded — press Analyze to find the vertebrae, or open a label map"
         else:
             names = [v.name for v in label_set.vertebrae]
             text = (
@@ -358,13 +562,44 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text)
         self.load_finished.emit()
 
+    @Slot(object)
+    def _on_analysis_done(self, result: Any) -> None:
+        if self._closed:
+            return
+        if self.session.ct is not self._job_ct:
+            return  # the CT changed meanwhile; this analysis belongs to the old one
+        self.session.set_analysis(result)
+        names = [v.name for v in self.session.vertebrae]
+        text = f"{len(names)} vertebrae found: {names[0]}–{names[-1]}" if names else "No vertebra found"
+        if result.qa:
+            text += f" · {len(result.qa)} to check (see the vertebra panel)"
+        seconds = sum(result.timings.values())
+        self.statusBar().showMessage(f"{text} · {seconds:.1f} s on {result.device}")
+        self.analysis_finished.emit()
+
+    @Slot(object)
+    def _on_export_done(self, result: Any) -> None:
+        if self._closed:
+            return
+        self._last_export_dir = str(result.out_dir.parent)
+        self.statusBar().showMessage(
+            f"Bundle written to {result.out_dir}: {len(result.vertebrae)} vertebrae, "
+            f"{len(self.session.corrections)} corrections, LPS mm"
+        )
+        self.export_finished.emit(result)
+
     @Slot(str)
     def _on_job_failed(self, message: str) -> None:
         if self._closed:
             return
+        kind = self._job_kind
         error = self._worker.error if self._worker is not None else None
-        if isinstance(error, InputError):
-            self._report_input_error(error)
+        if isinstance(error, WeightsError):
+            self.statusBar().showMessage(f"Models not available: {error}")
+            if self.show_dialogs:
+                QMessageBox.warning(self, "SpineNav — models not available", f"{error}\n\n{_NO_MODELS_TEXT}")
+        elif isinstance(error, InputError):
+            self._report_input_error(error, kind)
         else:
             self.statusBar().showMessage(f"Internal error: {message}")
             if self.show_dialogs:
@@ -373,25 +608,32 @@ class MainWindow(QMainWindow):
                     "SpineNav — internal error",
                     f"Internal error: {message}\n\nDetails were written to {ERROR_LOG}.",
                 )
-        self.load_failed.emit(error if error is not None else RuntimeError(message))
+        error = error if error is not None else RuntimeError(message)
+        {LOAD: self.load_failed, ANALYSIS: self.analysis_failed, EXPORT: self.export_failed}[kind].emit(error)
 
-    def _report_input_error(self, error: InputError) -> None:
+    def _report_input_error(self, error: InputError, kind: str = LOAD) -> None:
         self.statusBar().showMessage(f"Error: {error}")
         if self.show_dialogs:
-            QMessageBox.warning(self, "SpineNav — cannot open", str(error))
+            QMessageBox.warning(self, f"SpineNav — {_FAILURE_TITLES[kind]}", str(error))
 
     @Slot()
     def _on_job_cancelled(self) -> None:
         if not self._closed:
-            self.statusBar().showMessage("Cancelled — nothing changed", 5000)
+            what = {LOAD: "Loading", ANALYSIS: "Analysis", EXPORT: "Export"}[self._job_kind]
+            self.statusBar().showMessage(f"{what} cancelled — nothing changed", 5000)
+            self.job_cancelled.emit(self._job_kind)
 
     @Slot()
     def _on_thread_finished(self) -> None:
         thread, self._thread, self._worker = self._thread, None, None
+        self._job_ct = None
         if thread is not None:
             thread.deleteLater()
+        next_job, self._next_job = self._next_job, None
         if not self._closed:
             self._set_busy(False)
+            if next_job is not None:
+                next_job()
 
     # ---- menu slots ---------------------------------------------------------------------------
     @Slot()
@@ -443,6 +685,111 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Saved {path}", 5000)
 
     @Slot()
+    def _on_analyze(self) -> None:
+        n = len(self.session.corrections)
+        if n and self.session.vertebra_source == SOURCE_ANALYSIS and not self._confirm(
+            "Analyze again",
+            f"A new analysis replaces the current one and its {n} correction{'s' if n > 1 else ''}. Go on?",
+        ):
+            return
+        self.analyze()
+
+    @Slot()
+    def _on_export(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export bundle to an empty folder", self._last_export_dir)
+        if not folder:
+            return
+        target = self._confirm_export_target(Path(folder))
+        if target is not None:
+            self.export_bundle(target[0], force=target[1])
+
+    def _confirm_export_target(self, folder: Path) -> tuple[Path, bool] | None:
+        """The folder to write and whether to replace it; None when the user backs out.
+
+        An empty or new folder is used as it is. An existing bundle is replaced only after a
+        confirmation. Any other non-empty folder is never emptied: the bundle goes into a new
+        subfolder instead, if the user agrees.
+        """
+        if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+            return folder, False
+        if (folder / "manifest.json").is_file():
+            n = sum(1 for p in folder.rglob("*") if p.is_file())
+            if self._confirm(
+                "Replace bundle",
+                f"{folder} holds a bundle already ({n} files). Replace it? Its files will be deleted once "
+                "the new bundle is complete.",
+            ):
+                return folder, True
+            return None
+        case = Path(str(self.session.ct.metadata.get("source_path") or "case")).name if self.session.ct else "case"
+        stem = case.split(".")[0] or "case"
+        sub = folder / f"{stem}_spinenav"
+        n = 2
+        while sub.exists() and any(sub.iterdir()):
+            sub, n = folder / f"{stem}_spinenav_{n}", n + 1
+        if self._confirm(
+            "Folder not empty",
+            f"{folder} is not empty and is not a SpineNav bundle; it will not be touched. Write the bundle "
+            f"into the new folder {sub.name} inside it?",
+        ):
+            return sub, False
+        return None
+
+    def _confirm(self, title: str, text: str) -> bool:
+        """Yes/No question; unattended runs (no dialogs) answer No."""
+        if not self.show_dialogs:
+            return False
+        answer = QMessageBox.question(
+            self,
+            f"SpineNav — {title.lower()}",
+            text,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    @Slot()
+    def _on_rename(self) -> None:
+        info = self.session.vertebra(self.session.selected_id)
+        if info is None:
+            self.statusBar().showMessage("Select the vertebra to rename in the table first", 5000)
+            return
+        names = self.session.names_available_for(info.id)
+        name, ok = QInputDialog.getItem(
+            self, "Rename vertebra", f"New name for {info.name}:", names, names.index(info.name), False
+        )
+        if ok and name and name != info.name:
+            self._correct(lambda: self.session.rename_vertebra(info.id, name), f"{info.name} renamed {name}")
+
+    def _on_shift(self, direction: int) -> None:
+        word = "up" if direction == UP else "down"
+        self._correct(lambda: self.session.shift_labels(direction), f"All names shifted {word} by one level")
+
+    @Slot()
+    def _on_delete(self) -> None:
+        info = self.session.vertebra(self.session.selected_id)
+        if info is None:
+            self.statusBar().showMessage("Select the vertebra to delete in the table first", 5000)
+            return
+        self._correct(lambda: self.session.delete_vertebra(info.id), f"{info.name} deleted (Undo brings it back)")
+
+    @Slot()
+    def _on_undo(self) -> None:
+        if self.session.undo_correction():
+            self.statusBar().showMessage("Last correction undone", 5000)
+
+    def _correct(self, change: Callable[[], str | None], done: str) -> None:
+        """Apply one correction; a refused one becomes a dialog, an odd result a status-bar warning."""
+        try:
+            warning = change()
+        except CorrectionError as exc:
+            self.statusBar().showMessage(f"Not changed: {exc}", 8000)
+            if self.show_dialogs:
+                QMessageBox.warning(self, "SpineNav — cannot correct", str(exc))
+            return
+        self.statusBar().showMessage(f"{done} · warning: {warning}" if warning else done, 8000)
+
+    @Slot()
     def _on_cancel_clicked(self) -> None:
         self.cancel_job()
 
@@ -458,6 +805,7 @@ class MainWindow(QMainWindow):
     # ---- session slots ------------------------------------------------------------------------
     @Slot()
     def _on_ct_changed(self) -> None:
+        self._update_actions()
         ct = self.session.ct
         if ct is None:
             self.setWindowTitle(APP_NAME)
@@ -468,6 +816,17 @@ class MainWindow(QMainWindow):
         self.ct_info_label.setText(
             _ct_summary(ct, self.session.frame.obliquity_deg if self.session.frame else 0.0)
         )
+
+    @Slot(bool)
+    def _on_vertebrae_changed(self, new_vertebrae: bool) -> None:
+        session = self.session
+        notes = list(session.analysis.qa) if session.vertebra_source == SOURCE_ANALYSIS else []
+        if session.corrections:
+            n = len(session.corrections)
+            notes.append(f"{n} correction{'s' if n > 1 else ''} by you (kept in the export)")
+        self.qa_label.setText("\n".join(f"• {n[:1].upper()}{n[1:]}" for n in notes))
+        self.qa_label.setVisible(bool(notes))
+        self._update_actions()
 
     @Slot(float, float)
     def _on_window_changed(self, width: float, level: float) -> None:

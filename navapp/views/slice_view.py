@@ -2,9 +2,11 @@
 
 Each view shows one plane of the session's CT in radiological orientation (see
 `navapp.display.orientation`), keeps the true aspect ratio from the voxel spacing, and labels its
-edges with patient directions. Mouse: wheel (or Up/Down, PageUp/PageDown) scrolls slices, left
-click or drag moves the crosshair (and selects the vertebra under it), right drag changes the
-window (horizontal: width, vertical: level).
+edges with patient directions. The label overlay is drawn with the user's corrections; analysed
+vertebra centers near the shown slice are drawn as named points. Mouse: wheel (or Up/Down,
+PageUp/PageDown) scrolls slices, left click or drag moves the crosshair (and selects the vertebra
+under it or the nearest analysed center), right drag changes the window (horizontal: width,
+vertical: level).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 from inference import registry
 
 from ..display import PLANES, compose_overlay, label_colour_table, window_to_uint8
-from ..state.session import Session
+from ..state.session import SOURCE_ANALYSIS, Session
 
 PLANE_COLOURS = {
     "axial": QColor(225, 80, 80),
@@ -41,6 +43,9 @@ _TEXT = QColor(230, 230, 230)
 _LETTER = QColor(255, 215, 120)
 _CROSSHAIR = QColor(255, 200, 0, 190)
 _LETTER_MARGIN = 20  # px kept free around the image for the orientation letters
+CENTER_RANGE_MM = 20.0
+"""Vertebra centers this close to the shown slice are drawn (fading with distance)."""
+_CENTER_RADIUS_PX = 5.0
 
 
 class SliceView(QWidget):
@@ -65,6 +70,7 @@ class SliceView(QWidget):
         self._colours = label_colour_table()
         self._ct_display: np.ndarray | None = None  # [s, p, l] view of the CT array
         self._label_display: np.ndarray | None = None
+        self._label_lut = np.arange(256, dtype=np.uint8)  # label-map id → id drawn (corrections)
         self._crosshair: np.ndarray | None = None  # display indices (l, p, s), continuous
         self._index = 0
         self._rgb: np.ndarray | None = None  # composed slice, (rows, cols, 3) uint8
@@ -75,6 +81,7 @@ class SliceView(QWidget):
 
         session.ct_changed.connect(self._on_ct_changed)
         session.labels_changed.connect(self._on_labels_changed)
+        session.vertebrae_changed.connect(self._on_vertebrae_changed)
         session.crosshair_changed.connect(self._on_crosshair_changed)
         session.window_changed.connect(self._on_window_changed)
         session.selection_changed.connect(self._on_selection_changed)
@@ -140,6 +147,10 @@ class SliceView(QWidget):
         self._label_display = None if labels is None or frame is None else frame.to_display(labels.array)
         self._invalidate()
 
+    def _on_vertebrae_changed(self, *_: object) -> None:
+        self._label_lut = self.session.label_display_lut()
+        self._invalidate()
+
     def _on_crosshair_changed(self, lps: np.ndarray | None) -> None:
         frame = self.session.frame
         if lps is None or frame is None:
@@ -170,7 +181,12 @@ class SliceView(QWidget):
         if self._ct_display is None or frame is None:
             self._rgb, self._image = None, None
             return
-        key = (self._index, self.session.window, self.session.selected_id, id(self._label_display))
+        key = (
+            self._index,
+            self.session.window,
+            self.session.selected_id,
+            id(self._label_display),
+        )
         if key == self._image_key and self._image is not None:
             return
         hu = frame.extract(self._ct_display, self.plane, self._index)
@@ -178,7 +194,7 @@ class SliceView(QWidget):
         labels = (
             None
             if self._label_display is None
-            else frame.extract(self._label_display, self.plane, self._index)
+            else self._label_lut[frame.extract(self._label_display, self.plane, self._index)]
         )
         rgb = compose_overlay(grey, labels, self._colours, selected_id=self.session.selected_id)
         rows, cols = rgb.shape[:2]
@@ -200,6 +216,7 @@ class SliceView(QWidget):
             painter.drawImage(rect, self._image)
             if self._annotations_visible:
                 painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+                self._paint_centers(painter)
                 self._paint_crosshair(painter, rect)
                 self._paint_text(painter)
         finally:
@@ -226,6 +243,39 @@ class SliceView(QWidget):
         painter.drawLine(QPointF(x + gap, y), QPointF(rect.right(), y))
         painter.drawLine(QPointF(x, rect.top()), QPointF(x, y - gap))
         painter.drawLine(QPointF(x, y + gap), QPointF(x, rect.bottom()))
+
+    def _paint_centers(self, painter: QPainter) -> None:
+        """Analysed vertebra centers within `CENTER_RANGE_MM` of this slice, with their names."""
+        frame, session = self.session.frame, self.session
+        if frame is None or session.vertebra_source != SOURCE_ANALYSIS:
+            return
+        normal = self.plane.normal
+        font = QFont(self.font())
+        font.setBold(True)
+        painter.setFont(font)
+        for v in session.vertebrae:
+            distance = abs(frame.lps_to_display(v.center_lps)[normal] - self._index) * frame.spacing[normal]
+            if distance > CENTER_RANGE_MM:
+                continue
+            point = self.widget_point(v.center_lps)
+            if point is None:
+                continue
+            alpha = int(255 * (1.0 - 0.7 * max(distance - 3.0, 0.0) / (CENTER_RANGE_MM - 3.0)))
+            selected = v.id == session.selected_id
+            radius = _CENTER_RADIUS_PX * (1.5 if selected else 1.0)
+            painter.setPen(QPen(QColor(0, 0, 0, alpha), 1.5))
+            painter.setBrush(QColor(*v.colour, alpha))
+            painter.drawEllipse(point, radius, radius)
+            if selected:
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+                painter.setPen(QPen(QColor(255, 255, 255, alpha), 1.5))
+                painter.drawEllipse(point, radius + 3, radius + 3)
+            text_at = QPointF(point.x() + radius + 4, point.y() + 4)
+            painter.setPen(QColor(0, 0, 0, alpha))  # a shadow keeps the name readable on bone
+            painter.drawText(text_at + QPointF(1, 1), v.name)
+            painter.setPen(QColor(255, 255, 255, alpha))  # the dot carries the colour; dark shades read badly
+            painter.drawText(text_at, v.name)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
 
     def _paint_text(self, painter: QPainter) -> None:
         frame = self.session.frame
@@ -265,7 +315,7 @@ class SliceView(QWidget):
         l, p, s = (int(v) for v in np.rint(self.session.frame.clamp(self._crosshair)))
         text = f"{float(self._ct_display[s, p, l]):.0f} HU"
         if self._label_display is not None:
-            vid = int(self._label_display[s, p, l])
+            vid = int(self._label_lut[self._label_display[s, p, l]])
             if vid in registry.BY_ID:
                 text = f"{registry.name_of(vid)}  {text}"
         return text
@@ -299,9 +349,21 @@ class SliceView(QWidget):
         self.session.set_crosshair(frame.display_to_lps(display))
         if self._label_display is not None:
             l, p, s = (int(v) for v in np.rint(display))
-            vid = int(self._label_display[s, p, l])
-            if vid:
+            vid = int(self._label_lut[self._label_display[s, p, l]])
+            if vid and self.session.vertebra(vid) is not None:
                 self.session.select_vertebra(vid, move_crosshair=False)
+                return
+        nearest = self._nearest_center(frame.display_to_lps(display))
+        if nearest:
+            self.session.select_vertebra(nearest, move_crosshair=False)
+
+    def _nearest_center(self, lps: np.ndarray) -> int:
+        """Id of the analysed vertebra whose center is within `CENTER_RANGE_MM` of ``lps``, else 0."""
+        if self.session.vertebra_source != SOURCE_ANALYSIS or not self.session.vertebrae:
+            return 0
+        distances = [float(np.linalg.norm(v.center_lps - lps)) for v in self.session.vertebrae]
+        n = int(np.argmin(distances))
+        return self.session.vertebrae[n].id if distances[n] <= CENTER_RANGE_MM else 0
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
         delta = event.angleDelta().y()

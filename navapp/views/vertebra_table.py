@@ -1,7 +1,9 @@
-"""Table of labelled vertebrae: level, centre (LPS mm) and volume (ml); read-only for now.
+"""Table of the session's vertebrae: level, confidence and QA flags (analysis) or volume (label map).
 
 Selecting a row selects that vertebra in the session, which moves the crosshair to its centre and
-highlights its mesh. Without labels the table gives way to a message saying how to get them.
+highlights it in every view. Corrections (rename, shift, delete) are the main window's actions;
+the table only shows their outcome. Without vertebrae it gives way to a message saying how to
+get them.
 """
 
 from __future__ import annotations
@@ -20,23 +22,37 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QStackedWidget, QTableView, QWidget
 
-from ..state.session import Session, VertebraInfo
+from inference import registry
+
+from ..state.session import SOURCE_ANALYSIS, SOURCE_LABELS, Session, VertebraInfo
 from .view3d import NO_CT_TEXT, NO_LABELS_TEXT
+
+QA_TEXT = {
+    "label_uncertain": "uncertain label",
+    "partial_at_border": "cut by scan edge",
+    "gap_above": "gap above",
+    "gap_below": "gap below",
+    "label_corrected": "corrected",
+}
+"""How the analysis' QA flags read in the table (unknown flags are shown as they are)."""
+
+_DOUBT = QColor(255, 196, 0, 110)  # background of an uncertain label
 
 _Index = QModelIndex | QPersistentModelIndex
 
 
 class VertebraTableModel(QAbstractTableModel):
-    """Rows = the session's vertebrae in cranio-caudal order."""
+    """Rows = the session's vertebrae as shown now (after corrections), head to foot."""
 
-    HEADERS = ("Level", "Centre L, P, S (mm)", "Volume (ml)")
+    HEADERS = ("Level", "Confidence", "QA", "Volume (ml)", "Centre L, P, S (mm)")
+    LEVEL, CONFIDENCE, QA, VOLUME, CENTRE = range(5)
 
     def __init__(self, session: Session) -> None:
         super().__init__(session)
         self.session = session
         self._rows: list[VertebraInfo] = []
-        session.labels_changed.connect(self._on_labels_changed)
-        session.ct_changed.connect(self._on_labels_changed)
+        session.vertebrae_changed.connect(self._on_vertebrae_changed)
+        session.ct_changed.connect(self._on_vertebrae_changed)
 
     def vertebra_at(self, row: int) -> VertebraInfo:
         return self._rows[row]
@@ -64,23 +80,40 @@ class VertebraTableModel(QAbstractTableModel):
         v = self._rows[index.row()]
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            if col == 0:
-                return v.name
-            if col == 1:
-                return ", ".join(f"{c:.1f}" for c in v.center_lps)
-            return "—" if math.isnan(v.volume_ml) else f"{v.volume_ml:.1f}"
-        if role == Qt.ItemDataRole.DecorationRole and col == 0:
+            if col == self.LEVEL:
+                corrected = v.source_id and v.source_id != v.id
+                return f"{v.name}  (was {registry.name_of(v.source_id)})" if corrected else v.name
+            if col == self.CONFIDENCE:
+                return "—" if v.confidence is None else f"{100.0 * v.confidence:.0f} %"
+            if col == self.QA:
+                return ", ".join(QA_TEXT.get(f, f) for f in v.qa_flags)
+            if col == self.VOLUME:
+                return "—" if math.isnan(v.volume_ml) else f"{v.volume_ml:.1f}"
+            return ", ".join(f"{c:.1f}" for c in v.center_lps)
+        if role == Qt.ItemDataRole.DecorationRole and col == self.LEVEL:
             return QColor(*v.colour)
-        if role == Qt.ItemDataRole.TextAlignmentRole and col > 0:
+        if role == Qt.ItemDataRole.BackgroundRole and col in (self.CONFIDENCE, self.QA):
+            return _DOUBT if "label_uncertain" in v.qa_flags else None
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (self.CONFIDENCE, self.VOLUME, self.CENTRE):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{v.name} (VerSe id {v.id}); centre in LPS mm"
+            return self._tooltip(v)
         return None
 
-    def _on_labels_changed(self) -> None:
+    def _tooltip(self, v: VertebraInfo) -> str:
+        lines = [f"{v.name} (VerSe id {v.id})"]
+        if v.source_id and v.source_id != v.id:
+            lines.append(f"renamed by you; found as {registry.name_of(v.source_id)}")
+        if v.confidence is not None:
+            lines.append(f"probability of this label: {100.0 * v.confidence:.1f} %")
+        if v.qa_flags:
+            lines.append("flags: " + ", ".join(v.qa_flags))
+        lines.append("centre: " + ", ".join(f"{c:.1f}" for c in v.center_lps) + " mm LPS")
+        return "\n".join(lines)
+
+    def _on_vertebrae_changed(self, *_: object) -> None:
         self.beginResetModel()
-        label_set = self.session.label_set
-        self._rows = [] if label_set is None else list(label_set.vertebrae)
+        self._rows = list(self.session.vertebrae)
         self.endResetModel()
 
 
@@ -104,9 +137,10 @@ class VertebraTable(QStackedWidget):
         self.view.verticalHeader().setVisible(False)
         self.view.setAlternatingRowColors(True)
         header = self.view.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        for col in range(self.model.columnCount()):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(VertebraTableModel.QA, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(False)
         self.addWidget(self.message)
         self.addWidget(self.view)
 
@@ -118,6 +152,10 @@ class VertebraTable(QStackedWidget):
     def select_row(self, row: int) -> None:
         """Select a row as a user click would (moves the crosshair to that vertebra)."""
         self.view.selectRow(row)
+
+    def names(self) -> list[str]:
+        """The level names listed, top to bottom."""
+        return [self.model.vertebra_at(r).name for r in range(self.model.rowCount())]
 
     def _on_rows_selected(self, selected: QItemSelection, deselected: QItemSelection) -> None:
         rows = self.view.selectionModel().selectedRows()
@@ -144,6 +182,16 @@ class VertebraTable(QStackedWidget):
             self.view.scrollTo(self.model.index(row, 0))
 
     def _on_model_reset(self) -> None:
+        # an analysis has probabilities and flags but no volumes; a label map the other way round
+        source = self.session.vertebra_source
+        m = VertebraTableModel
+        self.view.setColumnHidden(m.CONFIDENCE, source == SOURCE_LABELS)
+        self.view.setColumnHidden(m.QA, source == SOURCE_LABELS)
+        self.view.setColumnHidden(m.VOLUME, source == SOURCE_ANALYSIS)
+        header = self.view.horizontalHeader()
+        header.setSectionResizeMode(m.QA, QHeaderView.ResizeMode.ResizeToContents)
+        stretch = m.QA if source == SOURCE_ANALYSIS else m.CENTRE
+        header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
         if self.model.rowCount() > 0:
             self.setCurrentWidget(self.view)
         else:

@@ -1,7 +1,10 @@
-"""3D view: one surface per vertebra (registry colours), the CT's outline box and L/P/S axes.
+"""3D view: vertebra surfaces and/or center markers (registry colours) with their names, the CT's
+outline box and an orientation cube.
 
 Everything is drawn in the LPS patient frame in mm, exactly as `inference` delivers meshes and
-centres. The scene is changed only from session slots, on the GUI thread.
+centres. A label map gives one surface per vertebra; an analysis (centers only, no masks yet) gives
+one sphere per vertebra center; when both are loaded the surfaces stay and the markers name them.
+The scene is changed only from session slots, on the GUI thread.
 """
 
 from __future__ import annotations
@@ -14,17 +17,21 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 from pyvistaqt import QtInteractor
 
-from ..state.session import Session
+from inference import registry
+
+from ..state.session import SOURCE_ANALYSIS, Session
 
 NO_LABELS_TEXT = (
-    "No vertebra labels loaded — open a label map (File → Open labels…); "
-    "automatic analysis arrives with the models"
+    "No vertebrae yet — press Analyze to find and name them, or open a label map (File → Open labels…)"
 )
 NO_CT_TEXT = "No CT loaded — open one with File → Open CT file… or Open DICOM folder…"
 
 _BACKGROUND = (0.11, 0.12, 0.14)
 _DIMMED_OPACITY = 0.35  # other vertebrae while one is selected
 _CROSSHAIR_COLOUR = (1.0, 0.78, 0.0)
+MARKER_RADIUS_MM = 6.0
+"""Sphere drawn at each analysed vertebra center."""
+_NAME_OFFSET_MM = np.array([-45.0, 0.0, 0.0])  # names beside the spine, on the patient's right
 
 
 def surface_to_polydata(mesh: Any) -> pv.PolyData:
@@ -57,10 +64,14 @@ class View3D(QWidget):
         self.plotter.add_orientation_widget(_orientation_cube(), viewport=(0.0, 0.0, 0.16, 0.22))
         layout.addWidget(self.plotter, 1)
         self.vertebra_actors: dict[int, Any] = {}
+        """Surface actors by label-map id (as in the file, before corrections)."""
+        self.marker_actors: dict[int, Any] = {}
+        """Center spheres of an analysis by vertebra id as shown."""
         self._crosshair_actor: Any = None
 
         session.ct_changed.connect(self._on_ct_changed)
         session.labels_changed.connect(self._on_labels_changed)
+        session.vertebrae_changed.connect(self._on_vertebrae_changed)
         session.selection_changed.connect(self._on_selection_changed)
         session.crosshair_changed.connect(self._on_crosshair_changed)
 
@@ -71,9 +82,12 @@ class View3D(QWidget):
     def reset_camera(self) -> None:
         """Look at the patient from the front-left, superior up; fit the spine (or the CT box)."""
         plotter = self.plotter
-        if self.vertebra_actors:
-            bounds = np.array([a.GetBounds() for a in self.vertebra_actors.values()])
+        actors = [*self.vertebra_actors.values(), *self.marker_actors.values()]
+        if actors:
+            bounds = np.array([a.GetBounds() for a in actors])
             lo, hi = bounds[:, 0::2].min(axis=0), bounds[:, 1::2].max(axis=0)
+            # room for the names on the patient's right
+            lo = np.minimum(lo, lo + _NAME_OFFSET_MM)
         elif self.session.ct is not None:
             lo, hi = self.session.ct.physical_bounds()
         else:
@@ -124,7 +138,9 @@ class View3D(QWidget):
         self.reset_camera()
 
     def _on_labels_changed(self) -> None:
-        self._clear_vertebrae()
+        for actor in self.vertebra_actors.values():
+            self.plotter.remove_actor(actor, render=False)
+        self.vertebra_actors.clear()
         label_set = self.session.label_set
         if label_set is not None:
             for info in label_set.vertebrae:
@@ -139,27 +155,57 @@ class View3D(QWidget):
                     name=f"vertebra_{info.name}",
                     render=False,
                 )
-            if label_set.vertebrae:
-                # names beside the spine, on the patient's right (screen left in the default view)
-                points = np.array([v.center_lps for v in label_set.vertebrae]) + np.array([-45.0, 0.0, 0.0])
-                self.plotter.add_point_labels(
-                    points,
-                    [v.name for v in label_set.vertebrae],
-                    font_size=14,
-                    text_color="white",
-                    shape=None,
-                    show_points=False,
-                    always_visible=True,
-                    name="vertebra_names",
+        # the session follows with vertebrae_changed, which colours, names and frames them
+
+    def _on_vertebrae_changed(self, new_vertebrae: bool = True) -> None:
+        session = self.session
+        lut = session.label_display_lut()
+        for label_id, actor in self.vertebra_actors.items():
+            shown = int(lut[label_id])
+            actor.SetVisibility(bool(shown))
+            if shown:
+                actor.prop.color = np.array(registry.by_id(shown).color) / 255.0
+        for actor in self.marker_actors.values():
+            self.plotter.remove_actor(actor, render=False)
+        self.marker_actors.clear()
+        self.plotter.remove_actor("vertebra_names", render=False)
+        vertebrae = session.vertebrae
+        if session.vertebra_source == SOURCE_ANALYSIS:
+            for v in vertebrae:
+                self.marker_actors[v.id] = self.plotter.add_mesh(
+                    pv.Sphere(radius=MARKER_RADIUS_MM, center=tuple(v.center_lps)),
+                    color=np.array(v.colour) / 255.0,
+                    smooth_shading=True,
+                    name=f"marker_{v.name}",
                     render=False,
                 )
+        if vertebrae:
+            self.plotter.add_point_labels(
+                np.array([v.center_lps for v in vertebrae]) + _NAME_OFFSET_MM,
+                [v.name for v in vertebrae],
+                font_size=14,
+                text_color="white",
+                shape=None,
+                show_points=False,
+                always_visible=True,
+                name="vertebra_names",
+                render=False,
+            )
         self._update_message()
-        self.reset_camera()
+        self._on_selection_changed(session.selected_id, render=False)
+        if new_vertebrae:
+            self.reset_camera()
+        else:
+            self.render_scene()
 
-    def _on_selection_changed(self, vertebra_id: int) -> None:
-        for vid, actor in self.vertebra_actors.items():
+    def _on_selection_changed(self, vertebra_id: int, render: bool = True) -> None:
+        lut = self.session.label_display_lut()
+        for label_id, actor in self.vertebra_actors.items():
+            actor.prop.opacity = 1.0 if vertebra_id in (0, int(lut[label_id])) else _DIMMED_OPACITY
+        for vid, actor in self.marker_actors.items():
             actor.prop.opacity = 1.0 if vertebra_id in (0, vid) else _DIMMED_OPACITY
-        self.render_scene()
+        if render:
+            self.render_scene()
 
     def _on_crosshair_changed(self, lps: np.ndarray | None) -> None:
         if self._crosshair_actor is None or lps is None:
@@ -169,16 +215,17 @@ class View3D(QWidget):
 
     # ---- helpers ------------------------------------------------------------------------------
     def _clear_vertebrae(self) -> None:
-        for actor in self.vertebra_actors.values():
+        for actor in [*self.vertebra_actors.values(), *self.marker_actors.values()]:
             self.plotter.remove_actor(actor, render=False)
         self.plotter.remove_actor("vertebra_names", render=False)
         self.vertebra_actors.clear()
+        self.marker_actors.clear()
 
     def _update_message(self) -> None:
         if self.session.ct is None:
             text = NO_CT_TEXT
-        elif self.session.label_set is None or not self.session.label_set.vertebrae:
-            text = NO_LABELS_TEXT
+        elif not self.session.vertebrae:
+            text = NO_LABELS_TEXT if self.session.vertebra_source is None else "No vertebra found"
         else:
             text = ""
         self.message.setText(text)

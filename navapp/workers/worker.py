@@ -17,7 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from inference.errors import CancelledError, InputError
+from inference.errors import CancelledError, SpineNavError
 from inference.progress import CancelToken, ProgressCallback
 
 Job = Callable[..., Any]
@@ -36,8 +36,9 @@ class Worker(QObject):
     finished(object)
         The job's return value.
     failed(str)
-        One-line message; ``error`` holds the exception (an `InputError` for bad input, anything
-        else is an internal error whose traceback went to `ERROR_LOG`).
+        One-line message; ``error`` holds the exception: a `SpineNavError` raised on purpose
+        (`InputError` for bad input, `WeightsError` for missing models), or anything else, an
+        internal error whose traceback went to `ERROR_LOG`.
     cancelled()
         The job stopped at a cancel point.
     done()
@@ -71,7 +72,7 @@ class Worker(QObject):
             result = self._fn(progress=progress, cancel=self.cancel_token)
         except CancelledError:
             self.cancelled.emit()
-        except InputError as exc:
+        except SpineNavError as exc:  # typed errors carry a readable one-line message already
             self.error = exc
             self.failed.emit(str(exc))
         except Exception as exc:  # noqa: BLE001 - the GUI shows it; a worker must never take the app down

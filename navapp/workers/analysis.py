@@ -1,0 +1,97 @@
+"""The analysis job: `inference.pipeline.Pipeline.analyze` on a worker thread.
+
+`AnalysisRunner` owns the pipeline object. It is created on first use, on the worker thread that
+needs it (loading torch and the weights takes seconds and must not freeze the window), and kept
+for every later run, as nnU-Net's predictor is built once and then predicts many inputs. A failed
+creation (missing or corrupt weights) leaves nothing behind, so the next run tries again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from inference.progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
+from inference.volume import Volume
+
+if TYPE_CHECKING:
+    from inference.pipeline import AnalysisResult, Pipeline
+
+PipelineFactory = Callable[[], "Pipeline"]
+"""Builds the pipeline (loads weights); may raise `WeightsError`. Runs on a worker thread."""
+
+_LOAD_SHARE = 0.1  # progress bar share of the first run that goes to loading the models
+
+
+def default_pipeline() -> Pipeline:
+    """The installed models on the best device (CUDA, then MPS, then CPU)."""
+    from inference.pipeline import Pipeline
+
+    return Pipeline(device="auto")
+
+
+def weights_installed() -> bool:
+    """True when the localizer's weights manifest is installed (their hash is checked on loading)."""
+    from inference.errors import WeightsError
+    from inference.models.weights import read_manifest
+    from inference.pipeline import LOCALIZER
+
+    try:
+        read_manifest(LOCALIZER)
+    except WeightsError:
+        return False
+    return True
+
+
+class AnalysisRunner:
+    """Runs analyses with one pipeline, created lazily by ``factory`` and then reused.
+
+    Thread-safe: one analysis at a time; `analyze` is called on a worker thread.
+    """
+
+    def __init__(self, factory: PipelineFactory | None = None) -> None:
+        self._factory = factory or default_pipeline
+        self._pipeline: Pipeline | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pipeline(self) -> Pipeline | None:
+        """The pipeline once created, else None."""
+        return self._pipeline
+
+    def analyze(
+        self, ct: Volume, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+    ) -> AnalysisResult:
+        """Find and name the vertebrae of ``ct`` (see `Pipeline.analyze`).
+
+        Raises `WeightsError` when the models cannot be loaded, `CancelledError` when cancelled.
+        """
+        tell = report(progress)
+        with self._lock:
+            start = 0.0
+            if self._pipeline is None:
+                tell(0.0, "loading the models")
+                self._pipeline = self._factory()
+                start = _LOAD_SHARE
+            check_cancel(cancel)
+            result = self._pipeline.analyze(ct, progress=sub_progress(tell, start, 1.0), cancel=cancel)
+        _check_result(result)
+        return result
+
+
+def _check_result(result: AnalysisResult) -> None:
+    """The contract the views and corrections rely on: one vertebra per name, real probabilities.
+
+    A broken one is an internal error (shown as such, traceback logged), never a half-usable table.
+    """
+    counts = Counter(v.name for v in result.vertebrae)
+    repeated = sorted(n for n, c in counts.items() if c > 1)
+    if repeated:
+        raise RuntimeError(
+            f"the analysis gave {len(result.vertebrae)} vertebrae with repeated names ({', '.join(repeated[:5])}); "
+            "the result cannot be shown"
+        )
+    if any(not 0.0 <= float(v.confidence) <= 1.0 for v in result.vertebrae):  # NaN fails too
+        raise RuntimeError("the analysis gave label probabilities outside [0, 1] (NaN?); the result cannot be shown")
