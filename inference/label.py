@@ -25,6 +25,8 @@ P_L6 = 0.04
 """Six lumbar vertebrae (lumbarized S1): about 4 %."""
 P_SKIP = 0.02
 """Cost of each level skipped between two consecutive candidates (a missed vertebra)."""
+P_FALSE = 0.05
+"""Prior probability that a candidate is a false detection (not a vertebra center)."""
 EMISSION_FLOOR = 1e-4
 """Smallest emission probability: one confident but wrong voxel vote cannot veto a whole column."""
 
@@ -39,13 +41,13 @@ class Decoded:
     Attributes
     ----------
     ids : np.ndarray of int, (n,)
-        VerSe id of each candidate (strictly cranio-caudal).
+        VerSe id of each candidate (strictly cranio-caudal), 0 for a false detection.
     confidence : np.ndarray, (n,)
-        Posterior probability of that id.
+        Posterior probability of that id (of being a false detection for id 0).
     p_shift_cranial, p_shift_caudal : np.ndarray, (n,)
         Posterior probability that the candidate is really the level above / below its label.
     posterior : np.ndarray, (n, len(LEVELS))
-        Full marginals over `LEVELS`.
+        Marginals over `LEVELS` (each row sums to 1 minus the probability of a false detection).
     """
 
     ids: np.ndarray
@@ -124,13 +126,38 @@ def _neighbours() -> list[tuple[list[int], list[int]]]:
 _NEIGHBOURS = _neighbours()
 
 
-def decode(emissions: np.ndarray) -> Decoded:
+def _extended_transitions() -> tuple[np.ndarray, np.ndarray]:
+    """Transitions and start over states R_0…R_{L-1} (a level), J_0…J_{L-1} (a false detection after
+    level k) and J_start (a false detection before any level): shape (2L+1, 2L+1) and (2L+1,)."""
+    n = len(LEVELS)
+    m = 2 * n + 1
+    keep, junk = np.log(1 - P_FALSE), np.log(P_FALSE)
+    t = np.full((m, m), -np.inf)
+    t[:n, :n] = _LOG_T + keep  # R_a → R_b
+    t[n:2 * n, :n] = _LOG_T + keep  # J_a → R_b
+    t[np.arange(n), n + np.arange(n)] = junk  # R_a → J_a
+    t[n + np.arange(n), n + np.arange(n)] = junk  # J_a → J_a
+    t[2 * n, :n] = _LOG_START + keep  # J_start → R_b
+    t[2 * n, 2 * n] = junk
+    start = np.full(m, -np.inf)
+    start[:n] = _LOG_START + keep
+    start[2 * n] = junk
+    return t, start
+
+
+_LOG_TX, _LOG_START_X = _extended_transitions()
+
+
+def decode(emissions: np.ndarray, scores: np.ndarray | None = None) -> Decoded:
     """Decode labels for candidates ordered head to foot.
 
     Parameters
     ----------
     emissions : np.ndarray, (n, len(LEVELS))
         Each candidate's level probabilities (need not sum to 1; rows are normalized).
+    scores : np.ndarray, (n,), optional
+        Detection confidence in [0, 1] of each candidate (default 1). A candidate may be decoded as
+        a false detection (id 0) at prior cost `P_FALSE`, more easily when its score is low.
     """
     e = np.asarray(emissions, dtype=float)
     if e.ndim != 2 or e.shape[1] != len(LEVELS):
@@ -139,35 +166,43 @@ def decode(emissions: np.ndarray) -> Decoded:
     if n == 0:
         z = np.zeros(0)
         return Decoded(np.zeros(0, int), z, z, z, np.zeros((0, m)))
+    s = np.ones(n) if scores is None else np.clip(np.asarray(scores, dtype=float).reshape(n), 0.01, 0.99)
     e = np.clip(e, 0, None)
     e = e / np.maximum(e.sum(axis=1, keepdims=True), 1e-12)
-    log_e = np.log(np.maximum(e, EMISSION_FLOOR))
-    log_start = _LOG_START
+    # emissions over the extended states: a level k: score × p(k); a false detection: (1 − score) / L
+    log_e = np.concatenate([
+        np.log(np.maximum(e, EMISSION_FLOOR)) + np.log(s)[:, None],
+        np.repeat(np.log((1 - s) / m)[:, None], m + 1, axis=1) if scores is not None
+        else np.full((n, m + 1), np.log(EMISSION_FLOOR)),
+    ], axis=1)
+    k = log_e.shape[1]
     # Viterbi
-    score = log_start + log_e[0]
-    back = np.zeros((n, m), int)
+    score = _LOG_START_X + log_e[0]
+    back = np.zeros((n, k), int)
     for t in range(1, n):
-        cand = score[:, None] + _LOG_T
+        cand = score[:, None] + _LOG_TX
         back[t] = np.argmax(cand, axis=0)
-        score = cand[back[t], np.arange(m)] + log_e[t]
+        score = cand[back[t], np.arange(k)] + log_e[t]
     path = np.zeros(n, int)
     path[-1] = int(np.argmax(score))
     for t in range(n - 1, 0, -1):
         path[t - 1] = back[t, path[t]]
     # forward-backward marginals (log space)
-    fwd = np.zeros((n, m))
-    fwd[0] = log_start + log_e[0]
+    fwd = np.zeros((n, k))
+    fwd[0] = _LOG_START_X + log_e[0]
     for t in range(1, n):
-        fwd[t] = _logsumexp(fwd[t - 1][:, None] + _LOG_T, axis=0) + log_e[t]
-    bwd = np.zeros((n, m))
+        fwd[t] = _logsumexp(fwd[t - 1][:, None] + _LOG_TX, axis=0) + log_e[t]
+    bwd = np.zeros((n, k))
     for t in range(n - 2, -1, -1):
-        bwd[t] = _logsumexp(_LOG_T + (log_e[t + 1] + bwd[t + 1])[None, :], axis=1)
-    post = fwd + bwd
-    post = np.exp(post - _logsumexp(post, axis=1)[:, None])
-    ids = np.array([LEVELS[k] for k in path])
-    conf = post[np.arange(n), path]
-    up = np.array([post[t, _NEIGHBOURS[path[t]][0]].sum() for t in range(n)])
-    down = np.array([post[t, _NEIGHBOURS[path[t]][1]].sum() for t in range(n)])
+        bwd[t] = _logsumexp(_LOG_TX + (log_e[t + 1] + bwd[t + 1])[None, :], axis=1)
+    post_x = fwd + bwd
+    post_x = np.exp(post_x - _logsumexp(post_x, axis=1)[:, None])
+    post = post_x[:, :m]  # probability of each level; the rest is "false detection"
+    is_level = path < m
+    ids = np.array([LEVELS[p] if p < m else 0 for p in path])
+    conf = np.where(is_level, post[np.arange(n), np.minimum(path, m - 1)], 1 - post.sum(axis=1))
+    up = np.array([post[t, _NEIGHBOURS[path[t]][0]].sum() if is_level[t] else 0.0 for t in range(n)])
+    down = np.array([post[t, _NEIGHBOURS[path[t]][1]].sum() if is_level[t] else 0.0 for t in range(n)])
     return Decoded(ids, conf, up, down, post)
 
 

@@ -57,7 +57,7 @@ def run_localizer(
 ) -> LocalizerOutput:
     """Resample ``ct`` to 4 mm, run the network on the whole volume, upsample outputs to 4 mm."""
     grid = working_grid(ct, INPUT_SPACING_MM)
-    hu = resample_ct(ct, grid)
+    hu = resample_ct(ct, grid, cancel=cancel)
     check_cancel(cancel)
     if descriptor is None:
         descriptor = scan_descriptor(ct.spacing, hu)
@@ -68,8 +68,16 @@ def run_localizer(
     x[: shape[0], : shape[1], : shape[2]] = hu
     xt = torch.from_numpy(normalize_hu(x))[None, None].to(device)
     dt = torch.from_numpy(descriptor[None].astype(np.float32)).to(device)
+    # the network pass is one call: hooks on its layers check the cancel token between layers
+    hooks = [m.register_forward_pre_hook(lambda *_: check_cancel(cancel)) for m in model.modules()
+             if cancel is not None and not list(m.children())]
+    try:
+        with torch.inference_mode():
+            out = model(xt, dt).float()
+    finally:
+        for h in hooks:
+            h.remove()
     with torch.inference_mode():
-        out = model(xt, dt).float()
         out = F.interpolate(out, scale_factor=2, mode="trilinear", align_corners=False)
         heat = out[0, 0].cpu().numpy()
         probs = torch.softmax(out[0, 1:], dim=0).cpu().numpy()

@@ -30,6 +30,8 @@ UNCERTAIN_BELOW = 0.7
 """A label whose posterior probability is below this is flagged ``label_uncertain``."""
 BORDER_MM = 8.0
 """A center closer than this to the scan's edge is flagged ``partial_at_border``."""
+MAX_CANDIDATES = 60
+"""Strongest heatmap peaks kept for decoding (a whole spine has 26 levels)."""
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -132,11 +134,15 @@ class Pipeline:
         check_cancel(cancel)
         t1 = time.perf_counter()
         tell(0.8, "labeling the column")
-        cands = order_head_to_foot(find_candidates(out))
-        dec = decode(np.array([c.level_probs for c in cands]).reshape(len(cands), len(LEVELS)))
+        cands = find_candidates(out)
+        cands = order_head_to_foot(sorted(cands, key=lambda c: -c.score)[:MAX_CANDIDATES])
+        dec = decode(np.array([c.level_probs for c in cands]).reshape(len(cands), len(LEVELS)),
+                     scores=np.array([min(1.0, c.score) for c in cands]))
         vertebrae = []
         for n, c in enumerate(cands):
             vid = int(dec.ids[n])
+            if vid == 0:
+                continue  # decoded as a false detection
             top = np.argsort(-dec.posterior[n])[:3]
             alts = [{"name": registry.name_of(LEVELS[k]), "p": round(float(dec.posterior[n, k]), 4)} for k in top]
             vertebrae.append(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from .progress import CancelToken, check_cancel
 from .volume import Volume
 
 HU_LOW, HU_HIGH = -1000.0, 1500.0
@@ -54,14 +55,35 @@ def working_grid(volume: Volume, spacing: float) -> WorkingGrid:
     return WorkingGrid(tuple(float(o) for o in origin), float(spacing), tuple(int(s) for s in size))
 
 
-def resample_ct(ct: Volume, grid: WorkingGrid) -> np.ndarray:
-    """CT HU on ``grid`` (float32 [k, j, i]): Gaussian anti-aliasing, then linear interpolation."""
+def resample_ct(ct: Volume, grid: WorkingGrid, cancel: CancelToken | None = None) -> np.ndarray:
+    """CT HU on ``grid`` (float32 [k, j, i]): Gaussian anti-aliasing, then linear interpolation.
+
+    ``cancel`` aborts the ITK filters from their progress events (`CancelledError`).
+    """
     image = sitk.Cast(ct.to_sitk(), sitk.sitkFloat32)
     sigma = [max(0.01, 0.5 * np.sqrt(max(grid.spacing**2 - s**2, 0.0))) for s in ct.spacing]
     if max(sigma) > 0.05:
-        image = sitk.SmoothingRecursiveGaussian(image, sigma)
-    out = sitk.Resample(image, grid.reference_image(), sitk.Transform(), sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out)
+        smooth = sitk.SmoothingRecursiveGaussianImageFilter()
+        smooth.SetSigma([float(x) for x in sigma])
+        image = _execute(smooth, image, cancel)
+    resample = sitk.ResampleImageFilter()
+    resample.SetReferenceImage(grid.reference_image())
+    resample.SetInterpolator(sitk.sitkLinear)
+    resample.SetDefaultPixelValue(AIR_HU)
+    resample.SetOutputPixelType(sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(_execute(resample, image, cancel))
+
+
+def _execute(f: sitk.ImageFilter, image: sitk.Image, cancel: CancelToken | None) -> sitk.Image:
+    """Run an ITK filter that aborts when ``cancel`` is set."""
+    if cancel is not None:
+        f.AddCommand(sitk.sitkProgressEvent, lambda: f.Abort() if cancel.cancelled else None)
+    check_cancel(cancel)
+    try:
+        return f.Execute(image)
+    except RuntimeError:
+        check_cancel(cancel)  # an abort surfaces as a RuntimeError: report it as a cancellation
+        raise
 
 
 def resample_labels(labels: Volume, grid: WorkingGrid) -> np.ndarray:

@@ -98,3 +98,24 @@ def test_empty_and_bad_input():
     assert d.ids.shape == (0,)
     with pytest.raises(ValueError, match="shape"):
         decode(np.zeros((3, 5)))
+
+
+def test_more_candidates_than_levels_decode_without_nan():
+    """An untrained or confused detector can give dozens of peaks: surplus ones become false detections."""
+    rng = np.random.default_rng(0)
+    e = rng.random((60, len(LEVELS)))
+    d = decode(e, scores=rng.uniform(0.3, 1.0, 60))
+    assert np.isfinite(d.confidence).all() and np.isfinite(d.posterior).all()
+    real = d.ids[d.ids > 0]
+    pos = [LEVELS.index(int(i)) for i in real]
+    assert pos == sorted(pos) and len(set(pos)) == len(pos) <= len(LEVELS)
+
+
+def test_a_weak_spurious_peak_is_dropped():
+    seq = ["L1", "L2", "L3", "L4"]
+    e = [_emission(n, 0.9, 0.04) for n in seq]
+    e.insert(2, _emission("L2", 0.9, 0.04))  # a second "L2" between L2 and L3 with a weak peak
+    scores = np.array([0.9, 0.9, 0.4, 0.9, 0.9])
+    d = decode(np.array(e), scores=scores)
+    assert _names(d.ids[d.ids > 0]) == seq
+    assert d.ids[2] == 0 and d.confidence[2] > 0.5

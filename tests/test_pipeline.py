@@ -185,3 +185,26 @@ def test_analysis_bundle_is_atomic_and_deterministic(tmp_path, monkeypatch):
 
     with pytest.raises(OutputExistsError):
         write_analysis_bundle(a, result, ct)
+
+
+def test_cancel_interrupts_the_network_pass_between_layers():
+    """The user cancels while the (single-call) network pass runs: it stops at the next layer."""
+    ct, _ = _spine_ct()
+    net = LocalizerNet()
+    token = CancelToken()
+    reached = []
+    net.stem.register_forward_hook(lambda *_: token.cancel())  # cancel arrives during the pass
+    net.unet.head.register_forward_hook(lambda *_: reached.append("head"))
+    with pytest.raises(CancelledError):
+        run_localizer(net, ct, torch.device("cpu"), cancel=token)
+    assert reached == []
+
+
+def test_cancel_aborts_resampling():
+    from inference.preprocess import resample_ct, working_grid
+
+    ct, _ = _spine_ct()
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(CancelledError):
+        resample_ct(ct, working_grid(ct, 4.0), cancel=token)
