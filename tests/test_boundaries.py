@@ -1,5 +1,6 @@
 """Architecture rules (DESIGN §1, STYLE 1): the computing core never imports GUI code."""
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -30,7 +31,12 @@ def test_no_print_or_exit_in_library_code():
         if path.name == "cli.py":
             continue  # the command line is where messages are printed
         text = path.read_text()
-        for needle in ("sys.exit(", "print(", "breakpoint("):
-            if needle in text:
+        for needle in (r"\bsys\.exit\(", r"(?<![\w.])print\(", r"\bbreakpoint\("):
+            if re.search(needle, text):
                 offenders.append(f"{path.relative_to(ROOT)}: {needle}")
     assert not offenders
+
+
+def test_print_detector_is_not_fooled_by_names():
+    assert re.search(r"(?<![\w.])print\(", "    print(x)")
+    assert not re.search(r"(?<![\w.])print\(", "shape.footprint(-1)")
