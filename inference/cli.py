@@ -94,6 +94,38 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_synth(args: argparse.Namespace) -> int:
+    import time
+
+    from .synth import SynthConfig, small_config, write_cases
+
+    config = small_config() if args.small else SynthConfig()
+    progress, close = _progress_bar()
+    t0 = time.perf_counter()
+    try:
+        written = write_cases(args.n, args.seed, args.output, config=config, force=args.force, device=args.device,
+                              progress=progress)
+    finally:
+        close()
+    seconds = time.perf_counter() - t0
+    for path in written:
+        p = json.loads(path.read_text())
+        size = "x".join(str(v) for v in p["grid"]["size"])
+        spacing = "x".join(f"{v:.2f}" for v in p["grid"]["spacing"])
+        levels = _level_names(p["labels_present"])
+        span = f"{levels[0]}-{levels[-1]}" if levels else "no vertebra"
+        print(f"{path.name.removesuffix('_params.json')}: {p['fov_mode']} {span}, {size} voxels, {spacing} mm")
+    print(f"{len(written)} synthetic cases written to {args.output} in {seconds:.1f} s "
+          f"({60.0 * len(written) / max(seconds, 1e-9):.1f} volumes/minute, {args.device})")
+    return 0
+
+
+def _level_names(ids: list[int]) -> list[str]:
+    from .registry import BY_ID, sort_ids
+
+    return [BY_ID[i].name for i in sort_ids(ids)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spinenav",
@@ -132,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--convention", **conv)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("synth", help="write domain-randomized synthetic training CTs with labels (DESIGN §6)")
+    p.add_argument("-n", type=int, required=True, help="number of cases")
+    p.add_argument("--seed", type=int, default=0, help="seed of the set (same n and seed → identical files)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder to write synth_XXXX_*.nii.gz + .json")
+    p.add_argument("--force", action="store_true", help="write into an existing non-empty output folder")
+    p.add_argument("--device", default="cpu", help="torch device to paint on (cpu, cuda); files are made on cpu "
+                   "by default so that they are byte-identical across machines")
+    p.add_argument("--small", action="store_true", help=argparse.SUPPRESS)  # tests: short, coarse volumes
+    p.set_defaults(func=_cmd_synth)
     return parser
 
 

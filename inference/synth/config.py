@@ -59,8 +59,9 @@ class SynthConfig:
     p_listhesis: float = 0.1
     listhesis_mm: Range = (2.0, 8.0)
     """Grade I spondylolisthesis (up to 25 % of a ~35 mm lumbar body)."""
-    disc_scale: Range = (0.6, 1.3)
-    """Whole-spine disc height factor (degenerated to young); base heights are per region below."""
+    disc_scale: Range = (0.55, 1.25)
+    """Whole-spine disc height factor (degenerated to young) on base heights per level (`layout.disc_base_mm`:
+    cervical 4-4.5, T1 3.5 → T12 6, lumbar 8-10 mm; L3-L4 of the VerSe scans here: ~4.5 mm)."""
     p_disc_collapse: float = 0.1
     """Chance that one disc is collapsed to 20–40 % (severe degeneration)."""
     p_t13: float = 0.03
@@ -81,14 +82,26 @@ class SynthConfig:
     """Most scans show the patient table; some are cropped above it."""
 
     # ---- appearance (HU) ----
-    hu_cortical: Range = (350.0, 1000.0)
-    """A 1 mm voxel on the ~0.5–1 mm cortical shell (partial volume): 350 HU (osteoporotic) to 1000 HU."""
-    hu_cancellous: Range = (90.0, 350.0)
-    """Trabecular bone: osteoporotic (~90 HU) to young adult (~350 HU)."""
+    hu_cortical: Range = (700.0, 2000.0)
+    """A 1 mm voxel on the cortical shell before the scanner's blur (compact bone is ~1800 HU; a 0.5-1 mm
+    shell fills part of the voxel). Matched on real CT: bone voxels' 99th percentile is 1100-1250 HU in the
+    1-1.5 mm scans here (the blur to the scan's resolution brings the painted shell down to that)."""
+    hu_cancellous: Range = (40.0, 350.0)
+    """Trabecular bone: severe osteoporosis (the real L3 cutout in tests/data: 51 HU median) to young
+    adult (~350 HU). Opportunistic-screening thresholds: < 100 HU osteoporotic, > 160 HU normal."""
+    wall_fraction: Range = (0.2, 0.6)
+    """HU of a body's side wall voxel as a fraction of the way from cancellous to cortical: the wall is
+    thinner (0.3-0.5 mm) than a voxel, the endplates and the arch's shell are not (real L3 at 1.5 mm:
+    body 51, body border 229, arch 409, articular processes 560 HU)."""
+    posterior_fraction: Range = (0.15, 0.5)
+    """Inside of the arch and processes, same scale: thin plates of mostly compact bone."""
+    trabecular_texture: Range = (0.06, 0.22)
+    """SD of the marrow texture as a fraction of its HU (plus 8 HU): fine-grained to coarse trabeculae."""
     hu_disc: Range = (50.0, 120.0)
     hu_csf: Range = (0.0, 20.0)
     hu_cord: Range = (25.0, 45.0)
-    hu_muscle: Range = (35.0, 70.0)
+    hu_muscle: Range = (15.0, 70.0)
+    """Fatty (myosteatosis, elderly: the real abdomen example's back muscles are ~20 HU at 3 mm) to lean."""
     hu_organ: Range = (25.0, 70.0)
     """Unenhanced to portal-venous liver/bowel wall."""
     hu_fat: Range = (-120.0, -80.0)

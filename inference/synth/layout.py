@@ -18,8 +18,17 @@ from .shapes import Shape
 # Nominal cranio-caudal coordinate of each level (C1 = 0 … S1 = 24); transitional levels sit between.
 _NOMINAL = {f"C{i}": i - 1.0 for i in range(1, 8)} | {f"T{i}": 6.0 + i for i in range(1, 13)}
 _NOMINAL |= {f"L{i}": 18.0 + i for i in range(1, 6)} | {"T13": 18.5, "L6": 23.5, "S1": 24.0}
-# Base disc heights (mm) below each region's levels: cervical 5, thoracic 5, lumbar 10 (adult means).
-_DISC_BASE = {"cervical": 5.0, "thoracic": 5.0, "lumbar": 10.0, "sacral": 10.0}
+# Base gap (mm) between the masks of two bodies at the endplate centres, below each level (by its
+# nominal position): adult mid-disc heights (cervical 5-6, T1-T2 ~4 growing to ~7 at T12-L1, L4-L5
+# ~11, L5-S1 ~10 mm) less ~1 mm, because label masks drawn on 1-2 mm slices include part of each
+# endplate's partial-volume voxel. Multiplied by the spine's `disc_scale` and a ±15 % jitter.
+_DISC_KNOTS = ([1.0, 5.0, 6.0, 7.0, 17.0, 18.0, 19.0, 20.0, 21.0, 22.0, 23.0, 24.0],
+               [4.0, 4.5, 4.0, 3.5, 6.0, 7.0, 8.0, 9.0, 9.5, 10.0, 9.0, 9.0])
+
+
+def disc_base_mm(upper: str) -> float:
+    """Base disc height (mm, mask gap at the centre) below ``upper``."""
+    return float(np.interp(nominal(upper), *_DISC_KNOTS))
 
 
 def nominal(level: str) -> float:
@@ -46,11 +55,18 @@ class Level:
         return (np.asarray(q, dtype=float) * self.scale) @ self.rotation.T + self.center
 
     def endplate(self, sign: int) -> np.ndarray:
-        """Canonical point at the centre of the superior (+1) or inferior (−1) body endplate."""
-        bc, hs = self.shape.get("body_center"), self.shape.get("body_half_size")
-        p = bc.copy()
-        p[2] += sign * hs[2] * self.height_factor()
-        return p
+        """Canonical point at the centre of the superior (+1) or inferior (−1) body endplate.
+
+        A compression fracture squeezes the body towards its centre height (see `raster.paint_vertebra`).
+        """
+        ep = self.shape.endplates[sign]
+        zc = float(self.shape.get("body_center")[2])
+        return np.array([ep.x, ep.y, zc + (ep.z - zc) * self.height_factor()])
+
+    def footprint(self, sign: int) -> tuple[float, float]:
+        """World-mm half extents (LR, AP) of the superior (+1) or inferior (−1) endplate."""
+        ep = self.shape.endplates[sign]
+        return ep.half_x * float(self.scale[0]), ep.half_y * float(self.scale[1])
 
     def height_factor(self) -> float:
         if not self.fracture:
@@ -161,16 +177,31 @@ def _finish_angles(rng: np.random.Generator, cfg: SynthConfig, sag: np.ndarray, 
                                                                    "scoliosis_cobb_deg": round(cobb, 2)}
 
 
-def _pick_shape(rng: np.random.Generator, lib: dict[str, list[Shape]], name: str, prefer: str | None) -> Shape:
+def _pick_shape(rng: np.random.Generator, lib: dict[str, list[Shape]], name: str, prefer: str | None,
+                force: bool) -> Shape:
+    """A library shape for level ``name``: the ``prefer``-red source's when ``force`` (C1–C2) or, 60 % of the
+    time, when that source has this level (neighbours from one patient match best); else weighted random."""
     key = {"T13": "T12", "L6": "L5"}.get(name, name)
     options = lib[key]
-    if prefer:
+    keep = force or rng.random() < 0.6
+    if prefer and keep:
         same = [s for s in options if s.meta["source_key"] == prefer]
         if same:
             return same[0]
     # coarse 3 mm pseudo-label shapes are kept but drawn less often than expert masks
     w = np.array([0.3 if s.coarse else 1.0 for s in options])
     return options[int(rng.choice(len(options), p=w / w.sum()))]
+
+
+def size_normalisation(lib: dict[str, list[Shape]], shape: Shape) -> float:
+    """Isotropic factor bringing ``shape`` to the median volume of its level's library shapes.
+
+    The sources are different people (C3 of gl017 has 1.4× the volume of gl003's) and 3 mm
+    pseudo-labels are inflated by smoothing: without this, a spine mixing sources jumps in size from one
+    level to the next. Body-size variation comes from `SynthConfig.global_scale` instead.
+    """
+    vols = [float(s.meta["volume_ml"]) for s in lib[shape.level]]
+    return float((np.median(vols) / float(shape.meta["volume_ml"])) ** (1.0 / 3.0))
 
 
 def sample_layout(rng: np.random.Generator, cfg: SynthConfig, lib: dict[str, list[Shape]]) -> Layout:
@@ -187,10 +218,11 @@ def sample_layout(rng: np.random.Generator, cfg: SynthConfig, lib: dict[str, lis
     prev_src = None
     for n, name in enumerate(names):
         i = lo + n
-        prefer = prev_src if name == "C2" else None  # C1–C2 articulate through the dens: same scan
-        shape = _pick_shape(rng, lib, name, prefer)
+        # C1–C2 articulate through the dens: always the same scan
+        shape = _pick_shape(rng, lib, name, prev_src, force=name == "C2")
         prev_src = shape.meta["source_key"]
         s = g * _u(rng, cfg.level_scale) * np.array([_u(rng, cfg.axis_scale) for _ in range(3)])
+        s = s * size_normalisation(lib, shape)
         if name == "T13":
             s = s * np.array([1.0, 1.0, 0.95])
         rot = _rot_z(axial[i]) @ _rot_y(cor[i]) @ _rot_x(sag[i])
@@ -248,10 +280,7 @@ def sample_layout(rng: np.random.Generator, cfg: SynthConfig, lib: dict[str, lis
             listhesis = _u(rng, cfg.listhesis_mm) * (1 if rng.random() < 0.8 else -1)  # anterolisthesis mostly
     for n in range(len(levels) - 1):
         up, lo_lv = levels[n], levels[n + 1]
-        region = registry.BY_NAME[up.name].region
-        h = _DISC_BASE[region] * disc_f * float(rng.uniform(0.85, 1.15))
-        if up.name.startswith("C") and int(up.name[1:]) <= 2:
-            h *= 0.8
+        h = disc_base_mm(up.name) * disc_f * float(rng.uniform(0.85, 1.15))
         if n == collapse_at:
             h *= float(rng.uniform(0.2, 0.4))
         fused = n == fused_at and up.name != "C1"
@@ -259,18 +288,18 @@ def sample_layout(rng: np.random.Generator, cfg: SynthConfig, lib: dict[str, lis
             h = max(h, 3.0)
         shift = listhesis if n == listhesis_at else float(rng.normal(0, 0.7))
         r_mid = _mid_rotation(up.rotation, lo_lv.rotation)
-        step = _pair_offset(up, lo_lv, lib)
-        # the observed step already holds that scan's disc: add only the sampled change of height,
-        # and the height a fractured body lost (half of it on each side of that body)
-        base = _DISC_BASE[region]
-        delta = h - base
-        for lv in (up, lo_lv):
-            if lv.fracture:
-                delta -= (1.0 - lv.height_factor()) * float(lv.shape.get("body_half_size")[2])
-        mean_scale = 0.5 * (up.scale + lo_lv.scale)
-        lo_lv.center = up.center + r_mid @ (mean_scale * step + np.array([0.0, shift, -delta]))
         if up.name == "C1":
-            continue  # atlas and axis have no disc between them (the dens sits in the atlas ring)
+            # atlas and axis have no disc between them (the dens sits in the atlas ring): the step
+            # observed in their common scan places them
+            mean_scale = 0.5 * (up.scale + lo_lv.scale)
+            lo_lv.center = up.center + r_mid @ (mean_scale * _pair_offset(up, lo_lv, lib))
+            continue
+        # endplate to endplate: the lower body's superior endplate centre sits ``h`` below the upper
+        # body's inferior one, along the mean axis of the two, with the posterior walls in line
+        # (plus listhesis); a fractured body has already lost its height in `Level.endplate`
+        wall = up.footprint(-1)[1] - lo_lv.footprint(+1)[1]
+        e_lo = up.to_world(up.endplate(-1)[None])[0] + r_mid @ np.array([0.0, wall + shift, -h])
+        lo_lv.center = e_lo - lo_lv.rotation @ (lo_lv.scale * lo_lv.endplate(+1))
         discs.append({"upper": up.name, "lower": lo_lv.name, "height_mm": round(h, 2), "fused": fused,
                       "listhesis_mm": round(shift, 2) if n == listhesis_at else 0.0})
     params = {

@@ -17,10 +17,14 @@ import torch.nn.functional as F
 from .layout import Layout, Level, nominal
 
 # tissue classes of the working volume
-AIR, FAT, MUSCLE, ORGAN, LUNG, GAS, CSF, CORD, DISC, CANCELLOUS, CORTICAL, TABLE, METAL, LYTIC, BLASTIC, SCLEROTIC = (
-    range(16)
-)
-N_TISSUES = 16
+(AIR, FAT, MUSCLE, ORGAN, LUNG, GAS, CSF, CORD, DISC, CANCELLOUS, CORTICAL, TABLE, METAL, LYTIC, BLASTIC, SCLEROTIC,
+ WALL, POSTERIOR) = range(18)
+N_TISSUES = 18
+TISSUE_NAMES = ("air", "fat", "muscle", "organ", "lung", "gas", "csf", "cord", "disc", "cancellous", "cortical",
+                "table", "metal", "lytic", "blastic", "sclerotic", "wall", "posterior")
+"""CANCELLOUS: vertebral-body (and rib, pelvis) marrow; CORTICAL: the shell of the arch, ribs and pelvis
+and the body's endplates; WALL: the thin side walls of a body; POSTERIOR: the inside of the arch and
+its processes (thin plates: mostly compact bone at 1 mm)."""
 
 
 @dataclass
@@ -124,6 +128,8 @@ def paint_vertebra(
     mine = m & free
     lab[mine] = lv.vid
     vols["bone"][box] |= m
+    if "posterior" in vols:  # the arch and its processes: mostly compact bone (denser than the body)
+        vols["posterior"][box] |= mine & ~in_body_zone
     body = mine & in_body_zone
     les = vols["lesions"][box]
     if lv.fracture:
@@ -164,22 +170,33 @@ def paint_pelvis(sacrum: Level, pelvis_shape, grid: Grid, vols: dict[str, torch.
 
 
 def paint_disc(up: Level, down: Level, fused: bool, grid: Grid, vols: dict[str, torch.Tensor]) -> None:
-    """An elliptic cylinder between two bodies' endplates: disc tissue, or a bone bridge when fused."""
-    pa, pb = up.to_world(up.endplate(-1)), down.to_world(down.endplate(+1))
-    hs = 0.5 * (up.shape.get("body_half_size") * up.scale + down.shape.get("body_half_size") * down.scale)
+    """An elliptic cylinder between two bodies' endplates: disc tissue, or a bone bridge when fused.
+
+    Its cross-section is the smaller of the two endplate footprints (bulging 5 % beyond it); its top and
+    bottom are the planes of the two endplates (a wedge in a lordotic or kyphotic segment), moved 2 mm
+    into both bodies to fill concave endplates (bone is painted over it).
+    """
+    pa, pb = up.to_world(up.endplate(-1)[None])[0], down.to_world(down.endplate(+1)[None])[0]
+    (ua, ub), (da, db) = up.footprint(-1), down.footprint(+1)
     u_ax, _, vt = np.linalg.svd(up.rotation + down.rotation)
     r_mid = u_ax @ vt
     mid = 0.5 * (pa + pb)
-    half_len = max(abs(float(np.dot(pa - pb, r_mid[:, 2]))) / 2 + 3.0, 3.0)
-    ra, rb = 0.85 * hs[0], 0.85 * hs[1]
+    ra, rb = 1.05 * min(ua, da), 1.05 * min(ub, db)
+    half_len = abs(float(np.dot(pa - pb, r_mid[:, 2]))) / 2 + 2.0 + 0.35 * max(ra, rb)  # box only
     ends = np.array([[sx * ra, sy * rb, sz * half_len] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
     box = grid.box(ends @ r_mid.T + mid, margin=grid.spacing)
     if box is None:
         return
     dev = grid.device
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.tensor(a, dtype=torch.float32, device=dev)
+
     p = grid.coords(box)
-    u = (p - torch.tensor(mid, dtype=torch.float32, device=dev)) @ torch.tensor(r_mid, dtype=torch.float32, device=dev)
-    inside = ((u[..., 0] / ra) ** 2 + (u[..., 1] / rb) ** 2 <= 1.0) & (u[..., 2].abs() <= half_len)
+    u = (p - t(mid)) @ t(r_mid)
+    below_up = (p - t(pa)) @ t(up.rotation[:, 2]) <= 2.0
+    above_down = (p - t(pb)) @ t(down.rotation[:, 2]) >= -2.0
+    inside = ((u[..., 0] / ra) ** 2 + (u[..., 1] / rb) ** 2 <= 1.0) & below_up & above_down
     if fused:
         lab = vols["labels"][box]
         free = inside & (lab == 0)

@@ -33,12 +33,13 @@ def write_cases(n: int, seed: int, out_dir: str | Path, *, config: SynthConfig |
     byte-identical files (gzip with mtime 0, no timestamps in headers).
 
     Raises `OutputExistsError` if ``out_dir`` exists and is not empty unless ``force``, `InputError` for
-    ``n < 1``, `CancelledError` when ``cancel`` is set (files already written stay).
+    ``n < 1`` or an unusable ``device``, `CancelledError` when ``cancel`` is set (files already written stay).
     Returns the parameter-file paths.
     """
     out = Path(out_dir)
     if n < 1:
         raise InputError(None, f"the number of cases must be at least 1, got {n}")
+    _check_device(device)
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder; give a folder for the synthetic cases")
     if out.is_dir() and any(out.iterdir()) and not force:
@@ -60,6 +61,19 @@ def write_cases(n: int, seed: int, out_dir: str | Path, *, config: SynthConfig |
         written.append(p)
     tell(1.0, f"{n} synthetic cases written")
     return written
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(None, f"unknown device {device!r}: use cpu or cuda") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, f"device {device!r} asked for but CUDA is not available here; use cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(None, f"device {device!r} is not supported: use cpu or cuda")
 
 
 def write_nifti(vol: Volume, path: Path, dtype: type) -> None:
