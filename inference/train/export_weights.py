@@ -19,7 +19,7 @@ from .. import registry
 from ..models.localizer import CLASSES, DESCRIPTOR_NAMES, HEATMAP_SIGMA_MM, INPUT_SPACING_MM, OUTPUT_SPACING_MM
 from ..models.weights import WEIGHTS_ROOT, sha256_of
 from .pool import POOL_CONFIG
-from .train_localizer import BACKGROUND_WEIGHT, HEATMAP_WEIGHT, PATCH
+from .train_localizer import BACKGROUND_WEIGHT, HEAT_LOSS_WEIGHT, HEATMAP_WEIGHT, LEVEL_WEIGHT, PATCH
 
 WIDTHS = (16, 32, 48, 64)
 
@@ -63,8 +63,11 @@ def export(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict |
                 "slice_spacing_mm": list(POOL_CONFIG.slice_spacing_mm),
             },
             "patch_kji_4mm": list(PATCH),
-            "loss": f"soft-target cross-entropy (background weight {BACKGROUND_WEIGHT}) + 10 x heatmap MSE "
-            f"weighted (1 + {HEATMAP_WEIGHT} x target)",
+            "loss": f"soft-target cross-entropy (background weight {BACKGROUND_WEIGHT}) + {LEVEL_WEIGHT} x level "
+            f"cross-entropy on vertebra voxels + {HEAT_LOSS_WEIGHT} x heatmap MSE weighted (1 + {HEATMAP_WEIGHT} x "
+            "target)",
+            "schedule": "the recipe changed during this run: steps 0-525 cross-entropy + 10 x heatmap MSE only; "
+            "525-861 + 0.2 x level cross-entropy; from 861 heatmap weight 100",
             "optimizer": "AdamW lr 2e-3, weight decay 1e-4, batch 2, gradient clip 5",
             "steps": state["step"],
             "final_running_loss": log[-1] if log else None,

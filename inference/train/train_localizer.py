@@ -37,6 +37,9 @@ PATCH = (112, 64, 64)
 """Training crop (k, j, i) at 4 mm: 448 mm cranio-caudal (most synthetic scans fit whole), 256 mm in-plane."""
 BACKGROUND_WEIGHT = 0.2
 HEATMAP_WEIGHT = 20.0
+LEVEL_WEIGHT = 0.2
+HEAT_LOSS_WEIGHT = 100.0
+"""Keeps the center heatmap's gradient comparable to the level term's (both ~0.3 early on)."""
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:
@@ -99,9 +102,16 @@ def loss_fn(out: torch.Tensor, cls_4mm: torch.Tensor, heat: torch.Tensor) -> tup
     weight = torch.ones(n_cls, device=out.device)
     weight[0] = BACKGROUND_WEIGHT
     ce = -(soft * logp * weight[None, :, None, None, None]).sum(1).mean()
+    # level discrimination where there is bone of a vertebra: softmax over the levels alone,
+    # averaged over those voxels only (otherwise the few vertebra voxels barely move the loss)
+    fg = soft[:, 0] < 0.5
+    levels = soft[:, 1:] / soft[:, 1:].sum(1, keepdim=True).clamp(min=1e-6)
+    logp_levels = F.log_softmax(out[:, 2:], dim=1)
+    level_ce = -(levels * logp_levels).sum(1)[fg].mean() if fg.any() else out.sum() * 0
     pred_heat = out[:, 0]
     mse = ((pred_heat - heat) ** 2 * (1 + HEATMAP_WEIGHT * heat)).mean()
-    return ce + 10 * mse, {"ce": float(ce.detach()), "mse": float(mse.detach())}
+    loss = ce + LEVEL_WEIGHT * level_ce + HEAT_LOSS_WEIGHT * mse
+    return loss, {"ce": float(ce.detach()), "level_ce": float(level_ce.detach()), "mse": float(mse.detach())}
 
 
 def train(
@@ -155,7 +165,8 @@ def train(
         for k, v in parts.items():
             running[k] = 0.95 * running.get(k, v) + 0.05 * v
         if step % 10 == 0:
-            LOG.info("step %d  ce %.4f  mse %.5f  (pool %d cases)", step, running["ce"], running["mse"], len(files))
+            LOG.info("step %d  ce %.4f  level_ce %.3f  mse %.5f  (pool %d cases)", step, running["ce"],
+                     running["level_ce"], running["mse"], len(files))
             log.append({"step": step, **{k: round(v, 5) for k, v in running.items()}, "pool": len(files)})
         if time.time() - t_ckpt > 300 or time.time() >= t_end:
             _save(ckpt, model, opt, step, log, use_descriptor)

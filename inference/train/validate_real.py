@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -215,8 +216,8 @@ def run(weights: Path | None, out: Path, perturb: bool) -> dict[str, Any]:
         ct = read_ct(case.ct)
         entry = {
             "note": case.note,
-            "ct": str(case.ct.relative_to(ROOT.parent)),
-            "truth": str(case.truth.relative_to(ROOT.parent)),
+            "ct": os.path.relpath(case.ct, ROOT),
+            "truth": os.path.relpath(case.truth, ROOT),
             "perturbations": {},
         }
         for name, fn in PERTURBATIONS.items():
