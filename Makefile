@@ -43,8 +43,11 @@ system-deps:
 
 demo: venv
 	$(BIN)/spinenav info assets/sample/abdomen_ct_3mm.nii.gz
+	mkdir -p $(DEMO_OUT)
+	$(BIN)/spinenav analyze assets/sample/abdomen_ct_3mm.nii.gz -o $(DEMO_OUT)/analysis --force
+	$(BIN)/spinenav evaluate $(DEMO_OUT)/analysis --truth assets/sample/abdomen_vertebrae_totalseg.nii.gz
 	$(BIN)/spinenav export-labels assets/sample/abdomen_vertebrae_totalseg.nii.gz \
-		--ct assets/sample/abdomen_ct_3mm.nii.gz -o $(DEMO_OUT) --force
+		--ct assets/sample/abdomen_ct_3mm.nii.gz -o $(DEMO_OUT)/bundle --force
 
 lint: venv
 	$(BIN)/ruff check inference navapp tests benchmarks installer docs

@@ -23,8 +23,10 @@ from .volume import Volume
 
 PEAK_THRESHOLD = 0.35
 """Heatmap value (target peak 1) above which a local maximum is a vertebra candidate."""
-MIN_DISTANCE_MM = 10.0
+MIN_DISTANCE_MM = 14.0
 """Two candidates closer than this are one (the smallest, cervical, center spacing is ~15 mm)."""
+OFF_COLUMN_MM = 40.0
+"""A candidate this far sideways from its neighbours' median is not on the column (see `drop_off_column`)."""
 VOTE_RADIUS_MM = 10.0
 """Level probabilities are averaged over the non-background voxels within this distance of a center."""
 
@@ -117,6 +119,24 @@ def find_candidates(out: LocalizerOutput, threshold: float = PEAK_THRESHOLD) -> 
     return cands
 
 
+def drop_off_column(cands: list[Candidate], max_offset_mm: float = OFF_COLUMN_MM) -> list[Candidate]:
+    """Drop candidates far beside the column: farther than ``max_offset_mm`` left or right (LPS x) of
+    the median of their 4 nearest neighbours (femoral heads and shoulders give such peaks; a vertebra
+    cut by the field of view may sit far anterior or posterior of its neighbours' centers, so the
+    A-P offset is not used)."""
+    if len(cands) < 4:
+        return cands
+    pts = np.array([c.center_lps for c in cands])
+    kept = []
+    for n, c in enumerate(cands):
+        d = np.linalg.norm(pts - pts[n], axis=1)
+        d[n] = np.inf
+        near = pts[np.argsort(d)[:4]]
+        if abs(pts[n, 0] - np.median(near[:, 0])) <= max_offset_mm:
+            kept.append(c)
+    return kept
+
+
 def order_head_to_foot(cands: list[Candidate]) -> list[Candidate]:
     """Sort along the column: by the principal axis of the centers, oriented superior first."""
     if len(cands) < 3:
@@ -128,4 +148,5 @@ def order_head_to_foot(cands: list[Candidate]) -> list[Candidate]:
     return sorted(cands, key=lambda c: -float((c.center_lps - mean) @ axis))
 
 
-__all__ = ["CLASSES", "Candidate", "LocalizerOutput", "find_candidates", "order_head_to_foot", "run_localizer"]
+__all__ = ["CLASSES", "Candidate", "LocalizerOutput", "drop_off_column", "find_candidates", "order_head_to_foot",
+           "run_localizer"]

@@ -19,7 +19,7 @@ import torch
 from . import registry
 from .errors import InputError, WeightsError
 from .label import LEVELS, decode
-from .localize import LocalizerOutput, find_candidates, order_head_to_foot, run_localizer
+from .localize import LocalizerOutput, drop_off_column, find_candidates, order_head_to_foot, run_localizer
 from .models.localizer import LocalizerNet
 from .models.weights import load_state
 from .progress import CancelToken, ProgressCallback, check_cancel, report
@@ -135,7 +135,7 @@ class Pipeline:
         t1 = time.perf_counter()
         tell(0.8, "labeling the column")
         cands = find_candidates(out)
-        cands = order_head_to_foot(sorted(cands, key=lambda c: -c.score)[:MAX_CANDIDATES])
+        cands = order_head_to_foot(drop_off_column(sorted(cands, key=lambda c: -c.score)[:MAX_CANDIDATES]))
         dec = decode(np.array([c.level_probs for c in cands]).reshape(len(cands), len(LEVELS)),
                      scores=np.array([min(1.0, c.score) for c in cands]))
         vertebrae = []

@@ -24,7 +24,8 @@ from .train_localizer import BACKGROUND_WEIGHT, HEAT_LOSS_WEIGHT, HEATMAP_WEIGHT
 WIDTHS = (16, 32, 48, 64)
 
 
-def export(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict | None) -> Path:
+def export(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict | None,
+           synthetic: dict | None = None) -> Path:
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / "localizer.pt"
@@ -74,6 +75,7 @@ def export(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict |
             "hardware": notes,
         },
         "metrics_real_ct": metrics,
+        "metrics_synthetic_heldout": synthetic,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return weights
@@ -86,6 +88,7 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, help="JSON written by inference.train.validate_real")
     parser.add_argument("--pool", type=Path, help="pool folder (its pool.json is recorded)")
     parser.add_argument("--notes", default="", help="where it was trained (CPU model, threads, wall time)")
+    parser.add_argument("--synthetic", type=Path, help="JSON of the held-out synthetic validation")
     args = parser.parse_args()
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
     pool = None
@@ -93,7 +96,8 @@ def main() -> None:
         pool = json.loads((args.pool / "pool.json").read_text())
         pool["cases_present"] = len(list(args.pool.glob("case_*.npz")))
         pool.pop("config", None)
-    export(args.ckpt, args.out, metrics, args.notes, pool)
+    synthetic = json.loads(args.synthetic.read_text()) if args.synthetic else None
+    export(args.ckpt, args.out, metrics, args.notes, pool, synthetic)
 
 
 if __name__ == "__main__":
