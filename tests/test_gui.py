@@ -687,7 +687,7 @@ def test_cancel_during_analysis_stops_the_worker_within_a_second(qtbot, make_win
     slow = _FakeFactory(ct, centers, seconds=0.3)
     decoded = []
     real_decode = pipeline_module.decode
-    monkeypatch.setattr(pipeline_module, "decode", lambda e: decoded.append(1) or real_decode(e))
+    monkeypatch.setattr(pipeline_module, "decode", lambda e, **kw: decoded.append(1) or real_decode(e, **kw))
     window = make_window(pipeline_factory=slow)
     _load(qtbot, window, path)
     cancelled = []
