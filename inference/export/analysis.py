@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..pipeline import AnalysisResult
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
 from ..volume import Volume
 from .atomic import atomic_output_dir, check_output_dir
-from .bundle import SCHEMA_VERSION, ExportResult, VertebraRecord, _created, _ct_identity
+from .bundle import SCHEMA_VERSION, ExportResult, VertebraRecord, _ct_identity, manifest_header
 from .formats import csv_bytes, file_record, json_bytes, markups_json, mm, point
 
 CONFIDENCE_SOURCE = "localizer + column decoding (posterior probability of the label)"
@@ -88,13 +87,7 @@ def write_analysis_bundle(
             "grid": ct.geometry_dict(),
         }
         manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "software": {"name": "spinenav", "version": __version__},
-            "created": _created(),
-            "coordinate_system": "LPS",
-            "units": "mm",
-            "input": inputs,
-            "models": result.models,
+            **manifest_header(inputs, result.models),
             "contents": "centers and labels only: per-vertebra masks, meshes and label maps need the "
             "segmentation model, which is not part of this version",
             "vertebrae": [v.name for v in result.vertebrae],

@@ -419,6 +419,19 @@ def _created() -> str:
     return moment.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def manifest_header(inputs: dict[str, Any], models: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The fields every bundle's manifest.json starts with (schema, software, time, frame, inputs, models)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "software": {"name": "spinenav", "version": __version__},
+        "created": _created(),
+        "coordinate_system": "LPS",
+        "units": "mm",
+        "input": inputs,
+        "models": list(models or []),
+    }
+
+
 def _manifest(
     labels: Volume,
     ct: Volume | None,
@@ -438,13 +451,7 @@ def _manifest(
         inputs[key] = value
     inputs["grid"] = grid.geometry_dict()
     return {
-        "schema_version": SCHEMA_VERSION,
-        "software": {"name": "spinenav", "version": __version__},
-        "created": _created(),
-        "coordinate_system": "LPS",
-        "units": "mm",
-        "input": inputs,
-        "models": list(models or []),
+        **manifest_header(inputs, models),
         "vertebrae": [r.name for r in records],
         "files": files,
         "warnings": list(warnings),
