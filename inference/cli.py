@@ -61,13 +61,18 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     progress, close = _progress_bar()
     try:
         ct = read_ct(args.path, progress=sub_progress(progress, 0.0, 0.15) if progress else None)
-        pipeline = Pipeline(device=args.device)
-        result = pipeline.analyze(ct, progress=sub_progress(progress, 0.15, 0.95) if progress else None)
-        bundle = write_analysis_bundle(args.output, result, ct, input_path=args.path, force=args.force)
+        pipeline = Pipeline(device=args.device, segment=not args.centers_only, adapt_intensity=args.adapt_intensity)
+        result = pipeline.analyze(ct, progress=sub_progress(progress, 0.15, 0.8) if progress else None)
+        bundle = write_analysis_bundle(
+            args.output, result, ct, input_path=args.path, force=args.force,
+            progress=sub_progress(progress, 0.8, 1.0) if progress else None,
+        )
     finally:
         close()
     print(result.summary())
-    print(f"bundle written to {bundle.out_dir} (centers and labels, LPS mm; no meshes yet)")
+    print(bundle.summary())
+    if any(v.lesion_score is not None for v in result.vertebrae):
+        print("  lesion scores flag regions for a radiologist to review; they are not a diagnosis")
     return 0
 
 
@@ -139,12 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("analyze", help="find and name every vertebra of a CT → bundle (centers and labels)")
+    p = sub.add_parser("analyze", help="find, name and segment every vertebra of a CT → robot bundle")
     p.add_argument("path", type=Path, help="DICOM folder or file, NIfTI, NRRD or MHA")
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to create")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                    help="where the models run (auto: CUDA, then MPS, then CPU)")
     p.add_argument("--force", action="store_true", help="replace an existing non-empty output folder")
+    p.add_argument("--centers-only", action="store_true", help="skip segmentation: centers and labels, no meshes")
+    p.add_argument("--adapt-intensity", action="store_true",
+                   help="shift HU so the scan's soft-tissue median matches the training data (unusual scanners)")
     p.set_defaults(func=_cmd_analyze)
 
     conv = dict(choices=["auto", "verse", "totalseg"], default="auto",

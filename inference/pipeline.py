@@ -1,9 +1,8 @@
 """The analysis pipeline object (DESIGN §1): loads the models once, runs the stages in order.
 
-The CLI (``spinenav analyze``), the GUI's worker thread and the tests all use `Pipeline`. Stages so
-far: working grid → localizer network (centers + level votes) → joint label decoding → QA flags.
-Segmentation and lesions arrive with their own models (later issues); until then the result holds
-centers and labels only.
+The CLI (``spinenav analyze``), the GUI's worker thread and the tests all use `Pipeline`. Stages:
+working grid → localizer network (centers + level votes) → joint label decoding → per-vertebra
+segmentation with lesion suspicion (`inference.segment`) → QA flags.
 """
 
 from __future__ import annotations
@@ -21,11 +20,15 @@ from .errors import InputError, WeightsError
 from .label import LEVELS, decode
 from .localize import LocalizerOutput, drop_off_column, find_candidates, order_head_to_foot, run_localizer
 from .models.localizer import LocalizerNet
+from .models.segmenter import SegmenterNet
 from .models.weights import load_state
-from .progress import CancelToken, ProgressCallback, check_cancel, report
+from .progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
+from .qa import mask_flags
+from .segment import LESION_FLAG, SegmentationOutput, segment_vertebrae
 from .volume import Volume
 
 LOCALIZER = "localizer"
+SEGMENTER = "segmenter"
 UNCERTAIN_BELOW = 0.7
 """A label whose posterior probability is below this is flagged ``label_uncertain``."""
 BORDER_MM = 8.0
@@ -62,6 +65,11 @@ class VertebraResult:
     detection_score: float
     alternatives: list[dict[str, Any]] = field(default_factory=list)
     qa_flags: list[str] = field(default_factory=list)
+    lesion_score: float | None = None
+    """Highest lesion suspicion of the vertebra (0–1; None without segmentation)."""
+    lesion_type: str | None = None
+    """Lesion type with that score when it reaches the flag threshold, else None."""
+    lesion_scores: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +80,8 @@ class AnalysisResult:
     models: list[dict[str, Any]]
     device: str
     localizer: LocalizerOutput | None = None
+    segmentation: SegmentationOutput | None = None
+    """Label map and lesion map on the CT grid (None when the pipeline runs without segmentation)."""
 
     def summary(self) -> str:
         names = ", ".join(v.name for v in self.vertebrae) or "none"
@@ -79,7 +89,8 @@ class AnalysisResult:
         for v in self.vertebrae:
             c = ", ".join(f"{x:7.1f}" for x in v.center_lps)
             flags = f"  [{', '.join(v.qa_flags)}]" if v.qa_flags else ""
-            lines.append(f"  {v.name:<4} p={v.confidence:.2f}  center LPS ({c}) mm{flags}")
+            les = f"  lesion {v.lesion_score:.2f}" if v.lesion_score is not None else ""
+            lines.append(f"  {v.name:<4} p={v.confidence:.2f}  center LPS ({c}) mm{les}{flags}")
         lines += [f"  check: {q}" for q in self.qa]
         t = ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items())
         lines.append(f"  timings on {self.device}: {t}")
@@ -94,28 +105,52 @@ class Pipeline:
     device : {"auto", "cpu", "cuda", "mps"}
     weights_root : path, optional
         Folder holding ``<model>/manifest.json`` (default: the installed ``assets/weights``).
-    localizer : LocalizerNet, optional
-        A ready model (tests pass a small untrained one); skips loading from disk.
+    localizer, segmenter : nn.Module, optional
+        Ready models (tests pass small untrained ones); skip loading from disk.
+    segment : bool
+        Run the segmentation stage (masks, lesions); False gives centers and labels only.
+    adapt_intensity : bool
+        Test-time intensity adaptation in the segmentation stage (see `segment_vertebrae`).
     """
 
     def __init__(
-        self, device: str = "auto", weights_root: Path | None = None, localizer: LocalizerNet | None = None
+        self,
+        device: str = "auto",
+        weights_root: Path | None = None,
+        localizer: LocalizerNet | None = None,
+        segmenter: SegmenterNet | None = None,
+        *,
+        segment: bool = True,
+        adapt_intensity: bool = False,
     ) -> None:
         self.device = pick_device(device)
+        self.models = []
         if localizer is None:
-            state, manifest = load_state(LOCALIZER, weights_root)
-            arch = manifest["architecture"]
-            try:
-                localizer = LocalizerNet(widths=tuple(arch["widths"]), use_descriptor=bool(arch["use_descriptor"]))
-                localizer.load_state_dict(state)
-            except (KeyError, RuntimeError, TypeError) as exc:
-                raise WeightsError(
-                    manifest.get("file"), f"weights do not fit the architecture ({exc}); reinstall SpineNav"
-                ) from None
-            self.models = [{"name": LOCALIZER, "version": manifest.get("version"), "sha256": manifest["sha256"]}]
+            localizer = self._load(LOCALIZER, weights_root, lambda a: LocalizerNet(
+                widths=tuple(a["widths"]), use_descriptor=bool(a["use_descriptor"])))
         else:
-            self.models = [{"name": LOCALIZER, "version": "in-memory", "sha256": None}]
+            self.models.append({"name": LOCALIZER, "version": "in-memory", "sha256": None})
         self.localizer = localizer.eval().to(self.device)
+        self.segmenter = None
+        if segment:
+            if segmenter is None:
+                segmenter = self._load(SEGMENTER, weights_root, lambda a: SegmenterNet(widths=tuple(a["widths"])))
+            else:
+                self.models.append({"name": SEGMENTER, "version": "in-memory", "sha256": None})
+            self.segmenter = segmenter.eval().to(self.device)
+        self.adapt_intensity = adapt_intensity
+
+    def _load(self, name: str, weights_root: Path | None, build) -> torch.nn.Module:
+        state, manifest = load_state(name, weights_root)
+        try:
+            model = build(manifest["architecture"])
+            model.load_state_dict(state)
+        except (KeyError, RuntimeError, TypeError) as exc:
+            raise WeightsError(
+                manifest.get("file"), f"weights do not fit the architecture ({exc}); reinstall SpineNav"
+            ) from None
+        self.models.append({"name": name, "version": manifest.get("version"), "sha256": manifest["sha256"]})
+        return model
 
     def analyze(
         self, ct: Volume, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
@@ -133,7 +168,7 @@ class Pipeline:
         timings["localize"] = time.perf_counter() - t0
         check_cancel(cancel)
         t1 = time.perf_counter()
-        tell(0.8, "labeling the column")
+        tell(0.5 if self.segmenter is not None else 0.8, "labeling the column")
         cands = find_candidates(out)
         cands = order_head_to_foot(drop_off_column(sorted(cands, key=lambda c: -c.score)[:MAX_CANDIDATES]))
         dec = decode(np.array([c.level_probs for c in cands]).reshape(len(cands), len(LEVELS)),
@@ -157,10 +192,37 @@ class Pipeline:
                     alts,
                 )
             )
-        qa = _qa(vertebrae, ct)
         timings["label"] = time.perf_counter() - t1
+        seg = None
+        if self.segmenter is not None:
+            check_cancel(cancel)
+            t2 = time.perf_counter()
+            seg = self._run_segmenter(ct, vertebrae, sub_progress(tell, 0.55, 0.98), cancel)
+            for v in vertebrae:
+                m = seg.masks.get(v.id)
+                if m is None:
+                    continue
+                v.lesion_scores = dict(m.lesion_scores)
+                v.lesion_score = m.lesion_score
+                v.lesion_type = m.lesion_type
+                if m.lesion_score >= LESION_FLAG:
+                    v.qa_flags.append(f"lesion_suspected:{m.lesion_type}")
+            timings["segment"] = time.perf_counter() - t2
+        qa = _qa(vertebrae, ct, seg)
         tell(1.0, f"{len(vertebrae)} vertebrae")
-        return AnalysisResult(vertebrae, qa, timings, list(self.models), str(self.device), out)
+        return AnalysisResult(vertebrae, qa, timings, list(self.models), str(self.device), out, seg)
+
+    def _run_segmenter(self, ct: Volume, vertebrae: list[VertebraResult], progress, cancel) -> SegmentationOutput:
+        items = [(v.id, v.center_lps) for v in vertebrae]
+        kwargs = {"adapt_intensity": self.adapt_intensity, "progress": progress, "cancel": cancel}
+        try:
+            return segment_vertebrae(self.segmenter, ct, items, self.device, **kwargs)
+        except torch.OutOfMemoryError:
+            if self.device.type == "cpu":
+                raise
+            torch.cuda.empty_cache()
+            return segment_vertebrae(self.segmenter.to("cpu"), ct, items, torch.device("cpu"), batch_size=1,
+                                     **kwargs)
 
     def _run_localizer(self, ct: Volume, cancel: CancelToken | None) -> LocalizerOutput:
         try:
@@ -175,8 +237,8 @@ class Pipeline:
             return run_localizer(self.localizer, ct, self.device, cancel=cancel)
 
 
-def _qa(vertebrae: list[VertebraResult], ct: Volume) -> list[str]:
-    """Per-vertebra flags (in place) and case-level notes: gaps, doubtful labels, border cuts."""
+def _qa(vertebrae: list[VertebraResult], ct: Volume, seg: SegmentationOutput | None = None) -> list[str]:
+    """Per-vertebra flags (in place) and case-level notes: gaps, doubtful labels, border cuts, masks."""
     notes = []
     if not vertebrae:
         notes.append("no vertebra found: is this a CT of the spine?")
@@ -197,4 +259,22 @@ def _qa(vertebrae: list[VertebraResult], ct: Volume) -> list[str]:
             notes.append(f"gap between {a.name} and {b.name}: {names} not found")
             a.qa_flags.append("gap_below")
             b.qa_flags.append("gap_above")
+    if seg is not None:
+        present = set(np.unique(seg.labels.array).tolist())
+        for v in vertebrae:
+            if v.id not in present:
+                v.qa_flags.append("no_mask")
+                notes.append(f"{v.name} was found but the segmentation left no voxel of it: check it by eye")
+        partial = {v.id for v in vertebrae if "partial_at_border" in v.qa_flags} | _touching_border(seg.labels)
+        flags, mask_notes = mask_flags(seg.labels, partial)
+        for v in vertebrae:
+            v.qa_flags += [f for f in flags.get(v.id, []) if f not in v.qa_flags]
+        notes += mask_notes
     return notes
+
+
+def _touching_border(labels: Volume) -> set[int]:
+    """Ids whose mask reaches a face of the grid (cut by the field of view)."""
+    a = labels.array
+    faces = [a[0], a[-1], a[:, 0], a[:, -1], a[:, :, 0], a[:, :, -1]]
+    return {int(v) for f in faces for v in np.unique(f) if v}

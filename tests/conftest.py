@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# the app keeps recent files in the user's settings (QSettings → $XDG_CONFIG_HOME): never the real ones
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="spinenav-test-config-")
 
 ROOT = Path(__file__).parents[1]
 DATA = ROOT / "tests" / "data"

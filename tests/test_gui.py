@@ -20,15 +20,12 @@ import numpy as np
 import PySide6
 import pytest
 import SimpleITK as sitk
-import torch
-from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
-from PySide6.QtGui import QImage
+from PySide6.QtCore import QMimeData, QObject, QPointF, QSettings, Qt, QThread, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QDropEvent, QImage
 from PySide6.QtWidgets import QApplication, QMessageBox
-from torch import nn
 
 from inference import registry
 from inference.errors import InputError, WeightsError
-from inference.models.localizer import CLASSES
 from inference.pipeline import Pipeline
 from inference.preprocess import working_grid
 from inference.volume import Volume
@@ -39,9 +36,11 @@ from navapp.state import corrections as corr
 from navapp.views import main_window as main_window_module
 from navapp.views.main_window import MainWindow
 from navapp.views.slice_view import SliceView
-from navapp.views.view3d import NO_LABELS_TEXT
+from navapp.views.view3d import NO_LABELS_TEXT, STANDARD_VIEWS
 from navapp.workers import Worker, start_worker
 from navapp.workers import analysis as analysis_module
+from tests.fakes import SPINE_LEVELS, FakeLocalizer, FakeSegmenter
+from tests.fakes import spine_ct as _spine_ct
 
 pytestmark = pytest.mark.gui
 
@@ -71,13 +70,18 @@ def dialogs(monkeypatch):
 
 
 @pytest.fixture
-def make_window(qtbot, dialogs):
-    """Opens shown main windows; on teardown each is closed with no running thread and no live plotter."""
+def make_window(qtbot, dialogs, tmp_path):
+    """Opens shown main windows; on teardown each is closed with no running thread and no live plotter.
+
+    Each window keeps its settings (recent files) in a file of its own under ``tmp_path``.
+    """
     from pyvista.plotting.plotter import _ALL_PLOTTERS
 
     opened: list[tuple[MainWindow, str]] = []
 
     def make(**kwargs) -> MainWindow:
+        ini = str(tmp_path / f"settings{len(opened)}.ini")
+        kwargs.setdefault("settings", QSettings(ini, QSettings.Format.IniFormat))
         w = MainWindow(**kwargs)
         qtbot.addWidget(w)
         w.resize(1200, 800)
@@ -133,64 +137,14 @@ def _analyze(qtbot, window: MainWindow) -> None:
 
 
 # ---- a fake model on a tiny synthetic spine (as in tests/test_pipeline.py) ---------------------
-SPINE_LEVELS = ["L1", "L2", "L3"]
-
-
-def _spine_ct() -> tuple[Volume, dict[str, np.ndarray]]:
-    """Three bright 'vertebrae' (spheres) along S at 36 mm pitch on a 2 mm grid; their LPS centers."""
-    shape = (64, 64, 64)
-    vol = Volume(np.full(shape, -50, np.int16), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3))
-    lps = vol.index_to_lps(np.argwhere(np.ones(shape, bool))[:, ::-1].astype(float))
-    centre = lps.mean(axis=0)
-    centers = {}
-    flat = vol.array.reshape(-1)
-    for n, name in enumerate(SPINE_LEVELS):
-        c = centre + np.array([0.0, 0.0, 36.0 * (1 - n)])  # L1 superior
-        flat[np.linalg.norm(lps - c, axis=1) < 12] = 700
-        centers[name] = c
-    return vol, centers
-
-
-class FakeLocalizer(nn.Module):
-    """Heatmap = local brightness; level logits from the position along S (L1 top … L3 bottom).
-
-    ``seconds`` makes the forward pass take that long (sleeping, in one call like a real network).
-    """
-
-    divisor = 16
-    use_descriptor = True
-
-    def __init__(self, centers_z: list[float], grid_origin_z: float, seconds: float = 0.0):
-        super().__init__()
-        self.centers_z = centers_z
-        self.origin_z = grid_origin_z
-        self.seconds = seconds
-        self.started = threading.Event()
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        self.started.set()
-        time.sleep(self.seconds)
-        bright = (x > 0.3).float()
-        pooled = nn.functional.avg_pool3d(bright, 2)
-        heat = nn.functional.avg_pool3d(pooled, 3, stride=1, padding=1)
-        heat = heat / heat.max().clamp(min=1e-6)
-        k = torch.arange(pooled.shape[2], dtype=torch.float32)
-        z = self.origin_z + 8.0 * k + 2.0  # 8 mm output voxels (4 mm working grid origin + half voxel)
-        logits = torch.full((1, len(CLASSES), *pooled.shape[2:]), -5.0)
-        for name, cz in zip(SPINE_LEVELS, self.centers_z, strict=True):
-            logits[0, CLASSES.index(registry.id_of(name))] = (-(((z - cz) / 12.0) ** 2))[:, None, None]
-        logits[0, 0] = 2.0 * (1 - pooled[0, 0]) - 1.0
-        return torch.cat([heat, logits], dim=1)
-
-
 class _FakeFactory:
     """Builds a CPU pipeline around one `FakeLocalizer`; ``fail_first`` runs raise `WeightsError` first."""
 
-    def __init__(self, ct: Volume, centers: dict[str, np.ndarray], *, seconds: float = 0.0, fail_first: int = 0):
+    def __init__(self, ct: Volume, centers: dict[str, np.ndarray], *, seconds: float = 0.0, fail_first: int = 0,
+                 lesion: dict[str, float] | None = None):
         grid = working_grid(ct, 4.0)
         self.model = FakeLocalizer([centers[n][2] for n in SPINE_LEVELS], grid.origin[2], seconds)
+        self.segmenter = FakeSegmenter(lesion)
         self.fail_first = fail_first
         self.calls = 0
         self.threads: list[bool] = []
@@ -200,7 +154,7 @@ class _FakeFactory:
         self.threads.append(threading.current_thread() is threading.main_thread())
         if self.calls <= self.fail_first:
             raise WeightsError("assets/weights/localizer/manifest.json", "model manifest not found; reinstall SpineNav")
-        return Pipeline(device="cpu", localizer=self.model)
+        return Pipeline(device="cpu", localizer=self.model, segmenter=self.segmenter)
 
 
 def _oriented_volume() -> tuple[Volume, np.ndarray]:
@@ -646,8 +600,12 @@ def test_analysis_fills_table_markers_and_slices(qtbot, analysis_window, dialogs
     model = table.model
     for row in range(model.rowCount()):
         assert model.index(row, model.CONFIDENCE).data().endswith(" %")
-    assert table.view.isColumnHidden(model.VOLUME) and not table.view.isColumnHidden(model.QA)
+    assert not table.view.isColumnHidden(model.QA) and not table.view.isColumnHidden(model.VOLUME)
     assert window.export_action.isEnabled()
+    # the analysis' own masks: one mesh per vertebra in the 3D view, volumes in the table
+    label_set = window.session.label_set
+    assert label_set is not None and sorted(label_set.meshes) == sorted(registry.id_of(n) for n in SPINE_LEVELS)
+    assert all(5 < v.volume_ml < 10 for v in window.session.vertebrae)  # 12 mm spheres: 7.2 ml
 
     markers = window.view3d.marker_actors
     assert sorted(markers) == sorted(registry.id_of(n) for n in SPINE_LEVELS)
@@ -764,6 +722,81 @@ def _export(qtbot, window: MainWindow, folder: Path, **kwargs):
     return blocker.args[0]
 
 
+def test_pick_isolate_and_standard_views_in_3d(qtbot, analysis_window, dialogs, spine):
+    window = analysis_window
+    _load(qtbot, window, spine[0])
+    _analyze(qtbot, window)
+    view = window.view3d
+    l2 = registry.id_of("L2")
+    view._on_pick(view.vertebra_actors[l2])  # what a left click on the L2 surface calls
+    assert window.session.selected_id == l2
+    rows = window.vertebra_table.view.selectionModel().selectedRows()
+    assert [window.vertebra_table.model.vertebra_at(r.row()).name for r in rows] == ["L2"]
+    window.isolate_action.trigger()
+    assert [vid for vid, a in view.vertebra_actors.items() if a.GetVisibility()] == [l2]
+    view._on_pick(view.vertebra_actors[l2])
+    window.vertebra_table.select_row(0)  # another vertebra: it alone is shown
+    assert [vid for vid, a in view.vertebra_actors.items() if a.GetVisibility()] == [registry.id_of("L1")]
+    window.isolate_action.trigger()
+    assert all(a.GetVisibility() for a in view.vertebra_actors.values())
+    for name, (direction, up) in STANDARD_VIEWS.items():
+        window.view_actions[name].trigger()
+        cam = view.plotter.camera
+        seen_from = np.asarray(cam.position) - np.asarray(cam.focal_point)
+        assert np.dot(seen_from / np.linalg.norm(seen_from), direction) > 0.99, name
+        assert np.dot(cam.up, up) > 0.99, name
+    assert not dialogs
+
+
+def test_dropping_a_ct_opens_it_and_remembers_it(qtbot, window, dialogs, spine, tmp_path):
+    path = spine[0]
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.load_finished, timeout=LOAD_TIMEOUT_MS):
+        window.dropEvent(drop)
+    qtbot.waitUntil(lambda: not window.is_busy(), timeout=LOAD_TIMEOUT_MS)
+    assert window.session.ct is not None and not dialogs
+    assert window.recent_paths()[0] == str(path)
+    actions = window.recent_menu.actions()
+    assert [a.text() for a in actions] == [str(path)] and window.recent_menu.isEnabled()
+    window.settings.sync()  # kept on disk for the next start
+    stored = QSettings(window.settings.fileName(), QSettings.Format.IniFormat).value("recent_cts")
+    assert (stored if isinstance(stored, list) else [stored]) == [str(path)]
+    nothing = QMimeData()
+    nothing.setText("not a file")
+    window.dropEvent(QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, nothing, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier))
+    assert not window.is_busy()
+
+
+def test_lesion_suspicion_shows_in_the_table_and_as_a_3d_overlay(qtbot, make_window, dialogs, spine):
+    path, ct, centers = spine
+    window = make_window(pipeline_factory=_FakeFactory(ct, centers, lesion={"blastic": 0.9}))
+    _load(qtbot, window, path)
+    assert not window.lesions_action.isEnabled()
+    _analyze(qtbot, window)
+    model = window.vertebra_table.model
+    assert not window.vertebra_table.view.isColumnHidden(model.LESION)
+    assert [model.index(r, model.LESION).data() for r in range(model.rowCount())] == ["0.90 blastic"] * 3
+    assert "lesion? (blastic)" in model.index(0, model.QA).data()
+    view = window.view3d
+    assert window.lesions_action.isEnabled() and not view.lesion_actor.GetVisibility()
+
+    def red_pixels() -> int:
+        rgb = view.plotter.screenshot(return_img=True).astype(int)
+        return int(((rgb[..., 0] > 150) & (rgb[..., 1] < 90) & (rgb[..., 2] < 90)).sum())
+
+    off = red_pixels()
+    window.lesions_action.trigger()
+    assert view.lesion_actor.GetVisibility() and all(a.prop.opacity < 1 for a in view.vertebra_actors.values())
+    assert red_pixels() > off + 200  # the red lesion surfaces show through the vertebrae
+    window.lesions_action.trigger()
+    assert not view.lesion_actor.GetVisibility() and all(a.prop.opacity == 1 for a in view.vertebra_actors.values())
+    assert not dialogs
+
+
 def test_shift_rename_delete_change_the_exported_analysis(qtbot, analysis_window, dialogs, spine, tmp_path,
                                                           monkeypatch):
     window = analysis_window
@@ -809,6 +842,7 @@ def test_shift_rename_delete_change_the_exported_analysis(qtbot, analysis_window
     assert manifest["corrections"][1]["from"] == "L2" and manifest["corrections"][1]["to"] == "L4"
     doc = json.loads((out / "vertebrae.json").read_text())["vertebrae"]
     assert all("label_corrected" in v["qa_flags"] for v in doc)
+    assert sorted(p.name for p in (out / "meshes").iterdir()) == ["L2.stl", "T11.stl"]  # masks follow the names
     # the session's own analysis is untouched; the export applied the corrections to a copy
     assert [v.name for v in window.session.analysis.vertebrae] == SPINE_LEVELS
 

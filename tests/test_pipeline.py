@@ -8,73 +8,20 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from inference import registry
 from inference.errors import CancelledError, WeightsError
 from inference.export.analysis import write_analysis_bundle
 from inference.localize import find_candidates, order_head_to_foot, run_localizer
-from inference.models.localizer import CLASSES, LocalizerNet
+from inference.models.localizer import LocalizerNet
 from inference.pipeline import Pipeline
 from inference.progress import CancelToken
 from inference.volume import Volume
+from tests.fakes import SPINE_LEVELS, FakeSegmenter, fake_pipeline, spine_ct
 
-LEVEL_NAMES = ["L1", "L2", "L3"]
-
-
-def _spine_ct(direction=None) -> tuple[Volume, dict[str, np.ndarray]]:
-    """Three bright 'vertebrae' (spheres) along S at 36 mm pitch on a 2 mm grid; their LPS centers."""
-    shape = (64, 64, 64)  # k, j, i at 2 mm: 128 mm along every axis, whichever is S
-    spacing = (2.0, 2.0, 2.0)
-    direction = np.eye(3) if direction is None else np.asarray(direction, float)
-    vol = Volume(np.full(shape, -50, np.int16), spacing, (0.0, 0.0, 0.0), direction)
-    kji = np.argwhere(np.ones(shape, bool))
-    lps = vol.index_to_lps(kji[:, ::-1].astype(float))
-    centre = lps.mean(axis=0)
-    centers = {}
-    arr = vol.array.reshape(-1)
-    for n, name in enumerate(LEVEL_NAMES):
-        c = centre + np.array([0.0, 0.0, 36.0 * (1 - n)])  # L1 superior
-        inside = np.linalg.norm(lps - c, axis=1) < 12
-        arr[inside] = 700
-        centers[name] = c
-    return vol, centers
-
-
-class FakeLocalizer(nn.Module):
-    """Heatmap = local brightness; level logits from the position along S (L1 top … L3 bottom)."""
-
-    divisor = 16
-    use_descriptor = True
-
-    def __init__(self, centers_z: list[float], grid_origin_z: float):
-        super().__init__()
-        self.centers_z = centers_z
-        self.origin_z = grid_origin_z
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        bright = (x > 0.3).float()
-        pooled = nn.functional.avg_pool3d(bright, 2)
-        heat = nn.functional.avg_pool3d(pooled, 3, stride=1, padding=1)
-        heat = heat / heat.max().clamp(min=1e-6)
-        k = torch.arange(pooled.shape[2], dtype=torch.float32)
-        z = self.origin_z + 8.0 * k + 2.0  # 8 mm output voxels (4 mm working grid origin + half voxel)
-        logits = torch.full((1, len(CLASSES), *pooled.shape[2:]), -5.0)
-        for name, cz in zip(LEVEL_NAMES, self.centers_z, strict=True):
-            cls = CLASSES.index(registry.id_of(name))
-            logits[0, cls] = (-((z - cz) / 12.0) ** 2)[:, None, None]
-        logits[0, 0] = 2.0 * (1 - pooled[0, 0]) - 1.0
-        return torch.cat([heat, logits], dim=1)
-
-
-def _fake_pipeline(ct: Volume, centers: dict[str, np.ndarray]) -> Pipeline:
-    from inference.preprocess import working_grid
-
-    grid = working_grid(ct, 4.0)
-    fake = FakeLocalizer([centers[n][2] for n in LEVEL_NAMES], grid.origin[2])
-    return Pipeline(device="cpu", localizer=fake)
+LEVEL_NAMES = SPINE_LEVELS
+_spine_ct = spine_ct
+_fake_pipeline = fake_pipeline
 
 
 @pytest.mark.parametrize("direction", [None, np.diag([-1.0, -1.0, 1.0]), np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0.0]])])
@@ -143,7 +90,7 @@ def test_untrained_network_runs_end_to_end():
     """The real architecture on a tiny volume: shapes line up, whatever it predicts."""
     ct, _ = _spine_ct()
     torch.manual_seed(0)
-    pipe = Pipeline(device="cpu", localizer=LocalizerNet())
+    pipe = Pipeline(device="cpu", localizer=LocalizerNet(), segment=False)
     result = pipe.analyze(ct)
     out = result.localizer
     assert out.heatmap.shape == out.probs.shape[1:] == tuple(reversed(out.grid.size))
@@ -160,13 +107,15 @@ def test_weights_are_checked_against_their_manifest(tmp_path):
     manifest = {"file": "localizer.pt", "sha256": digest, "version": "test",
                 "architecture": {"widths": [16, 32, 48, 64], "use_descriptor": True}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    assert Pipeline(device="cpu", weights_root=tmp_path).models[0]["sha256"] == digest
+    assert Pipeline(device="cpu", weights_root=tmp_path, segment=False).models[0]["sha256"] == digest
+    with pytest.raises(WeightsError, match="segmenter.*manifest not found"):
+        Pipeline(device="cpu", weights_root=tmp_path)  # the segmentation stage needs its own weights
     (folder / "manifest.json").write_text(json.dumps({**manifest, "sha256": "0" * 64}))
     with pytest.raises(WeightsError, match="do not match their manifest"):
-        Pipeline(device="cpu", weights_root=tmp_path)
+        Pipeline(device="cpu", weights_root=tmp_path, segment=False)
     (folder / "manifest.json").unlink()
     with pytest.raises(WeightsError, match="manifest not found"):
-        Pipeline(device="cpu", weights_root=tmp_path)
+        Pipeline(device="cpu", weights_root=tmp_path, segment=False)
 
 
 def test_analysis_bundle_is_atomic_and_deterministic(tmp_path, monkeypatch):
@@ -208,3 +157,111 @@ def test_cancel_aborts_resampling():
     token.cancel()
     with pytest.raises(CancelledError):
         resample_ct(ct, working_grid(ct, 4.0), cancel=token)
+
+
+# ---- segmentation stage (fake segmenter: bright voxels near the center channel) ------------------
+DIRECTIONS = [None, np.diag([-1.0, -1.0, 1.0]), np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0.0]])]
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_segmentation_pastes_each_vertebra_in_the_patient_frame(direction):
+    from inference.measure import vertebra_centers, vertebra_volumes_ml
+
+    ct, centers = _spine_ct(direction)
+    result = _fake_pipeline(ct, centers, segmenter=FakeSegmenter()).analyze(ct)
+    labels = result.segmentation.labels
+    assert labels.same_grid(ct) and labels.array.dtype == np.uint8
+    found = {registry.name_of(k): c for k, c in vertebra_centers(labels).items()}
+    assert sorted(found) == sorted(LEVEL_NAMES)
+    sphere_ml = 4 / 3 * np.pi * 12.0**3 / 1000
+    for name, c in found.items():
+        assert np.linalg.norm(c - centers[name]) < 1.5, (name, c, centers[name])
+    for vid, ml in vertebra_volumes_ml(labels).items():
+        assert abs(ml - sphere_ml) / sphere_ml < 0.2, (registry.name_of(vid), ml)
+    assert set(result.timings) == {"localize", "label", "segment"}
+
+
+def test_lesion_scores_follow_the_lesion_channels():
+    ct, centers = _spine_ct()
+    calm = _fake_pipeline(ct, centers, segmenter=FakeSegmenter()).analyze(ct)
+    assert all(v.lesion_score < 0.1 and v.lesion_type is None for v in calm.vertebrae)
+    assert not any(f.startswith("lesion") for v in calm.vertebrae for f in v.qa_flags)
+    hot = _fake_pipeline(ct, centers, segmenter=FakeSegmenter({"blastic": 0.9, "lytic": 0.3})).analyze(ct)
+    for v in hot.vertebrae:
+        assert v.lesion_type == "blastic" and v.lesion_score == pytest.approx(0.9, abs=1e-3)
+        assert "lesion_suspected:blastic" in v.qa_flags
+    lesion_map = hot.segmentation.lesions.array
+    assert lesion_map.max() == pytest.approx(0.9, abs=1e-3)
+    assert not lesion_map[hot.segmentation.labels.array == 0].any()  # only inside vertebra masks
+
+
+def test_full_analysis_bundle_has_meshes_labels_and_probabilities(tmp_path):
+    from inference.evaluate import evaluate_bundle
+
+    ct, centers = _spine_ct()
+    result = _fake_pipeline(ct, centers, segmenter=FakeSegmenter({"lytic": 0.7})).analyze(ct)
+    bundle = write_analysis_bundle(tmp_path / "b", result, ct)
+    names = sorted(p.relative_to(bundle.out_dir).as_posix() for p in bundle.out_dir.rglob("*") if p.is_file())
+    for required in ("labels.nii.gz", "lesions.nii.gz", "vertebrae.json", "manifest.json", "meshes/L2.stl"):
+        assert required in names
+    doc = json.loads((bundle.out_dir / "vertebrae.json").read_text())
+    rec = {v["name"]: v for v in doc["vertebrae"]}
+    assert set(rec) == set(LEVEL_NAMES)
+    for v in rec.values():
+        assert 0 < v["confidence"] <= 1 and v["lesion_type"] == "lytic"
+        assert {"p_shift_cranial", "p_shift_caudal", "localizer_center_lps", "lesion_scores"} <= set(v)
+        assert v["volume_ml"] > 5
+    # the bundle, read back, matches the spheres it was made from
+    reference = ct.with_array(np.zeros(ct.array.shape, np.uint8))
+    lps = ct.index_to_lps(np.argwhere(np.ones(ct.array.shape, bool))[:, ::-1].astype(float))
+    flat = reference.array.reshape(-1)
+    for name, c in centers.items():
+        flat[np.linalg.norm(lps - c, axis=1) < 12] = registry.id_of(name)
+    import SimpleITK as sitk
+
+    sitk.WriteImage(reference.to_sitk(), str(tmp_path / "ref.nii.gz"))
+    report = evaluate_bundle(bundle.out_dir, tmp_path / "ref.nii.gz", convention="verse")
+    assert report["overall"]["mean_dice"] > 0.9 and report["overall"]["id_rate"] == 1.0
+
+
+def test_cancel_during_segmentation_stops_it():
+    ct, centers = _spine_ct()
+    seg = FakeSegmenter()
+    pipe = _fake_pipeline(ct, centers, segmenter=seg)
+    token = CancelToken()
+
+    def progress(fraction, message):
+        if "segment" in message:
+            token.cancel()
+
+    with pytest.raises(CancelledError):
+        pipe.analyze(ct, progress=progress, cancel=token)
+    assert seg.calls == 0
+
+
+def test_segmentation_batches_bound_the_work_per_call():
+    from inference.segment import segment_vertebrae
+
+    ct, centers = _spine_ct()
+    seg = FakeSegmenter()
+    items = [(registry.id_of(n), c) for n, c in centers.items()]
+    out = segment_vertebrae(seg, ct, items, torch.device("cpu"), batch_size=1)
+    assert seg.calls == 3 and set(out.masks) == {vid for vid, _ in items}
+    assert not segment_vertebrae(seg, ct, [], torch.device("cpu")).labels.array.any()
+
+
+def test_qa_flags_leaking_masks_and_implausible_volumes():
+    from inference.qa import contact_areas, mask_flags
+
+    arr = np.zeros((40, 40, 40), np.uint8)
+    arr[:20, 5:35, 5:35] = registry.id_of("L2")
+    arr[20:, 5:35, 5:35] = registry.id_of("L3")
+    labels = Volume(arr, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    l2, l3 = registry.id_of("L2"), registry.id_of("L3")
+    assert contact_areas(labels) == {(l2, l3): pytest.approx(30 * 30 * 4.0)}
+    flags, notes = mask_flags(labels, partial=set())
+    assert "touching_neighbour" in flags[l2] and "touching_neighbour" in flags[l3]
+    assert "implausible_volume" in flags[l2]  # 144 ml is far above any real L2
+    assert any("leaked" in n for n in notes)
+    flags, _ = mask_flags(labels, partial={l2, l3})
+    assert "implausible_volume" not in flags.get(l2, [])

@@ -1,8 +1,10 @@
-"""The bundle of ``spinenav analyze`` while only localization and labeling exist.
+"""The bundle of ``spinenav analyze``.
 
-Same layout and conventions as `inference.export.bundle` (DESIGN §5), without the files that need
-per-vertebra masks: manifest.json, vertebrae.json / .csv (centers, labels, their probabilities, QA
-flags) and centers.mrk.json. The manifest says that masks and meshes are not part of it.
+With segmentation (the default pipeline) it is the full bundle of `inference.export.bundle`
+(DESIGN §5): meshes, labels.nii.gz, lesions.nii.gz, DICOM-SEG for DICOM input, and per vertebra the
+label's probability, the ±1 shift probabilities, lesion scores and QA flags. A pipeline run without
+segmentation gives manifest.json, vertebrae.json / .csv and centers.mrk.json only; its manifest
+says that masks and meshes are not part of it.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..pipeline import AnalysisResult
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
 from ..volume import Volume
 from .atomic import atomic_output_dir, check_output_dir
-from .bundle import SCHEMA_VERSION, ExportResult, VertebraRecord, _ct_identity, manifest_header
+from .bundle import SCHEMA_VERSION, ExportResult, VertebraRecord, ct_identity, manifest_header, write_bundle
 from .formats import csv_bytes, file_record, json_bytes, markups_json, mm, point
 
 CONFIDENCE_SOURCE = "localizer + column decoding (posterior probability of the label)"
@@ -40,6 +44,8 @@ def write_analysis_bundle(
     except the manifest's ``created`` time. Raises `OutputExistsError` for a non-empty ``out_dir``
     without ``force``.
     """
+    if result.segmentation is not None and result.segmentation.labels.array.any():
+        return _write_full(out_dir, result, ct, input_path, corrections, force, progress, cancel)
     t0 = time.perf_counter()
     tell = report(progress)
     check_output_dir(out_dir, force=force)
@@ -83,7 +89,7 @@ def write_analysis_bundle(
             if p.is_file()
         ]
         inputs: dict[str, Any] = {
-            "ct": _ct_identity(Path(input_path) if input_path else None, ct),
+            "ct": ct_identity(Path(input_path) if input_path else None, ct),
             "grid": ct.geometry_dict(),
         }
         manifest = {
@@ -117,3 +123,45 @@ def write_analysis_bundle(
     ]
     out = Path(os.path.abspath(Path(out_dir).expanduser()))
     return ExportResult(out, records, files, [], time.perf_counter() - t0)
+
+
+def _write_full(out_dir, result: AnalysisResult, ct: Volume, input_path, corrections, force, progress,
+                cancel) -> ExportResult:
+    """The full bundle: masks and meshes from the segmentation, labels' probabilities as extras."""
+    seg = result.segmentation
+    extras = {}
+    for v in result.vertebrae:
+        extras[v.id] = {
+            "confidence": v.confidence,
+            "confidence_source": CONFIDENCE_SOURCE,
+            "alternatives": v.alternatives,
+            "lesion_score": v.lesion_score,
+            "qa_flags": list(v.qa_flags),
+            "lesion_type": v.lesion_type,
+            "lesion_scores": {k: mm(x, 4) for k, x in v.lesion_scores.items()},
+            "p_shift_cranial": mm(v.p_shift_cranial, 4),
+            "p_shift_caudal": mm(v.p_shift_caudal, 4),
+            "detection_score": mm(v.detection_score, 4),
+            "localizer_center_lps": point(v.center_lps),
+        }
+    info = {"ct": ct_identity(Path(input_path) if input_path else None, ct)}
+    return write_bundle(
+        out_dir,
+        seg.labels,
+        ct=ct,
+        input_info=info,
+        models=result.models,
+        lesions=seg.lesions,
+        extra_per_vertebra=_only_masked(extras, seg.labels),
+        corrections=corrections,
+        qa=result.qa,
+        force=force,
+        progress=progress,
+        cancel=cancel,
+    )
+
+
+def _only_masked(extras: dict[int, dict[str, Any]], labels: Volume) -> dict[int, dict[str, Any]]:
+    """Extras of the vertebrae that have voxels (the others are named in the QA notes instead)."""
+    ids = set(np.unique(labels.array).tolist())
+    return {vid: e for vid, e in extras.items() if vid in ids}

@@ -138,6 +138,7 @@ def write_bundle(
     subregions: Volume | None = None,
     extra_per_vertebra: dict[int, dict[str, Any]] | None = None,
     corrections: list[dict[str, Any]] | None = None,
+    qa: list[str] | None = None,
     force: bool = False,
     mesh_config: MeshConfig | None = None,
     progress: ProgressCallback | None = None,
@@ -169,6 +170,8 @@ def write_bundle(
         are stored as given (JSON values).
     corrections : list of dict, optional
         The user's label corrections (what, from, to, time), recorded in the manifest.
+    qa : list of str, optional
+        The analysis' case-level QA notes, recorded in the manifest.
     force : bool
         Replace an existing non-empty ``out_dir`` (only once the new bundle is complete).
     mesh_config : MeshConfig, optional
@@ -250,6 +253,7 @@ def write_bundle(
         files = [file_record(tmp, p) for p in sorted(tmp.rglob("*"), key=lambda p: p.relative_to(tmp).as_posix())
                  if p.is_file()]
         manifest = _manifest(labels, ct, input_info, models, files, records, warnings)
+        manifest["qa"] = list(qa or [])
         manifest["corrections"] = list(corrections or [])
         (tmp / "manifest.json").write_bytes(json_bytes(manifest))
         check_cancel(cancel)
@@ -314,7 +318,7 @@ def export_labels(
     info: dict[str, Any] = {"labels": _file_identity(labels_path)}
     info["labels"]["convention"] = labels.metadata.get("label_convention")
     if ct is not None:
-        info["ct"] = _ct_identity(Path(ct_path), ct)  # type: ignore[arg-type]
+        info["ct"] = ct_identity(Path(ct_path), ct)  # type: ignore[arg-type]
     if subregions_path is not None:
         info["subregions"] = _file_identity(Path(subregions_path))
     return write_bundle(
@@ -446,7 +450,7 @@ def _manifest(
     if labels.metadata.get("source_path"):
         inputs["labels"] = {"path": labels.metadata["source_path"]}
     if ct is not None and "ct" not in (input_info or {}):
-        inputs["ct"] = _ct_identity(None, ct)
+        inputs["ct"] = ct_identity(None, ct)
     for key, value in (input_info or {}).items():
         inputs[key] = value
     inputs["grid"] = grid.geometry_dict()
@@ -467,7 +471,7 @@ def _file_identity(path: Path) -> dict[str, Any]:
     return {"path": str(path), "files": [{"name": p.name, "sha256": sha256_file(p)} for p in files]}
 
 
-def _ct_identity(path: Path | None, ct: Volume) -> dict[str, Any]:
+def ct_identity(path: Path | None, ct: Volume) -> dict[str, Any]:
     md = ct.metadata
     source = md.get("source_path") or (str(Path(os.path.abspath(path))) if path is not None else None)
     out: dict[str, Any] = {"path": source, "format": md.get("source_format")}

@@ -1,6 +1,7 @@
-"""Turn a training checkpoint into shipped weights: ``assets/weights/localizer/`` + manifest.json.
+"""Turn a training checkpoint into shipped weights: ``assets/weights/<model>/`` + manifest.json.
 
-    python -m inference.train.export_weights CKPT [--metrics docs/localization.json] [--out DIR]
+    python -m inference.train.export_weights CKPT [--model localizer] [--metrics docs/localization.json]
+    python -m inference.train.export_weights CKPT --model segmenter [--metrics docs/segmentation.json]
 
 Writes the model's state dict alone (float32, no optimizer) and a manifest with its sha256, the
 architecture, input spacing, label map, training recipe and (when given) the metrics on real CT.
@@ -18,28 +19,51 @@ import torch
 from .. import registry
 from ..models.localizer import CLASSES, DESCRIPTOR_NAMES, HEATMAP_SIGMA_MM, INPUT_SPACING_MM, OUTPUT_SPACING_MM
 from ..models.weights import WEIGHTS_ROOT, sha256_of
+from . import train_segmenter as ts
 from .pool import POOL_CONFIG
 from .train_localizer import BACKGROUND_WEIGHT, HEAT_LOSS_WEIGHT, HEATMAP_WEIGHT, LEVEL_WEIGHT, PATCH
 
 WIDTHS = (16, 32, 48, 64)
 
 
-def export(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict | None,
-           synthetic: dict | None = None) -> Path:
+def _write_weights(ckpt: Path, out: Path, name: str) -> tuple[dict, dict]:
+    """The checkpoint's model weights alone (float32) as ``out/<name>.pt``; the checkpoint and manifest header."""
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     out.mkdir(parents=True, exist_ok=True)
-    weights = out / "localizer.pt"
+    weights = out / f"{name}.pt"
     tmp = weights.with_suffix(".tmp")
     torch.save({k: v.float() for k, v in state["model"].items()}, tmp)
     tmp.replace(weights)
-    log = state.get("log") or []
-    manifest = {
-        "name": "localizer",
+    header = {
+        "name": name,
         "version": f"1.0-step{state['step']}",
         "file": weights.name,
         "sha256": sha256_of(weights),
         "bytes": weights.stat().st_size,
         "date": dt.date.today().isoformat(),
+    }
+    return state, header
+
+
+def _finish(out: Path, manifest: dict, state: dict, notes: str, metrics: dict | None, synthetic: dict | None) -> Path:
+    """Add the run's facts and metrics to the manifest and write it; the weights' path."""
+    log = state.get("log") or []
+    manifest["training"] |= {
+        "optimizer": "AdamW lr 2e-3, weight decay 1e-4, batch 2, gradient clip 5",
+        "steps": state["step"],
+        "final_running_loss": log[-1] if log else None,
+        "hardware": notes,
+    }
+    manifest["metrics_real_ct"] = metrics
+    manifest["metrics_synthetic_heldout"] = synthetic
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return out / manifest["file"]
+
+
+def export(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict | None,
+           synthetic: dict | None = None) -> Path:
+    state, manifest = _write_weights(ckpt, out, "localizer")
+    manifest |= {
         "architecture": {
             "class": "inference.models.localizer.LocalizerNet",
             "widths": list(WIDTHS),
@@ -69,22 +93,45 @@ def export(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict |
             "target)",
             "schedule": "the recipe changed during this run: steps 0-525 cross-entropy + 10 x heatmap MSE only; "
             "525-861 + 0.2 x level cross-entropy; from 861 heatmap weight 100",
-            "optimizer": "AdamW lr 2e-3, weight decay 1e-4, batch 2, gradient clip 5",
-            "steps": state["step"],
-            "final_running_loss": log[-1] if log else None,
-            "hardware": notes,
         },
-        "metrics_real_ct": metrics,
-        "metrics_synthetic_heldout": synthetic,
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return weights
+    return _finish(out, manifest, state, notes, metrics, synthetic)
+
+
+def export_segmenter(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict | None,
+                     synthetic: dict | None = None) -> Path:
+    from ..models import segmenter as sm
+
+    state, manifest = _write_weights(ckpt, out, "segmenter")
+    manifest |= {
+        "architecture": {
+            "class": "inference.models.segmenter.SegmenterNet",
+            "widths": list(sm.WIDTHS),
+            "input": f"3 channels on a {sm.INPUT_SPACING_MM} mm LPS-aligned crop {list(sm.PATCH)} (k, j, i) around "
+            f"one vertebra center: HU clipped to [-1000, 1500] / 1000, Gaussian (sigma {sm.CENTER_SIGMA_MM} mm) "
+            "at this center, max of Gaussians at the other centers",
+            "output": "channel 0 mask logit of this vertebra; channels 1-3 lesion logits " + ", ".join(sm.LESION_TYPES),
+        },
+        "training": {
+            "code": "inference/train/pool.py (--spacing 2.0), inference/train/train_segmenter.py",
+            "data": "synthetic CT only (inference/synth, shapes from assets/shapes); no real CT was trained on",
+            "pool": pool,
+            "synth_config": "inference.train.pool.POOL_CONFIG",
+            "loss": f"BCE weighted (1 + {ts.BOUNDARY_WEIGHT}) within {ts.BOUNDARY_MM} mm of the surface + soft Dice + "
+            f"{ts.VOLUME_WEIGHT} x squared normalized volume error + {ts.LESION_WEIGHT} x lesion BCE (pos weight "
+            f"{ts.LESION_POS_WEIGHT})",
+            "augmentation": f"center jitter {ts.CENTER_JITTER_MM} mm (x2.5 for 15% of samples), neighbour centers "
+            f"dropped with p {ts.P_DROP_NEIGHBOUR}, HU gain 0.92-1.08, offset +-30, noise 0-25 HU, left-right mirror",
+        },
+    }
+    return _finish(out, manifest, state, notes, metrics, synthetic)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ckpt", type=Path)
-    parser.add_argument("--out", type=Path, default=WEIGHTS_ROOT / "localizer")
+    parser.add_argument("--model", choices=["localizer", "segmenter"], default="localizer")
+    parser.add_argument("--out", type=Path, help="default: assets/weights/<model>")
     parser.add_argument("--metrics", type=Path, help="JSON written by inference.train.validate_real")
     parser.add_argument("--pool", type=Path, help="pool folder (its pool.json is recorded)")
     parser.add_argument("--notes", default="", help="where it was trained (CPU model, threads, wall time)")
@@ -97,7 +144,9 @@ def main() -> None:
         pool["cases_present"] = len(list(args.pool.glob("case_*.npz")))
         pool.pop("config", None)
     synthetic = json.loads(args.synthetic.read_text()) if args.synthetic else None
-    export(args.ckpt, args.out, metrics, args.notes, pool, synthetic)
+    out = args.out or WEIGHTS_ROOT / args.model
+    writer = export if args.model == "localizer" else export_segmenter
+    writer(args.ckpt, out, metrics, args.notes, pool, synthetic)
 
 
 if __name__ == "__main__":

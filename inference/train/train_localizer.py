@@ -11,7 +11,6 @@ a run can be stopped at any time and the last checkpoint kept.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -30,6 +29,7 @@ from ..models.localizer import (
     scan_descriptor,
 )
 from ..preprocess import normalize_hu
+from .common import resume, save_checkpoint, training_arguments, training_files
 
 LOG = logging.getLogger("spinenav.train.localizer")
 
@@ -133,19 +133,13 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     model = LocalizerNet(use_descriptor=use_descriptor).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    step, log = 0, []
     ckpt = out / "last.pt"
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location=device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step, log = state["step"], state["log"]
-        LOG.info("resumed at step %d", step)
+    step, log = resume(ckpt, model, opt, device)
     t_end = time.time() + minutes * 60
     t_ckpt = time.time()
     running: dict[str, float] = {}
     while time.time() < t_end:
-        files = sorted(p for p in pool.glob("case_*.npz") if p.stem[5:].isdigit() and int(p.stem[5:]) < val_from)
+        files = training_files(pool, val_from)
         if not files:
             LOG.info("waiting for pool cases")
             time.sleep(20)
@@ -169,52 +163,21 @@ def train(
                      running["level_ce"], running["mse"], len(files))
             log.append({"step": step, **{k: round(v, 5) for k, v in running.items()}, "pool": len(files)})
         if time.time() - t_ckpt > 300 or time.time() >= t_end:
-            _save(ckpt, model, opt, step, log, use_descriptor)
+            save_checkpoint(ckpt, model, opt, step, log, use_descriptor=use_descriptor)
             t_ckpt = time.time()
-    _save(ckpt, model, opt, step, log, use_descriptor)
+    save_checkpoint(ckpt, model, opt, step, log, use_descriptor=use_descriptor)
     (out / "train_log.json").write_text(json.dumps(log, indent=0) + "\n")
 
 
-def _save(path: Path, model, opt, step: int, log: list, use_descriptor: bool) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "opt": opt.state_dict(),
-            "step": step,
-            "log": log,
-            "use_descriptor": use_descriptor,
-        },
-        tmp,
-    )
-    tmp.replace(path)
-    LOG.info("checkpoint at step %d", step)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pool", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--minutes", type=float, default=60)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--val-from", type=int, default=1800, help="pool cases from this index on are held out")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = training_arguments(__doc__.splitlines()[0], val_from=1800)
     parser.add_argument("--no-descriptor", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    train(
-        args.pool,
-        args.out,
-        args.minutes,
-        args.batch,
-        args.lr,
-        args.val_from,
-        args.seed,
-        not args.no_descriptor,
-        args.threads,
-    )
+    train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, not args.no_descriptor,
+          args.threads)
 
 
 if __name__ == "__main__":

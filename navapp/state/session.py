@@ -51,6 +51,8 @@ class VertebraInfo:
         Posterior probability of the analysis' label; None for a given label map.
     qa_flags : tuple of str
         Quality flags of the analysis (``label_uncertain``, ``gap_above``, …).
+    lesion_score, lesion_type : float or None, str or None
+        The analysis' lesion suspicion (0–1) and its type when flagged; None without segmentation.
     """
 
     id: int
@@ -61,13 +63,16 @@ class VertebraInfo:
     source_id: int = 0
     confidence: float | None = None
     qa_flags: tuple[str, ...] = ()
+    lesion_score: float | None = None
+    lesion_type: str | None = None
 
     def shown_as(self, vertebra_id: int) -> VertebraInfo:
         """This vertebra under another (corrected) id."""
         v = registry.by_id(vertebra_id)
         flags = self.qa_flags if CORRECTED_FLAG in self.qa_flags else (*self.qa_flags, CORRECTED_FLAG)
         return VertebraInfo(
-            v.id, v.name, self.center_lps, self.volume_ml, v.color, self.source_id or self.id, self.confidence, flags
+            v.id, v.name, self.center_lps, self.volume_ml, v.color, self.source_id or self.id, self.confidence, flags,
+            self.lesion_score, self.lesion_type,
         )
 
 
@@ -83,11 +88,14 @@ class LabelSet:
         Cranio-caudal order.
     meshes : dict
         VerSe id → surface mesh (``vertices`` (N, 3) float LPS mm, ``faces`` (M, 3) int).
+    lesion_mesh : surface mesh or None
+        Surface around the voxels of an analysis' lesion map at or above the flag threshold.
     """
 
     labels: Volume
     vertebrae: list[VertebraInfo]
     meshes: dict[int, Any]
+    lesion_mesh: Any = None
 
     def by_id(self, vertebra_id: int) -> VertebraInfo | None:
         return next((v for v in self.vertebrae if v.id == vertebra_id), None)
@@ -111,18 +119,21 @@ def vertebra_infos(centers: dict[int, np.ndarray], volumes_ml: dict[int, float])
     return rows
 
 
-def analysis_infos(result: AnalysisResult) -> list[VertebraInfo]:
-    """Rows for the vertebrae of an analysis, in its (head-to-foot) order."""
+def analysis_infos(result: AnalysisResult, volumes_ml: dict[int, float] | None = None) -> list[VertebraInfo]:
+    """Rows for the vertebrae of an analysis, in its (head-to-foot) order (volumes from its masks)."""
+    volumes_ml = volumes_ml or {}
     return [
         VertebraInfo(
             int(v.id),
             registry.name_of(v.id),
             np.asarray(v.center_lps, dtype=float),
-            float("nan"),
+            float(volumes_ml.get(int(v.id), float("nan"))),
             registry.by_id(v.id).color,
             int(v.id),
             float(v.confidence),
             tuple(v.qa_flags),
+            None if v.lesion_score is None else float(v.lesion_score),
+            v.lesion_type,
         )
         for v in result.vertebrae
     ]
@@ -214,10 +225,19 @@ class Session(QObject):
         self.labels_changed.emit()
         self._reset_vertebrae()
 
-    def set_analysis(self, result: AnalysisResult | None) -> None:
-        """Show an analysis of the current CT (None clears it); a loaded label map stays displayed."""
+    def set_analysis(self, result: AnalysisResult | None, label_set: LabelSet | None = None) -> None:
+        """Show an analysis of the current CT (None clears it).
+
+        ``label_set`` holds the analysis' own segmentation (masks and meshes) and replaces the shown
+        labels; without one, a loaded label map stays displayed.
+        """
         if result is not None and self.ct is None:
             raise ValueError("an analysis needs its CT")
+        if label_set is not None:
+            if not self.ct.same_grid(label_set.labels):
+                raise ValueError("the analysis' labels are not on the CT grid")
+            self.label_set = label_set
+            self.labels_changed.emit()
         self.analysis = result
         self._reset_vertebrae()
 
@@ -288,7 +308,8 @@ class Session(QObject):
     def _reset_vertebrae(self) -> None:
         source = self.vertebra_source
         if source == SOURCE_ANALYSIS:
-            rows = analysis_infos(self.analysis)
+            volumes = {v.id: v.volume_ml for v in self.label_set.vertebrae} if self.label_set is not None else {}
+            rows = analysis_infos(self.analysis, volumes)
         elif source == SOURCE_LABELS:
             rows = list(self.label_set.vertebrae)
         else:

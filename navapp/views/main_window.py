@@ -15,8 +15,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, QThread, Signal, Slot
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtCore import QMimeData, QSettings, QSize, Qt, QThread, Signal, Slot
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -42,10 +42,12 @@ from ..display import WINDOW_PRESETS
 from ..state.corrections import DOWN, UP, CorrectionError
 from ..state.session import SOURCE_ANALYSIS, LabelSet, Session
 from ..workers import (
+    AnalysisOutcome,
     AnalysisRunner,
     LoadedCase,
     PipelineFactory,
     Worker,
+    analyze_for_display,
     export_bundle,
     load_case,
     load_labels,
@@ -54,9 +56,11 @@ from ..workers import (
 from ..workers.worker import ERROR_LOG
 from .slice_view import SliceView
 from .vertebra_table import VertebraTable
-from .view3d import View3D
+from .view3d import STANDARD_VIEWS, View3D
 
 APP_NAME = "SpineNav"
+RECENT_KEY = "recent_cts"
+MAX_RECENT = 8
 _IMAGE_FILTER = "CT images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + " *.dcm);;All files (*)"
 _LABEL_FILTER = "Label maps (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)"
 LOAD, ANALYSIS, EXPORT = "load", "analysis", "export"
@@ -108,10 +112,12 @@ class MainWindow(QMainWindow):
         *,
         show_dialogs: bool = True,
         pipeline_factory: PipelineFactory | None = None,
+        settings: QSettings | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.show_dialogs = show_dialogs
+        self.settings = settings if settings is not None else QSettings("SpineNav", "SpineNav")
         self.session = Session(self)
         self.analysis_runner = AnalysisRunner(pipeline_factory)
         self._worker: Worker | None = None
@@ -134,6 +140,8 @@ class MainWindow(QMainWindow):
         self._build_vertebra_dock()
         self.session.vertebrae_changed.connect(self._on_vertebrae_changed)
         self.session.selection_changed.connect(self._update_actions)
+        self.setAcceptDrops(True)
+        self._update_recent_menu()
         self._on_ct_changed()
 
     # ---- construction -------------------------------------------------------------------------
@@ -310,6 +318,26 @@ class MainWindow(QMainWindow):
         self.reset_camera_action = self._action(
             "Reset camera", self.view3d.reset_camera, "Ctrl+R", "Fit the 3D view to the spine"
         )
+        self.lesions_action = self._action(
+            "Lesions",
+            lambda: self.view3d.set_lesions_visible(self.lesions_action.isChecked()),
+            "Ctrl+Shift+L",
+            "Show regions of lesion suspicion (red) inside see-through vertebrae: flags for review, not a diagnosis",
+        )
+        self.lesions_action.setCheckable(True)
+        self.isolate_action = self._action(
+            "Isolate selected",
+            lambda: self.view3d.set_isolated(self.isolate_action.isChecked()),
+            "Ctrl+I",
+            "Show only the selected vertebra in 3D (all again when unticked or nothing is selected)",
+        )
+        self.isolate_action.setCheckable(True)
+        self.view_actions: dict[str, QAction] = {}
+        for n, name in enumerate(STANDARD_VIEWS, start=1):
+            self.view_actions[name] = self._action(
+                f"{name} view", partial(self.view3d.set_view, name), f"Alt+{n}",
+                f"Look at the spine from {name.lower()}",
+            )
         self.about_action = self._action("About SpineNav", self._on_about)
 
     def _build_menus_and_toolbar(self) -> None:
@@ -324,9 +352,11 @@ class MainWindow(QMainWindow):
             self.export_action,
             self.screenshot_action,
             None,
-            self.quit_action,
         ):
             file_menu.addSeparator() if a is None else file_menu.addAction(a)
+        self.recent_menu = file_menu.addMenu("Open recent")
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
         spine_menu = self.menuBar().addMenu("&Vertebrae")
         spine_menu.addAction(self.analyze_action)
         spine_menu.addSeparator()
@@ -336,6 +366,11 @@ class MainWindow(QMainWindow):
         for a in self.window_actions.values():
             view_menu.addAction(a)
         view_menu.addSeparator()
+        view_menu.addAction(self.lesions_action)
+        view_menu.addAction(self.isolate_action)
+        view_menu.addSeparator()
+        for a in self.view_actions.values():
+            view_menu.addAction(a)
         view_menu.addAction(self.reset_camera_action)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(self.about_action)
@@ -355,9 +390,45 @@ class MainWindow(QMainWindow):
             None,
             *self.window_actions.values(),
             None,
+            self.lesions_action,
             self.reset_camera_action,
         ):
             toolbar.addSeparator() if a is None else toolbar.addAction(a)
+
+    # ---- recent files and drag and drop --------------------------------------------------------
+    def recent_paths(self) -> list[str]:
+        """CTs opened successfully, most recent first (kept in the user's settings)."""
+        value = self.settings.value(RECENT_KEY, [])
+        paths = [value] if isinstance(value, str) else list(value or [])
+        return [p for p in paths if isinstance(p, str)][:MAX_RECENT]
+
+    def _remember(self, path: str) -> None:
+        paths = [path, *[p for p in self.recent_paths() if p != path]][:MAX_RECENT]
+        self.settings.setValue(RECENT_KEY, paths)
+        self._update_recent_menu()
+
+    def _update_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        paths = self.recent_paths()
+        for path in paths:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(partial(self.open_case, path))
+        self.recent_menu.setEnabled(bool(paths))
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if _dropped_path(event.mimeData()) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        path = _dropped_path(event.mimeData())
+        if path is None:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        if not self.open_case(path):
+            self.statusBar().showMessage("Busy: wait for the current job or cancel it, then drop the CT again")
 
     # ---- public API (menus, command line, tests) ----------------------------------------------
     def open_case(self, ct_path: str | Path, labels_path: str | Path | None = None, *, analyze: bool = False) -> bool:
@@ -390,7 +461,7 @@ class MainWindow(QMainWindow):
         if ct is None:
             self._report_input_error(InputError(None, "open a CT first; the analysis runs on the CT shown"))
             return False
-        job = partial(self.analysis_runner.analyze, ct)
+        job = partial(analyze_for_display, self.analysis_runner, ct)
         started = self._start_job(job, "analysis", ANALYSIS, self._on_analysis_done)
         if started:
             self._job_ct = ct
@@ -399,9 +470,9 @@ class MainWindow(QMainWindow):
     def export_bundle(self, out_dir: str | Path, *, force: bool = False) -> bool:
         """Write the bundle of the shown vertebrae, corrections applied, in the background.
 
-        An analysis gives the centers-and-names bundle, a label map the full one (meshes, label
-        map). A non-empty ``out_dir`` is refused (an error dialog) unless ``force``. False when
-        busy or when there is nothing to export.
+        An analysis gives its own full bundle (centers and names only when it ran without
+        segmentation), a label map the full one (meshes, label map). A non-empty ``out_dir`` is
+        refused (an error dialog) unless ``force``. False when busy or when there is nothing to export.
         """
         session = self.session
         if session.ct is None or session.vertebra_source is None:
@@ -520,6 +591,7 @@ class MainWindow(QMainWindow):
         self.shift_up_action.setEnabled(idle and has_vertebrae)
         self.shift_down_action.setEnabled(idle and has_vertebrae)
         self.undo_action.setEnabled(idle and bool(session.corrections))
+        self.lesions_action.setEnabled(session.label_set is not None and session.label_set.lesion_mesh is not None)
 
     @Slot(float, str)
     def _on_job_progress(self, fraction: float, message: str) -> None:
@@ -534,6 +606,9 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self.session.set_ct(case.ct, case.label_set)
+        source = case.ct.metadata.get("source_path")
+        if source:
+            self._remember(str(source))
         self._after_load(case.ct, case.label_set)
         if self._analyze_after_load:
             self._next_job = self.analyze
@@ -563,12 +638,13 @@ class MainWindow(QMainWindow):
         self.load_finished.emit()
 
     @Slot(object)
-    def _on_analysis_done(self, result: Any) -> None:
+    def _on_analysis_done(self, outcome: AnalysisOutcome) -> None:
         if self._closed:
             return
         if self.session.ct is not self._job_ct:
             return  # the CT changed meanwhile; this analysis belongs to the old one
-        self.session.set_analysis(result)
+        result = outcome.result
+        self.session.set_analysis(result, outcome.label_set)
         names = [v.name for v in self.session.vertebrae]
         text = f"{len(names)} vertebrae found: {names[0]}–{names[-1]}" if names else "No vertebra found"
         if result.qa:
@@ -832,6 +908,16 @@ class MainWindow(QMainWindow):
     def _on_window_changed(self, width: float, level: float) -> None:
         for name, action in self.window_actions.items():
             action.setChecked(WINDOW_PRESETS[name] == (width, level))
+
+
+def _dropped_path(mime: QMimeData) -> str | None:
+    """The first local file or folder of a drop (a DICOM folder, a volume file), else None."""
+    if not mime.hasUrls():
+        return None
+    for url in mime.urls():
+        if url.isLocalFile() and Path(url.toLocalFile()).exists():
+            return url.toLocalFile()
+    return None
 
 
 def _ct_summary(ct: Volume, obliquity_deg: float) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import (
     QAbstractTableModel,
     QItemSelection,
@@ -33,10 +34,17 @@ QA_TEXT = {
     "gap_above": "gap above",
     "gap_below": "gap below",
     "label_corrected": "corrected",
+    "implausible_volume": "unusual volume",
+    "touching_neighbour": "merges with neighbour",
+    "no_mask": "no mask",
+    "lesion_suspected:lytic": "lesion? (lytic)",
+    "lesion_suspected:blastic": "lesion? (blastic)",
+    "lesion_suspected:fracture": "fracture?",
 }
 """How the analysis' QA flags read in the table (unknown flags are shown as they are)."""
 
 _DOUBT = QColor(255, 196, 0, 110)  # background of an uncertain label
+_LESION = QColor(230, 60, 60, 90)  # background of a lesion score at or above the flag threshold
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -44,8 +52,8 @@ _Index = QModelIndex | QPersistentModelIndex
 class VertebraTableModel(QAbstractTableModel):
     """Rows = the session's vertebrae as shown now (after corrections), head to foot."""
 
-    HEADERS = ("Level", "Confidence", "QA", "Volume (ml)", "Centre L, P, S (mm)")
-    LEVEL, CONFIDENCE, QA, VOLUME, CENTRE = range(5)
+    HEADERS = ("Level", "Confidence", "Lesion", "QA", "Volume (ml)", "Centre L, P, S (mm)")
+    LEVEL, CONFIDENCE, LESION, QA, VOLUME, CENTRE = range(6)
 
     def __init__(self, session: Session) -> None:
         super().__init__(session)
@@ -85,6 +93,10 @@ class VertebraTableModel(QAbstractTableModel):
                 return f"{v.name}  (was {registry.name_of(v.source_id)})" if corrected else v.name
             if col == self.CONFIDENCE:
                 return "—" if v.confidence is None else f"{100.0 * v.confidence:.0f} %"
+            if col == self.LESION:
+                if v.lesion_score is None:
+                    return "—"
+                return f"{v.lesion_score:.2f} {v.lesion_type}" if v.lesion_type else f"{v.lesion_score:.2f}"
             if col == self.QA:
                 return ", ".join(QA_TEXT.get(f, f) for f in v.qa_flags)
             if col == self.VOLUME:
@@ -94,6 +106,8 @@ class VertebraTableModel(QAbstractTableModel):
             return QColor(*v.colour)
         if role == Qt.ItemDataRole.BackgroundRole and col in (self.CONFIDENCE, self.QA):
             return _DOUBT if "label_uncertain" in v.qa_flags else None
+        if role == Qt.ItemDataRole.BackgroundRole and col == self.LESION:
+            return _LESION if v.lesion_type else None
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (self.CONFIDENCE, self.VOLUME, self.CENTRE):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -106,6 +120,9 @@ class VertebraTableModel(QAbstractTableModel):
             lines.append(f"renamed by you; found as {registry.name_of(v.source_id)}")
         if v.confidence is not None:
             lines.append(f"probability of this label: {100.0 * v.confidence:.1f} %")
+        if v.lesion_score is not None:
+            lines.append(f"lesion suspicion {v.lesion_score:.2f}" + (f" ({v.lesion_type})" if v.lesion_type else "")
+                         + ": flags a region to review, not a diagnosis")
         if v.qa_flags:
             lines.append("flags: " + ", ".join(v.qa_flags))
         lines.append("centre: " + ", ".join(f"{c:.1f}" for c in v.center_lps) + " mm LPS")
@@ -182,12 +199,14 @@ class VertebraTable(QStackedWidget):
             self.view.scrollTo(self.model.index(row, 0))
 
     def _on_model_reset(self) -> None:
-        # an analysis has probabilities and flags but no volumes; a label map the other way round
+        # an analysis has probabilities and flags (and volumes once segmented); a label map volumes only
         source = self.session.vertebra_source
         m = VertebraTableModel
+        has_volumes = any(np.isfinite(v.volume_ml) for v in self.session.vertebrae)
         self.view.setColumnHidden(m.CONFIDENCE, source == SOURCE_LABELS)
+        self.view.setColumnHidden(m.LESION, not any(v.lesion_score is not None for v in self.session.vertebrae))
         self.view.setColumnHidden(m.QA, source == SOURCE_LABELS)
-        self.view.setColumnHidden(m.VOLUME, source == SOURCE_ANALYSIS)
+        self.view.setColumnHidden(m.VOLUME, not has_volumes)
         header = self.view.horizontalHeader()
         header.setSectionResizeMode(m.QA, QHeaderView.ResizeMode.ResizeToContents)
         stretch = m.QA if source == SOURCE_ANALYSIS else m.CENTRE

@@ -28,6 +28,17 @@ NO_CT_TEXT = "No CT loaded — open one with File → Open CT file… or Open DI
 
 _BACKGROUND = (0.11, 0.12, 0.14)
 _DIMMED_OPACITY = 0.35  # other vertebrae while one is selected
+_SEE_THROUGH_OPACITY = 0.45  # vertebrae while the lesion overlay is on (lesions lie inside the bone)
+_DIMMED_OPACITY_LESIONS = 0.15
+_LESION_COLOUR = (0.95, 0.1, 0.1)
+STANDARD_VIEWS = {  # name → (camera direction from the spine, view-up), LPS
+    "Anterior": ((0.0, -1.0, 0.0), (0.0, 0.0, 1.0)),
+    "Posterior": ((0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+    "Left": ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0)),
+    "Right": ((-1.0, 0.0, 0.0), (0.0, 0.0, 1.0)),
+    "Superior": ((0.0, 0.0, 1.0), (0.0, -1.0, 0.0)),
+    "Inferior": ((0.0, 0.0, -1.0), (0.0, -1.0, 0.0)),
+}
 _CROSSHAIR_COLOUR = (1.0, 0.78, 0.0)
 MARKER_RADIUS_MM = 6.0
 """Sphere drawn at each analysed vertebra center."""
@@ -68,6 +79,14 @@ class View3D(QWidget):
         self.marker_actors: dict[int, Any] = {}
         """Center spheres of an analysis by vertebra id as shown."""
         self._crosshair_actor: Any = None
+        self.lesion_actor: Any = None
+        """Translucent-red surface of the analysis' lesion suspicion (None without one)."""
+        self.lesions_visible = False
+        self.isolated = False
+        """Only the selected vertebra is drawn."""
+        # a left click on a vertebra selects it (its row, the slices and the crosshair follow)
+        self.plotter.enable_mesh_picking(self._on_pick, use_actor=True, show=False, show_message=False,
+                                         left_clicking=True)
 
         session.ct_changed.connect(self._on_ct_changed)
         session.labels_changed.connect(self._on_labels_changed)
@@ -137,11 +156,62 @@ class View3D(QWidget):
         self._update_message()
         self.reset_camera()
 
+    def set_view(self, name: str) -> None:
+        """Look at the spine from a standard direction: one of `STANDARD_VIEWS` (A, P, L, R, S, I)."""
+        direction, up = STANDARD_VIEWS[name]
+        actors = [a for a in self.vertebra_actors.values() if a.GetVisibility()] or list(self.marker_actors.values())
+        if actors:
+            bounds = np.array([a.GetBounds() for a in actors])
+            lo, hi = bounds[:, 0::2].min(axis=0), bounds[:, 1::2].max(axis=0)
+        elif self.session.ct is not None:
+            lo, hi = self.session.ct.physical_bounds()
+        else:
+            return
+        centre = (np.asarray(lo) + np.asarray(hi)) / 2.0
+        self.plotter.camera_position = [tuple(centre + 800.0 * np.asarray(direction)), tuple(centre), up]
+        self.plotter.reset_camera(bounds=(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]))
+        self.render_scene()
+
+    def set_isolated(self, isolated: bool) -> None:
+        """Draw only the selected vertebra (or all again)."""
+        self.isolated = bool(isolated)
+        self._on_vertebrae_changed(new_vertebrae=False)
+
+    def _on_pick(self, actor: Any) -> None:
+        lut = self.session.label_display_lut()
+        for label_id, a in self.vertebra_actors.items():
+            if a is actor and int(lut[label_id]):
+                self.session.select_vertebra(int(lut[label_id]))
+                return
+        for vid, a in self.marker_actors.items():
+            if a is actor:
+                self.session.select_vertebra(vid)
+                return
+
+    def set_lesions_visible(self, visible: bool) -> None:
+        """Show the lesion-suspicion surface inside see-through vertebrae (or hide it)."""
+        self.lesions_visible = bool(visible)
+        if self.lesion_actor is not None:
+            self.lesion_actor.SetVisibility(self.lesions_visible)
+        self._on_selection_changed(self.session.selected_id)
+
     def _on_labels_changed(self) -> None:
         for actor in self.vertebra_actors.values():
             self.plotter.remove_actor(actor, render=False)
         self.vertebra_actors.clear()
+        self.plotter.remove_actor("lesions", render=False)
+        self.lesion_actor = None
         label_set = self.session.label_set
+        if label_set is not None and label_set.lesion_mesh is not None:
+            self.lesion_actor = self.plotter.add_mesh(
+                surface_to_polydata(label_set.lesion_mesh),
+                color=_LESION_COLOUR,
+                smooth_shading=True,
+                name="lesions",
+                pickable=False,
+                render=False,
+            )
+            self.lesion_actor.SetVisibility(self.lesions_visible)
         if label_set is not None:
             for info in label_set.vertebrae:
                 mesh = label_set.meshes.get(info.id)
@@ -160,9 +230,10 @@ class View3D(QWidget):
     def _on_vertebrae_changed(self, new_vertebrae: bool = True) -> None:
         session = self.session
         lut = session.label_display_lut()
+        selected = session.selected_id
         for label_id, actor in self.vertebra_actors.items():
             shown = int(lut[label_id])
-            actor.SetVisibility(bool(shown))
+            actor.SetVisibility(bool(shown) and (not self.isolated or selected in (0, shown)))
             if shown:
                 actor.prop.color = np.array(registry.by_id(shown).color) / 255.0
         for actor in self.marker_actors.values():
@@ -200,8 +271,14 @@ class View3D(QWidget):
 
     def _on_selection_changed(self, vertebra_id: int, render: bool = True) -> None:
         lut = self.session.label_display_lut()
+        see_through = self.lesions_visible and self.lesion_actor is not None
         for label_id, actor in self.vertebra_actors.items():
-            actor.prop.opacity = 1.0 if vertebra_id in (0, int(lut[label_id])) else _DIMMED_OPACITY
+            if self.isolated:
+                shown = int(lut[label_id])
+                actor.SetVisibility(bool(shown) and vertebra_id in (0, shown))
+            full = _SEE_THROUGH_OPACITY if see_through else 1.0
+            dimmed = _DIMMED_OPACITY_LESIONS if see_through else _DIMMED_OPACITY
+            actor.prop.opacity = full if vertebra_id in (0, int(lut[label_id])) else dimmed
         for vid, actor in self.marker_actors.items():
             actor.prop.opacity = 1.0 if vertebra_id in (0, vid) else _DIMMED_OPACITY
         if render:

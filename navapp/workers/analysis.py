@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from inference.progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
@@ -18,6 +19,8 @@ from inference.volume import Volume
 
 if TYPE_CHECKING:
     from inference.pipeline import AnalysisResult, Pipeline
+
+    from ..state.session import LabelSet
 
 PipelineFactory = Callable[[], "Pipeline"]
 """Builds the pipeline (loads weights); may raise `WeightsError`. Runs on a worker thread."""
@@ -79,6 +82,48 @@ class AnalysisRunner:
             result = self._pipeline.analyze(ct, progress=sub_progress(tell, start, 1.0), cancel=cancel)
         _check_result(result)
         return result
+
+
+@dataclass(frozen=True)
+class AnalysisOutcome:
+    """An analysis with what the views need of its segmentation (None without one)."""
+
+    result: AnalysisResult
+    label_set: LabelSet | None
+
+
+def analyze_for_display(
+    runner: AnalysisRunner, ct: Volume, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+) -> AnalysisOutcome:
+    """`AnalysisRunner.analyze`, then one surface mesh per segmented vertebra for the 3D view."""
+    tell = report(progress)
+    result = runner.analyze(ct, progress=sub_progress(tell, 0.0, 0.85), cancel=cancel)
+    seg = result.segmentation
+    if seg is None or not seg.labels.array.any():
+        return AnalysisOutcome(result, None)
+    from inference.measure import vertebra_centers, vertebra_volumes_ml
+    from inference.mesh import mesh_label_map
+
+    from ..state.session import LabelSet, vertebra_infos
+
+    check_cancel(cancel)
+    tell(0.85, "building surfaces")
+    meshes = mesh_label_map(seg.labels, progress=sub_progress(tell, 0.85, 1.0), cancel=cancel)
+    infos = vertebra_infos(vertebra_centers(seg.labels), vertebra_volumes_ml(seg.labels))
+    return AnalysisOutcome(result, LabelSet(seg.labels, infos, dict(meshes), lesion_surface(seg.lesions)))
+
+
+def lesion_surface(lesions: Volume):
+    """Surface around the lesion-map voxels at or above the flag threshold (None when there are none)."""
+    import numpy as np
+
+    from inference.mesh import mesh_mask
+    from inference.segment import LESION_FLAG
+
+    mask = np.asarray(lesions.array) >= LESION_FLAG
+    if not mask.any():
+        return None
+    return mesh_mask(lesions.with_array(mask.astype(np.uint8)))
 
 
 def _check_result(result: AnalysisResult) -> None:

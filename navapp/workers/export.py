@@ -1,7 +1,8 @@
 """The export job: the session's vertebrae, with the user's corrections applied, as a robot bundle.
 
-An analysis is written with `inference.export.analysis.write_analysis_bundle` (centers and labels),
-a label map with `inference.export.write_bundle` (meshes, label map, DICOM-SEG). Corrections reach
+An analysis is written with `inference.export.analysis.write_analysis_bundle` (meshes from its own
+segmentation, or centers and labels only), a label map with `inference.export.write_bundle` (meshes,
+label map, DICOM-SEG). Corrections reach
 the files through a corrected copy of the source (the session's own data stay untouched) and are
 listed in the manifest. Runs on a worker thread: relabelling a whole label map is volume work.
 """
@@ -40,7 +41,12 @@ def corrected_analysis(result: AnalysisResult, id_map: Mapping[int, int]) -> Ana
         if new_id == 0:
             continue
         vertebrae.append(v if new_id == v.id else _renamed(v, new_id))
-    return dataclasses.replace(result, vertebrae=vertebrae)
+    seg = result.segmentation
+    if seg is not None:
+        masks = {int(id_map.get(k, k)): dataclasses.replace(m, id=int(id_map.get(k, k))) for k, m in seg.masks.items()}
+        seg = dataclasses.replace(seg, labels=corrected_labels(seg.labels, id_map),
+                                  masks={k: m for k, m in masks.items() if k})
+    return dataclasses.replace(result, vertebrae=vertebrae, segmentation=seg)
 
 
 def corrected_labels(labels: Volume, id_map: Mapping[int, int]) -> Volume:

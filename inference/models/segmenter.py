@@ -1,0 +1,63 @@
+"""The per-vertebra segmenter with its lesion head.
+
+One forward pass per vertebra: a crop of the 2 mm working grid (`inference.preprocess`) centred on
+the vertebra's detected center, with three input channels
+
+- normalized HU,
+- a Gaussian (σ = ``CENTER_SIGMA_MM``) at this vertebra's center ("segment this one"),
+- the maximum of Gaussians at the other detected centers ("not those"),
+
+and four output channels: the vertebra's mask logit, then voxel logits for the lesion types of
+`LESION_TYPES` (suspicion maps for lytic, blastic and compression-fracture regions). Crops of all
+vertebrae are batched; `inference.segment` pastes the probabilities back onto the CT grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .nets import UNet3D
+
+INPUT_SPACING_MM = 2.0
+PATCH = (48, 64, 64)
+"""Crop (k, j, i) in 2 mm voxels: 96 mm cranio-caudal, 128 mm left-right and antero-posterior."""
+CENTER_SIGMA_MM = 8.0
+LESION_TYPES = ("lytic", "blastic", "fracture")
+"""Lesion channels 1…3 ↔ the synthetic engine's lesion codes 1, 2, 3."""
+WIDTHS = (16, 24, 40, 64)
+
+
+def center_channels(centers_kji: np.ndarray, target: int, shape=PATCH) -> np.ndarray:
+    """The two center channels (float32 [2, k, j, i]) for crop-voxel centers ``centers_kji``.
+
+    Row ``target`` of ``centers_kji`` is the vertebra to segment; the other rows are its neighbours
+    (rows of NaN are ignored).
+    """
+    grids = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij")
+    sigma = CENTER_SIGMA_MM / INPUT_SPACING_MM
+    out = np.zeros((2, *shape), np.float32)
+    for n, c in enumerate(np.asarray(centers_kji, dtype=np.float32)):
+        if not np.all(np.isfinite(c)):
+            continue
+        if np.any(c < -3 * sigma) or np.any(c > np.array(shape) + 3 * sigma):
+            continue
+        d2 = sum((g - v) ** 2 for g, v in zip(grids, c, strict=True))
+        np.maximum(out[0 if n == target else 1], np.exp(-d2 / (2 * sigma**2)), out=out[0 if n == target else 1])
+    return out
+
+
+class SegmenterNet(nn.Module):
+    """`UNet3D` with 3 input channels (HU, this center, other centers) and 1 + len(LESION_TYPES) outputs."""
+
+    def __init__(self, widths=WIDTHS) -> None:
+        super().__init__()
+        self.unet = UNet3D(3, 1 + len(LESION_TYPES), widths=widths)
+
+    @property
+    def divisor(self) -> int:
+        return self.unet.divisor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unet(x)

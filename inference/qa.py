@@ -1,0 +1,106 @@
+"""Plausibility checks of a segmentation: volume for the level, contact with neighbours.
+
+Reference figures come from the real vertebra masks of the shape library (assets/shapes, VerSe and
+TotalSegmentator label maps) and from reference label maps: neighbouring vertebrae share at most
+~1100 mm² of mask surface (facet joints, endplates at low resolution); more means two masks leak
+into each other.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from . import registry
+from .volume import Volume
+
+SHAPES_JSON = Path(__file__).resolve().parents[1] / "assets" / "shapes" / "shapes.json"
+TOUCH_MM2 = 1500.0
+"""Mask interface above which two vertebrae are flagged ``touching_neighbour``."""
+VOLUME_SLACK = (0.6, 1.5)
+"""A volume outside [0.6 × smallest, 1.5 × largest] library volume of its level is ``implausible_volume``."""
+
+
+@lru_cache(maxsize=1)
+def volume_ranges() -> dict[int, tuple[float, float]]:
+    """VerSe id → (min, max) volume in ml of the real masks of that level in the shape library."""
+    shapes = json.loads(SHAPES_JSON.read_text())["shapes"]
+    out: dict[int, list[float]] = {}
+    for s in shapes:
+        if s.get("derived") or s.get("volume_ml") is None:
+            continue
+        out.setdefault(int(s["id"]), []).append(float(s["volume_ml"]))
+    ranges = {vid: (min(v), max(v)) for vid, v in out.items()}
+    # transitional levels take the range of the level they resemble; levels without a real mask
+    # in the library take the span of their nearest known neighbours
+    for extra, like in (("T13", "T12"), ("L6", "L5")):
+        if registry.id_of(like) in ranges:
+            ranges.setdefault(registry.id_of(extra), ranges[registry.id_of(like)])
+    order = registry.sort_ids(list(registry.VALID_IDS))
+    known = [n for n, vid in enumerate(order) if vid in ranges]
+    for n, vid in enumerate(order):
+        if vid in ranges or not known:
+            continue
+        above = [m for m in known if m < n][-1:]
+        below = [m for m in known if m > n][:1]
+        near = [ranges[order[m]] for m in above + below]
+        ranges[vid] = (min(r[0] for r in near), max(r[1] for r in near))
+    return ranges
+
+
+def implausible_volume(vid: int, volume_ml: float) -> bool:
+    lo_hi = volume_ranges().get(int(vid))
+    if lo_hi is None:
+        return False
+    return not (VOLUME_SLACK[0] * lo_hi[0] <= volume_ml <= VOLUME_SLACK[1] * lo_hi[1])
+
+
+def contact_areas(labels: Volume) -> dict[tuple[int, int], float]:
+    """Shared mask surface (mm²) of every pair of different labels that touch (6-neighbourhood)."""
+    arr = np.asarray(labels.array)
+    sx, sy, sz = labels.spacing
+    face = {0: sx * sy, 1: sx * sz, 2: sy * sz}  # array axes k, j, i
+    out: dict[tuple[int, int], float] = {}
+    for ax in range(3):
+        a = arr[tuple(slice(None, -1) if d == ax else slice(None) for d in range(3))]
+        b = arr[tuple(slice(1, None) if d == ax else slice(None) for d in range(3))]
+        m = (a != b) & (a > 0) & (b > 0)
+        if not m.any():
+            continue
+        lo, hi = np.minimum(a[m], b[m]).astype(np.int32), np.maximum(a[m], b[m]).astype(np.int32)
+        pairs, counts = np.unique(lo * 256 + hi, return_counts=True)
+        for p, c in zip(pairs.tolist(), counts.tolist(), strict=True):
+            key = (p // 256, p % 256)
+            out[key] = out.get(key, 0.0) + c * face[ax]
+    return out
+
+
+def mask_flags(labels: Volume, partial: set[int]) -> tuple[dict[int, list[str]], list[str]]:
+    """Per-vertebra flags and case notes for a predicted label map.
+
+    ``partial`` holds the ids already known to be cut by the field of view (their volume is not
+    judged).
+    """
+    flags: dict[int, list[str]] = {}
+    notes: list[str] = []
+    ids, counts = np.unique(np.asarray(labels.array), return_counts=True)
+    voxel_ml = float(np.prod(labels.spacing)) / 1000.0
+    for vid, n in zip(ids.tolist(), counts.tolist(), strict=True):
+        if vid == 0 or vid in partial:
+            continue
+        ml = n * voxel_ml
+        if implausible_volume(vid, ml):
+            lo, hi = volume_ranges()[vid]
+            flags.setdefault(vid, []).append("implausible_volume")
+            notes.append(f"{registry.name_of(vid)}: mask volume {ml:.1f} ml is unusual for its level "
+                         f"(library {lo:.0f}–{hi:.0f} ml): check the mask and the label")
+    for (a, b), area in sorted(contact_areas(labels).items()):
+        if area > TOUCH_MM2:
+            for vid in (a, b):
+                flags.setdefault(vid, []).append("touching_neighbour")
+            notes.append(f"{registry.name_of(a)} and {registry.name_of(b)} masks share {area:.0f} mm² of "
+                         "surface: they may have leaked into each other")
+    return flags, notes

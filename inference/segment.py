@@ -1,0 +1,190 @@
+"""Per-vertebra segmentation and lesion suspicion (DESIGN §1: segment/ and lesion/ stages).
+
+`segment_vertebrae` takes the labeled centers of the localization stage and
+
+1. resamples the CT once onto the 2 mm working grid, restricted to the box the crops need;
+2. cuts one crop per vertebra (`inference.models.segmenter.PATCH`) with its center channels and
+   runs the network on batches of crops (memory is bounded by the batch, not the scan);
+3. pastes each vertebra's mask probability back onto the CT grid (linear interpolation inside the
+   crop's footprint only); a voxel goes to the vertebra with the highest probability above 0.5;
+4. scores lesion suspicion per vertebra from the lesion channels inside its mask.
+
+Lesion scores flag regions for a human to look at; they are not a diagnosis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .models.segmenter import INPUT_SPACING_MM, LESION_TYPES, PATCH, SegmenterNet, center_channels
+from .preprocess import AIR_HU, WorkingGrid, normalize_hu, resample_ct, working_grid
+from .progress import CancelToken, ProgressCallback, check_cancel, report
+from .volume import Volume
+
+MASK_THRESHOLD = 0.5
+LESION_FLAG = 0.5
+"""Per-vertebra lesion score at or above which the vertebra is flagged ``lesion_suspected``."""
+LESION_TOP_FRACTION = 0.05
+"""A vertebra's score for a lesion type is the mean of its top 5% voxel probabilities (≥ 8 voxels)."""
+SOFT_TISSUE_HU = 40.0
+"""Target median of soft tissue for the test-time intensity adaptation (synthetic training median)."""
+
+
+@dataclass
+class VertebraMask:
+    """Segmentation facts of one vertebra (before pasting)."""
+
+    id: int
+    voxels_2mm: int
+    lesion_scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def lesion_score(self) -> float:
+        return max(self.lesion_scores.values()) if self.lesion_scores else 0.0
+
+    @property
+    def lesion_type(self) -> str | None:
+        if not self.lesion_scores or self.lesion_score < LESION_FLAG:
+            return None
+        return max(self.lesion_scores, key=self.lesion_scores.__getitem__)
+
+
+@dataclass
+class SegmentationOutput:
+    labels: Volume
+    """VerSe ids on the CT grid (uint8)."""
+    lesions: Volume
+    """Lesion suspicion on the CT grid: max over types of the lesion probability, inside vertebra masks (float32)."""
+    masks: dict[int, VertebraMask]
+    intensity_shift_hu: float = 0.0
+
+
+def crop_box(centers_kji: np.ndarray, grid: WorkingGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop (k, j, i) on ``grid`` of the union of all crops (may reach outside the grid)."""
+    half = (np.array(PATCH) - 1) / 2.0
+    lo = np.floor(centers_kji.min(axis=0) - half).astype(int) - 1
+    hi = np.ceil(centers_kji.max(axis=0) + half).astype(int) + 2
+    return lo, hi
+
+
+def segment_vertebrae(
+    model: SegmenterNet,
+    ct: Volume,
+    vertebrae: Sequence[tuple[int, np.ndarray]],
+    device: torch.device,
+    *,
+    batch_size: int = 4,
+    adapt_intensity: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> SegmentationOutput:
+    """Masks and lesion suspicion for ``vertebrae`` = [(VerSe id, center LPS mm), …] of ``ct``.
+
+    ``adapt_intensity`` shifts the scan's HU so that its soft-tissue median matches the training
+    data (test-time intensity-statistics adaptation); off by default.
+    """
+    tell = report(progress)
+    k, j, i = ct.array.shape
+    labels = np.zeros((k, j, i), np.uint8)
+    best = np.zeros((k, j, i), np.uint8)  # winning probability × 255
+    lesion_map = np.zeros((k, j, i), np.float32)
+    masks: dict[int, VertebraMask] = {}
+    if not vertebrae:
+        return SegmentationOutput(_on_ct(ct, labels), _on_ct(ct, lesion_map), masks)
+
+    full = working_grid(ct, INPUT_SPACING_MM)
+    centers_kji = np.array([full.lps_to_index(c)[::-1] for _, c in vertebrae])
+    lo, hi = crop_box(centers_kji, full)
+    lo_c, hi_c = np.maximum(lo, 0), np.minimum(hi, np.array(full.size[::-1]))
+    size = tuple(int(v) for v in (hi_c - lo_c)[::-1])
+    sub = WorkingGrid(tuple(full.index_to_lps(lo_c[::-1]).tolist()), full.spacing, size)
+    tell(0.02, "resampling for segmentation")
+    hu = resample_ct(ct, sub, cancel=cancel)
+    shift = 0.0
+    if adapt_intensity:
+        soft = hu[(hu > -150) & (hu < 150)]
+        if soft.size > 1000:
+            shift = SOFT_TISSUE_HU - float(np.median(soft))
+            hu = np.where(hu > AIR_HU + 1, hu + shift, hu)
+    local = np.array([sub.lps_to_index(c)[::-1] for _, c in vertebrae])  # (k, j, i) on `sub`
+
+    order = list(range(len(vertebrae)))
+    for b0 in range(0, len(order), batch_size):
+        check_cancel(cancel)
+        idx = order[b0 : b0 + batch_size]
+        starts, xs = [], []
+        for n in idx:
+            start = np.rint(local[n] - (np.array(PATCH) - 1) / 2.0).astype(int)
+            x_hu = _crop(hu, start, AIR_HU)
+            chans = center_channels(local - start, n)
+            xs.append(np.concatenate([normalize_hu(x_hu)[None], chans]))
+            starts.append(start)
+        x = torch.from_numpy(np.stack(xs)).to(device)
+        with torch.inference_mode():
+            out = model(x)
+            prob = torch.sigmoid(out.float()).cpu().numpy()
+        for n, start, p in zip(idx, starts, prob, strict=True):
+            vid = int(vertebrae[n][0])
+            inside = p[0] > MASK_THRESHOLD
+            scores = {}
+            for t, name in enumerate(LESION_TYPES):
+                vals = p[1 + t][inside]
+                if vals.size:
+                    top = max(8, int(LESION_TOP_FRACTION * vals.size))
+                    scores[name] = float(np.sort(vals)[-top:].mean())
+                else:
+                    scores[name] = 0.0
+            masks[vid] = VertebraMask(vid, int(inside.sum()), scores)
+            origin = np.asarray(sub.origin) + sub.spacing * start[::-1]
+            _paste(ct, origin, sub.spacing, p[0], p[1:].max(axis=0), vid, labels, best, lesion_map)
+        tell(0.05 + 0.9 * min(1.0, (b0 + len(idx)) / len(order)), f"segmented {b0 + len(idx)}/{len(order)}")
+    lesion_map[labels == 0] = 0.0
+    return SegmentationOutput(_on_ct(ct, labels), _on_ct(ct, lesion_map), masks, shift)
+
+
+def _on_ct(ct: Volume, array: np.ndarray) -> Volume:
+    """A map on the CT's grid without the CT's metadata (it is not a file of its own yet)."""
+    return Volume(array, ct.spacing, ct.origin, ct.direction.copy(), {"label_convention": "verse"})
+
+
+def _crop(array: np.ndarray, start: np.ndarray, fill: float) -> np.ndarray:
+    out = np.full(PATCH, fill, dtype=np.float32)
+    src = tuple(slice(max(0, s), min(n, s + p)) for s, n, p in zip(start, array.shape, PATCH, strict=True))
+    if all(sl.stop > sl.start for sl in src):
+        dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start, strict=True))
+        out[dst] = array[src]
+    return out
+
+
+def _paste(ct: Volume, origin_lps: np.ndarray, spacing: float, mask_p: np.ndarray, lesion_p: np.ndarray, vid: int,
+           labels: np.ndarray, best: np.ndarray, lesion_map: np.ndarray) -> None:
+    """Resample one crop's probabilities onto the CT voxels it covers; keep the most probable vertebra."""
+    nk, nj, ni = mask_p.shape
+    corners = np.array([[a, b, c] for a in (0, ni - 1) for b in (0, nj - 1) for c in (0, nk - 1)], float)
+    ijk = ct.lps_to_index(origin_lps + spacing * corners)
+    shape_ijk = np.array(ct.array.shape[::-1])
+    lo = np.maximum(np.floor(ijk.min(axis=0)).astype(int), 0)
+    hi = np.minimum(np.ceil(ijk.max(axis=0)).astype(int) + 1, shape_ijk)
+    if np.any(hi <= lo):
+        return
+    ref = sitk.Image([int(v) for v in hi - lo], sitk.sitkFloat32)
+    ref.SetSpacing([float(s) for s in ct.spacing])
+    ref.SetDirection([float(v) for v in np.asarray(ct.direction).ravel()])
+    ref.SetOrigin([float(v) for v in ct.index_to_lps(lo[None].astype(float))[0]])
+    probs = []
+    for arr in (mask_p, lesion_p):
+        img = sitk.GetImageFromArray(arr.astype(np.float32))
+        img.SetOrigin([float(v) for v in origin_lps])
+        img.SetSpacing([float(spacing)] * 3)
+        probs.append(sitk.GetArrayFromImage(sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, 0.0)))
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo[::-1], hi[::-1], strict=True))
+    q = np.rint(np.clip(probs[0], 0, 1) * 255).astype(np.uint8)
+    win = (probs[0] > MASK_THRESHOLD) & (q > best[box])
+    labels[box][win] = vid
+    best[box][win] = q[win]
+    lesion_map[box][win] = probs[1][win]

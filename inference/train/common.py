@@ -1,0 +1,51 @@
+"""What the trainers share: the command line, the training pool's file list and checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+LOG = logging.getLogger("spinenav.train")
+
+
+def training_arguments(description: str, val_from: int) -> argparse.ArgumentParser:
+    """--pool, --out, --minutes, --batch, --lr, --val-from, --seed, --threads."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--pool", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--val-from", type=int, default=val_from, help="pool cases from this index on are held out")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    return parser
+
+
+def training_files(pool: Path, val_from: int) -> list[Path]:
+    """The pool's complete cases with an index below ``val_from`` (the rest is held out)."""
+    return sorted(p for p in pool.glob("case_*.npz") if p.stem[5:].isdigit() and int(p.stem[5:]) < val_from)
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, log: list,
+                    **extra: Any) -> None:
+    """Model, optimizer, step and loss log, written atomically (a run can be killed at any time)."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "log": log, **extra}, tmp)
+    tmp.replace(path)
+    LOG.info("checkpoint at step %d", step)
+
+
+def resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, device: torch.device) -> tuple[int, list]:
+    """Load ``path`` into model and optimizer when it exists; (step, log) to continue from."""
+    if not path.exists():
+        return 0, []
+    state = torch.load(path, map_location=device)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    LOG.info("resumed at step %d", state["step"])
+    return state["step"], state["log"]

@@ -1,0 +1,184 @@
+"""Train the per-vertebra segmenter + lesion head (`inference.models.segmenter`) on a synthetic pool.
+
+    python -m inference.train.pool --out POOL -n 240 --seed 2 --spacing 2.0   # synthetic cases, 2 mm
+    python -m inference.train.train_segmenter --pool POOL --out CKPT --minutes 60
+
+Each sample is one vertebra of one pool case: a crop around its (jittered) center with the center
+channels of `inference.models.segmenter.center_channels`. Neighbour centers are dropped at random,
+as the localizer may miss one. Loss (region + boundary + volume, as seed 003 argues):
+
+- binary cross-entropy + soft Dice of the mask (region);
+- cross-entropy weighted up within ``BOUNDARY_MM`` of the true surface (keeps thin processes and
+  the disc gaps between neighbours);
+- squared normalized volume error (Δ/(predicted + true), keeps the total size honest when the overlap term saturates);
+- lesion channels: binary cross-entropy with positive weight ``LESION_POS_WEIGHT``.
+
+Cases with index ≥ ``--val-from`` are held out. CUDA when present, else CPU. Checkpoints every few
+minutes to ``OUT/last.pt``; a run resumes from there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch.nn import functional as F
+
+from ..models.segmenter import INPUT_SPACING_MM, LESION_TYPES, PATCH, SegmenterNet, center_channels
+from ..preprocess import normalize_hu
+from .common import resume, save_checkpoint, training_arguments, training_files
+
+LOG = logging.getLogger("spinenav.train.segmenter")
+
+BOUNDARY_MM = 4.0
+BOUNDARY_WEIGHT = 4.0
+VOLUME_WEIGHT = 0.5
+LESION_WEIGHT = 0.5
+LESION_POS_WEIGHT = 5.0
+CENTER_JITTER_MM = 3.0
+P_DROP_NEIGHBOUR = 0.2
+
+
+def load_case(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as z:
+        return {k: z[k] for k in ("hu", "labels", "lesions", "ids", "centers")}
+
+
+def crop(array: np.ndarray, start: np.ndarray, shape, fill) -> np.ndarray:
+    """``array[start : start + shape]`` with out-of-range voxels set to ``fill``."""
+    out = np.full(shape, fill, dtype=array.dtype)
+    src = tuple(slice(max(0, s), min(n, s + p)) for s, n, p in zip(start, array.shape, shape, strict=True))
+    if any(sl.stop <= sl.start for sl in src):
+        return out
+    dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start, strict=True))
+    out[dst] = array[src]
+    return out
+
+
+def crop_start(center_kji: np.ndarray, shape=PATCH) -> np.ndarray:
+    """First voxel of the crop of ``shape`` centred (to the nearest voxel) on ``center_kji``."""
+    return np.rint(np.asarray(center_kji) - (np.array(shape) - 1) / 2.0).astype(int)
+
+
+def sample(case: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One training crop: inputs [3, k, j, i], mask target, lesion targets [3, k, j, i]."""
+    ids = case["ids"]
+    centers = case["centers"][:, ::-1].astype(np.float64)  # (i, j, k) → (k, j, i)
+    t = int(rng.integers(len(ids)))
+    jitter = rng.normal(0, CENTER_JITTER_MM / INPUT_SPACING_MM, 3)
+    if rng.random() < 0.15:
+        jitter *= 2.5  # now and then a localizer miss of ~7 mm
+    seen = centers + jitter  # the center the localizer would report (whole column shifted alike)
+    start = crop_start(seen[t])
+    hu = crop(case["hu"], start, PATCH, -1024).astype(np.float32)
+    labels = crop(case["labels"], start, PATCH, 0)
+    lesions = crop(case["lesions"], start, PATCH, 0)
+    local = seen - start
+    keep = rng.random(len(ids)) >= P_DROP_NEIGHBOUR
+    keep[t] = True
+    local[~keep] = np.nan
+    chans = center_channels(local, t)
+    y = (labels == ids[t]).astype(np.float32)
+    les = np.stack([(lesions == code).astype(np.float32) for code in range(1, len(LESION_TYPES) + 1)])
+    # intensity: small gain/offset and noise on top of the engine's own scanner randomization
+    hu = hu * rng.uniform(0.92, 1.08) + rng.uniform(-30, 30) + rng.normal(0, rng.uniform(0, 25), hu.shape)
+    x = np.concatenate([normalize_hu(hu)[None], chans])
+    if rng.random() < 0.5:  # left-right mirror
+        x, y, les = x[..., ::-1], y[..., ::-1], les[..., ::-1]
+    return {"x": np.ascontiguousarray(x), "y": np.ascontiguousarray(y), "les": np.ascontiguousarray(les)}
+
+
+def boundary_weight(y: np.ndarray) -> np.ndarray:
+    """1 + BOUNDARY_WEIGHT within BOUNDARY_MM of the mask surface (either side)."""
+    if not y.any():
+        return np.ones_like(y)
+    inside = ndimage.distance_transform_edt(y)
+    outside = ndimage.distance_transform_edt(1 - y)
+    d = np.where(y > 0, inside, outside) * INPUT_SPACING_MM
+    return (1.0 + BOUNDARY_WEIGHT * (d <= BOUNDARY_MM)).astype(np.float32)
+
+
+def loss_fn(out: torch.Tensor, y: torch.Tensor, w: torch.Tensor, les: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    logit = out[:, 0]
+    bce = (F.binary_cross_entropy_with_logits(logit, y, reduction="none") * w).mean()
+    p = torch.sigmoid(logit)
+    dims = (1, 2, 3)
+    inter = (p * y).sum(dims)
+    dice = 1 - (2 * inter + 1) / (p.sum(dims) + y.sum(dims) + 1)
+    vol = ((p.sum(dims) - y.sum(dims)) / (p.sum(dims) + y.sum(dims) + 1)) ** 2  # bounded in [0, 1)
+    pos_weight = torch.full((len(LESION_TYPES), 1, 1, 1), LESION_POS_WEIGHT, device=out.device)
+    les_bce = F.binary_cross_entropy_with_logits(out[:, 1:], les, pos_weight=pos_weight)
+    loss = bce + dice.mean() + VOLUME_WEIGHT * vol.mean() + LESION_WEIGHT * les_bce
+    parts = {"bce": bce, "dice": 1 - dice.mean(), "vol": vol.mean(), "les": les_bce}
+    return loss, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def train(pool: Path, out: Path, minutes: float, batch: int, lr: float, val_from: int, seed: int,
+          threads: int) -> None:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    out.mkdir(parents=True, exist_ok=True)
+    model = SegmenterNet().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    ckpt = out / "last.pt"
+    step, log = resume(ckpt, model, opt, device)
+    cache: dict[Path, dict[str, np.ndarray]] = {}
+    t_end = time.time() + minutes * 60
+    t_ckpt = time.time()
+    running: dict[str, float] = {}
+    while time.time() < t_end:
+        files = training_files(pool, val_from)
+        files = [f for f in files if f in cache or len(cache) < 400]
+        if not files:
+            LOG.info("waiting for pool cases")
+            time.sleep(20)
+            continue
+        items = []
+        while len(items) < batch:
+            f = files[int(rng.integers(len(files)))]
+            if f not in cache:
+                cache[f] = load_case(f)
+            if len(cache[f]["ids"]):
+                items.append(sample(cache[f], rng))
+        x = torch.from_numpy(np.stack([it["x"] for it in items])).to(device)
+        y = torch.from_numpy(np.stack([it["y"] for it in items])).to(device)
+        w = torch.from_numpy(np.stack([boundary_weight(it["y"]) for it in items])).to(device)
+        les = torch.from_numpy(np.stack([it["les"] for it in items])).to(device)
+        model.train()
+        loss, parts = loss_fn(model(x), y, w, les)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        for k, v in parts.items():
+            running[k] = 0.95 * running.get(k, v) + 0.05 * v
+        if step % 10 == 0:
+            LOG.info("step %d  " + "  ".join(f"{k} {v:.4f}" for k, v in running.items()) + "  (pool %d)",
+                     step, len(files))
+            log.append({"step": step, **{k: round(v, 5) for k, v in running.items()}, "pool": len(files)})
+        if time.time() - t_ckpt > 300 or time.time() >= t_end:
+            save_checkpoint(ckpt, model, opt, step, log)
+            t_ckpt = time.time()
+    save_checkpoint(ckpt, model, opt, step, log)
+    (out / "train_log.json").write_text(json.dumps(log, indent=0) + "\n")
+
+
+
+
+def main() -> None:
+    args = training_arguments(__doc__.splitlines()[0], val_from=216).parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, args.threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Judge the segmenter and its lesion head on held-out synthetic cases (never trained on).
+
+    python -m inference.train.validate_synthetic --pool POOL [--from 216] [--out docs/segmentation_synthetic.json]
+
+Each held-out pool case (index ≥ ``--from``; the training run used ``--val-from`` with the same
+value) is segmented from its true centers (`inference.segment.segment_vertebrae`, as in the
+pipeline). Reported: Dice per vertebra against the synthetic masks, and for each lesion type the
+average precision (AP) of the per-vertebra lesion score, a vertebra counting as positive for a type
+when at least ``MIN_LESION_VOXELS`` voxels of its mask carry that lesion. Synthetic numbers say the
+model learned what the engine draws; they do not say how it does on real lesions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..models.segmenter import LESION_TYPES, SegmenterNet
+from ..models.weights import WEIGHTS_ROOT, load_state
+from ..segment import segment_vertebrae
+from ..volume import Volume
+
+LOG = logging.getLogger("spinenav.validate_synthetic")
+MIN_LESION_VOXELS = 5
+"""At 2 mm: 40 mm³, a lesion of ~4 mm across."""
+
+
+def average_precision(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the precision-recall curve (step interpolation, as scikit-learn's AP)."""
+    positive = np.asarray(positive, bool)
+    if not positive.any():
+        return None
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    hits = positive[order]
+    tp = np.cumsum(hits)
+    precision = tp / np.arange(1, len(hits) + 1)
+    return float((precision * hits).sum() / hits.sum())
+
+
+def run(pool: Path, start: int, model: SegmenterNet, device: torch.device) -> dict[str, Any]:
+    files = sorted(p for p in pool.glob("case_*.npz") if int(p.stem[5:]) >= start)
+    dices, rows = [], []
+    for path in files:
+        with np.load(path) as z:
+            case = {k: z[k] for k in z.files}
+        spacing = float(case["spacing"][0])
+        origin = tuple(float(o) for o in case["origin"])
+        ct = Volume(case["hu"].astype(np.int16), (spacing,) * 3, origin)
+        labels = case["labels"]
+        items = [(int(vid), np.asarray(origin) + spacing * c) for vid, c in zip(case["ids"], case["centers"],
+                                                                                 strict=True)]
+        seg = segment_vertebrae(model, ct, items, device)
+        pred = seg.labels.array
+        for vid, _ in items:
+            t, p = labels == vid, pred == vid
+            if not t.any():
+                continue
+            d = 2 * np.count_nonzero(t & p) / (np.count_nonzero(t) + np.count_nonzero(p))
+            dices.append(d)
+            truth_types = {name: int(np.count_nonzero(t & (case["lesions"] == code + 1)))
+                           for code, name in enumerate(LESION_TYPES)}
+            m = seg.masks.get(vid)
+            rows.append({"case": path.stem, "id": vid, "dice": round(d, 4), "voxels": int(t.sum()),
+                         "lesion_voxels": truth_types,
+                         "scores": {k: round(v, 4) for k, v in (m.lesion_scores if m else {}).items()}})
+        LOG.info("%s: %d vertebrae, mean Dice %.3f", path.stem, len(items), np.mean(dices[-len(items):]))
+    ap = {}
+    for name in LESION_TYPES:
+        scores = np.array([r["scores"].get(name, 0.0) for r in rows])
+        positive = np.array([r["lesion_voxels"][name] >= MIN_LESION_VOXELS for r in rows])
+        ap[name] = {"ap": None if (a := average_precision(scores, positive)) is None else round(a, 3),
+                    "positives": int(positive.sum()), "negatives": int((~positive).sum()),
+                    "prevalence": round(float(positive.mean()), 3) if len(rows) else None}
+    any_pos = np.array([max(r["lesion_voxels"].values()) >= MIN_LESION_VOXELS for r in rows])
+    flagged = np.array([max(r["scores"].values(), default=0.0) >= 0.5 for r in rows])
+    return {
+        "cases": len(files),
+        "first_case": start,
+        "vertebrae": len(rows),
+        "mean_dice": round(float(np.mean(dices)), 4) if dices else None,
+        "median_dice": round(float(np.median(dices)), 4) if dices else None,
+        "lesion_ap": ap,
+        "flag_at_0.5": {
+            "sensitivity": round(float((flagged & any_pos).sum() / max(any_pos.sum(), 1)), 3),
+            "false_alarm_rate": round(float((flagged & ~any_pos).sum() / max((~any_pos).sum(), 1)), 3),
+        },
+        "rows": rows,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", type=Path, required=True)
+    parser.add_argument("--from", dest="start", type=int, default=216)
+    parser.add_argument("--weights", type=Path, default=WEIGHTS_ROOT)
+    parser.add_argument("--ckpt", type=Path, help="a training checkpoint instead of the shipped weights")
+    parser.add_argument("--out", type=Path, default=Path("docs/segmentation_synthetic.json"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model = SegmenterNet()
+    if args.ckpt:
+        model.load_state_dict(torch.load(args.ckpt, map_location="cpu", weights_only=False)["model"])
+    else:
+        model.load_state_dict(load_state("segmenter", args.weights)[0])
+    res = run(args.pool, args.start, model.eval(), torch.device("cpu"))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1) + "\n")
+    LOG.info("mean Dice %s over %d vertebrae; lesion AP %s; flag %s", res["mean_dice"], res["vertebrae"],
+             {k: v["ap"] for k, v in res["lesion_ap"].items()}, res["flag_at_0.5"])
+
+
+if __name__ == "__main__":
+    main()
