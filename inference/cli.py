@@ -76,6 +76,26 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .planning.bundle import parse_levels, plan_bundle, summary
+
+    levels = parse_levels(args.levels)
+    progress, close = _progress_bar()
+    try:
+        screws = plan_bundle(args.bundle, levels, force=args.force, progress=progress)
+    finally:
+        close()
+    for s in screws:
+        flags = ", ".join(f for f, on in (("enters canal", s.enters_canal), ("collides", s.collides)) if on)
+        print(f"  {s.level:<4} {s.side:<5} {s.diameter_mm:.1f} x {s.length_mm:.0f} mm  medial {s.medial_deg:5.1f}°  "
+              f"caudal {s.caudal_deg:5.1f}°  breach {s.breach_mm:.1f} mm  grade {s.grade}"
+              + (f"  [{flags}]" if flags else "") + ("  " + "; ".join(s.notes) if s.notes else ""))
+    sm = summary(screws)
+    print(f"{len(screws)} screws planned in {args.bundle} (trajectories.json, trajectories.mrk.json; LPS mm): "
+          f"grades {sm['per_grade']}; proposals to check and edit, not a validated plan")
+    return 0
+
+
 def _cmd_export_labels(args: argparse.Namespace) -> int:
     from .export import export_labels
 
@@ -165,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing non-empty output folder")
     p.add_argument("--convention", **conv)
     p.set_defaults(func=_cmd_export_labels)
+
+    p = sub.add_parser("plan", help="propose pedicle screws on a bundle's labels → trajectories.json")
+    p.add_argument("bundle", type=Path, help="bundle folder with labels.nii.gz (from analyze or export-labels)")
+    p.add_argument("--levels", help="levels to plan, e.g. T10-L5 or L4,L5 (default: every thoracic and lumbar)")
+    p.add_argument("--force", action="store_true", help="replace planned screws already in the bundle")
+    p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("evaluate", help="accuracy of a bundle against reference labels (DESIGN §7)")
     p.add_argument("bundle", type=Path, help="bundle folder (from analyze or export-labels)")

@@ -1,0 +1,151 @@
+"""`spinenav plan OUT`: add proposed pedicle screws to a bundle (trajectories.json + Slicer line markups).
+
+The bundle is rewritten atomically (a complete copy with the new files and an updated manifest
+replaces it), so a failure leaves the old bundle as it was. Existing trajectories are replaced
+only with ``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import registry
+from ..errors import InputError
+from ..export.atomic import atomic_output_dir
+from ..export.bundle import SCHEMA_VERSION
+from ..export.formats import SLICER_MARKUPS_SCHEMA, file_record, json_bytes, point
+from ..io.image_file import read_image_file
+from ..measure import vertebra_centers
+from ..progress import CancelToken, ProgressCallback, check_cancel, report
+from .screws import GRADES, Screw, plan_vertebra
+
+PLANNED_REGIONS = ("thoracic", "lumbar")
+TRAJECTORIES = "trajectories.json"
+TRAJECTORY_MARKUPS = "trajectories.mrk.json"
+
+
+def parse_levels(text: str | None) -> list[int] | None:
+    """``"T10-L5"`` or ``"L4,L5"`` → VerSe ids in cranio-caudal order (None: every planned level)."""
+    if not text:
+        return None
+    order = registry.sort_ids(list(registry.VALID_IDS))
+    out: list[int] = []
+    for part in text.split(","):
+        names = [p.strip().upper() for p in part.split("-")]
+        try:
+            ids = [registry.id_of(n) for n in names]
+        except (KeyError, ValueError):
+            raise InputError(None, f"--levels {text!r}: unknown level name; write e.g. T10-L5 or L4,L5") from None
+        if len(ids) == 1:
+            out.append(ids[0])
+        elif len(ids) == 2:
+            a, b = order.index(ids[0]), order.index(ids[1])
+            out += order[min(a, b) : max(a, b) + 1]
+        else:
+            raise InputError(None, f"--levels {text!r}: write a range as FIRST-LAST, e.g. T10-L5")
+    return registry.sort_ids(set(out))
+
+
+def plan_labels(labels, levels: list[int] | None = None, *, progress: ProgressCallback | None = None,
+                cancel: CancelToken | None = None) -> list[Screw]:
+    """Two screws per planned level of a label map (thoracic and lumbar levels unless ``levels``)."""
+    tell = report(progress)
+    centers = vertebra_centers(labels)
+    present = registry.sort_ids(centers)
+    wanted = [vid for vid in present if (levels is None and registry.by_id(vid).region in PLANNED_REGIONS)
+              or (levels is not None and vid in levels)]
+    screws: list[Screw] = []
+    for n, vid in enumerate(wanted):
+        check_cancel(cancel)
+        tell(n / max(len(wanted), 1), f"planning {registry.name_of(vid)}")
+        k = present.index(vid)
+        up = None
+        if 0 < k < len(present) - 1:
+            up = centers[present[k - 1]] - centers[present[k + 1]]  # cranial neighbour minus caudal one
+        try:
+            _, level_screws = plan_vertebra(labels, vid, up_hint=None if up is None else up / np.linalg.norm(up))
+        except ValueError:
+            level_screws = []
+        screws += level_screws
+    tell(1.0, f"{len(screws)} screws")
+    return screws
+
+
+def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, force: bool = False,
+                progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> list[Screw]:
+    """Plan screws on the bundle's labels.nii.gz and add trajectories.json / .mrk.json to it."""
+    bundle = Path(bundle)
+    manifest_path, labels_path = bundle / "manifest.json", bundle / "labels.nii.gz"
+    if not manifest_path.is_file():
+        raise InputError(bundle, "not a SpineNav bundle (manifest.json missing); give the folder of 'spinenav analyze'")
+    if not labels_path.is_file():
+        raise InputError(bundle, "the bundle has no labels.nii.gz (a centers-only analysis?); run 'spinenav analyze' "
+                         "with segmentation first")
+    if (bundle / TRAJECTORIES).exists() and not force:
+        raise InputError(bundle / TRAJECTORIES, "exists already; pass --force to replace the planned screws")
+    labels = read_image_file(labels_path, what="label map")
+    screws = plan_labels(labels, levels, progress=progress, cancel=cancel)
+    manifest = json.loads(manifest_path.read_text())
+    with atomic_output_dir(bundle, force=True) as tmp:
+        for item in bundle.iterdir():
+            if item.name in (TRAJECTORIES, TRAJECTORY_MARKUPS):
+                continue
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        (tmp / TRAJECTORIES).write_bytes(json_bytes(trajectories_doc(screws)))
+        (tmp / TRAJECTORY_MARKUPS).write_bytes(json_bytes(line_markups(screws)))
+        check_cancel(cancel)
+        files = [file_record(tmp, p) for p in sorted(tmp.rglob("*"), key=lambda p: p.relative_to(tmp).as_posix())
+                 if p.is_file() and p.name != "manifest.json"]
+        manifest["files"] = files
+        manifest["plan"] = {
+            "levels": registry.sort_ids({registry.id_of(s.level) for s in screws}),
+            "screws": len(screws),
+            "method": "automatic proposal along the pedicle axis from the vertebra mask (inference.planning)",
+            "grades": summary(screws),
+        }
+        (tmp / "manifest.json").write_bytes(json_bytes(manifest))
+    return screws
+
+
+def trajectories_doc(screws: list[Screw]) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "coordinate_system": "LPS",
+        "units": "mm",
+        "grading": "Gertzbein-Robbins on the vertebra mask: " + ", ".join(
+            f"{g} < {lim:g} mm" if np.isfinite(lim) else f"{g} beyond" for g, lim in GRADES[1:]),
+        "screws": [s.to_json() for s in screws],
+    }
+
+
+def summary(screws: list[Screw]) -> dict[str, Any]:
+    grades = [s.grade for s in screws]
+    return {
+        "per_grade": {g: grades.count(g) for g, _ in GRADES},
+        "a_or_b": round(sum(g in "AB" for g in grades) / len(grades), 3) if grades else None,
+        "entering_canal": sum(s.enters_canal for s in screws),
+        "colliding_pairs": sum(s.collides for s in screws) // 2,
+    }
+
+
+def line_markups(screws: list[Screw]) -> dict[str, Any]:
+    """3D Slicer markups document with one line (entry → tip) per screw, LPS."""
+    markups = []
+    for s in screws:
+        markups.append({
+            "type": "Line",
+            "name": f"{s.level} {s.side} {s.diameter_mm:g}x{s.length_mm:g} ({s.grade})",
+            "coordinateSystem": "LPS",
+            "coordinateUnits": "mm",
+            "locked": True,
+            "controlPoints": [
+                {"id": "1", "label": "entry", "position": point(s.entry_lps), "positionStatus": "defined"},
+                {"id": "2", "label": "tip", "position": point(s.target_lps), "positionStatus": "defined"},
+            ],
+        })
+    return {"@schema": SLICER_MARKUPS_SCHEMA, "markups": markups}

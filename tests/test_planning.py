@@ -1,0 +1,119 @@
+"""Pedicle screw planning on synthetic vertebrae with known pedicle axes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from inference import registry
+from inference.planning import evaluate, plan_vertebra, screws_collide
+from inference.volume import Volume
+
+MEDIAL_DEG = 15.0
+PEDICLE_RADIUS = 3.7
+L3 = registry.id_of("L3")
+
+
+def _vertebra(medial_deg: float = MEDIAL_DEG, caudal_deg: float = 0.0, spacing: float = 0.5) -> Volume:
+    """A lumbar-like vertebra (body, two pedicles, lamina, spinous process) around the LPS origin.
+
+    Canal centre at the origin; pedicle axes through (±12.5, 0, 0) converging ``medial_deg`` toward
+    the midline and tilted ``caudal_deg`` (tip below entry), radius ``PEDICLE_RADIUS`` mm.
+    """
+    n = int(110 / spacing)
+    origin = np.array([-40.0, -55.0, -25.0])
+    shape = (int(50 / spacing), n, int(80 / spacing))  # k (S), j (P), i (L)
+    k, j, i = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    x, y, z = origin[0] + spacing * i, origin[1] + spacing * j, origin[2] + spacing * k
+    body = (x**2 + (y + 25) ** 2 < 18**2) & (np.abs(z) <= 12)
+    r = np.hypot(x, y)
+    lamina = (r >= 8) & (r <= 13) & (y > 2) & (np.abs(z) <= 8)
+    spinous = (np.abs(x) <= 3) & (y >= 10) & (y <= 40) & (np.abs(z) <= 8)
+    mask = body | lamina | spinous
+    a, c = np.radians(medial_deg), np.radians(caudal_deg)
+    for s in (+1, -1):
+        d = np.array([-s * np.sin(a) * np.cos(c), -np.cos(a) * np.cos(c), -np.sin(c)])
+        p0 = np.array([s * 12.5, 0.0, 0.0])
+        rel = np.stack([x - p0[0], y - p0[1], z - p0[2]], axis=-1)
+        t = rel @ d
+        dist = np.linalg.norm(rel - t[..., None] * d, axis=-1)
+        mask |= (dist <= PEDICLE_RADIUS) & (t >= -9) & (t <= 14)
+    mask &= ~(r < 8) | (y < -7)  # the canal stays open
+    return Volume(np.where(mask, L3, 0).astype(np.uint8), (spacing,) * 3, tuple(origin))
+
+
+@pytest.fixture(scope="module")
+def planned():
+    return plan_vertebra(_vertebra(), L3)
+
+
+def test_proposal_follows_the_pedicle_axis_with_fitting_sizes(planned):
+    model, screws = planned
+    assert sorted(s.side for s in screws) == ["left", "right"]
+    for s in screws:
+        assert abs(s.medial_deg - MEDIAL_DEG) <= 3.0, s.to_json()
+        assert abs(s.caudal_deg) <= 3.0, s.to_json()
+        assert s.diameter_mm == 6.0  # 80 % of the 7.4-7.7 mm wide isthmus, snapped down to 0.5 mm
+        assert s.length_mm in (40.0, 45.0) and s.grade == "A" and not s.enters_canal, s.to_json()
+        side = 1 if s.side == "left" else -1
+        assert side * s.entry_lps[0] > 12 and s.entry_lps[1] > 5  # posterior-lateral entry
+        assert s.target_lps[1] < -30  # the tip lies in the body
+    assert not screws_collide(*screws) and not any(s.collides for s in screws)
+
+
+def test_caudal_tilt_is_measured():
+    _, screws = plan_vertebra(_vertebra(medial_deg=10.0, caudal_deg=12.0), L3)
+    for s in screws:
+        assert abs(s.medial_deg - 10.0) <= 3.0 and abs(s.caudal_deg - 12.0) <= 3.0, s.to_json()
+
+
+@pytest.mark.parametrize("shift_mm, grade", [(0.0, "A"), (3.0, "C"), (7.5, "E")])
+def test_a_screw_moved_medially_breaches(planned, shift_mm, grade):
+    model, screws = planned
+    s = screws[0]
+    side = 1 if s.side == "left" else -1
+    move = -side * shift_mm * model.frame.e_x
+    moved = evaluate(model, dataclasses.replace(s, entry_lps=s.entry_lps + move, target_lps=s.target_lps + move,
+                                                notes=[]))
+    assert moved.grade == grade, moved.to_json()
+    assert moved.enters_canal == (shift_mm >= 3.0)
+
+
+def test_crossing_screws_collide(planned):
+    model, screws = planned
+    left, right = sorted(screws, key=lambda s: s.side)
+    crossing = dataclasses.replace(right, target_lps=left.target_lps.copy())
+    assert screws_collide(left, crossing)
+
+
+def test_plan_command_adds_trajectories_to_a_bundle(tmp_path, capsys):
+    import json
+
+    from inference.cli import main
+    from inference.export import write_bundle
+    from inference.export.formats import sha256_file
+
+    bundle = tmp_path / "bundle"
+    write_bundle(bundle, _vertebra(spacing=1.0))
+    assert main(["plan", str(bundle), "--levels", "L1-L4"]) == 0
+    assert "2 screws planned" in capsys.readouterr().out
+    doc = json.loads((bundle / "trajectories.json").read_text())
+    assert doc["coordinate_system"] == "LPS" and [s["level"] for s in doc["screws"]] == ["L3", "L3"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    files = {f["path"]: f["sha256"] for f in manifest["files"]}
+    for name in ("trajectories.json", "trajectories.mrk.json", "labels.nii.gz"):
+        assert files[name] == sha256_file(bundle / name)
+    assert manifest["plan"]["screws"] == 2
+    markups = json.loads((bundle / "trajectories.mrk.json").read_text())["markups"]
+    assert [m["type"] for m in markups] == ["Line", "Line"] and markups[0]["coordinateSystem"] == "LPS"
+    # a second plan needs --force; nothing changes without it
+    before = (bundle / "trajectories.json").read_bytes()
+    assert main(["plan", str(bundle)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--force" in err[0]
+    assert (bundle / "trajectories.json").read_bytes() == before
+    assert main(["plan", str(bundle), "--levels", "L9"]) == 2
+    assert main(["plan", str(tmp_path / "nothing")]) == 2
+    assert "not a SpineNav bundle" in capsys.readouterr().err
