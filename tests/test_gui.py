@@ -748,6 +748,32 @@ def test_pick_isolate_and_standard_views_in_3d(qtbot, analysis_window, dialogs, 
     assert not dialogs
 
 
+def test_a_folder_with_two_ct_series_offers_the_other_one(qtbot, window, dialogs, tmp_path, monkeypatch):
+    from dicom_factory import CTSpec, write_ct_series
+
+    thin = write_ct_series(tmp_path / "dicom" / "thin", CTSpec(n_slices=8, prefix="a"))
+    write_ct_series(tmp_path / "dicom" / "thick", CTSpec(n_slices=14, prefix="b"))
+    progress: list[str] = []
+    window.statusBar().messageChanged.connect(progress.append)
+    _load(qtbot, window, tmp_path / "dicom")
+    assert window.session.ct.size[2] == 14 and window.choose_series_action.isEnabled()
+    assert any("1 more CT series" in m for m in progress)
+    assert window.ct_info_label.text().startswith("Synthetic Test SYNTH")  # the case header names the patient
+    offered = []
+
+    def pick(parent, title, label, items, current, editable):
+        offered.extend(items)
+        return items[1], True
+
+    monkeypatch.setattr(main_window_module.QInputDialog, "getItem", pick)
+    with qtbot.waitSignal(window.load_finished, timeout=LOAD_TIMEOUT_MS):
+        window.choose_series_action.trigger()
+    qtbot.waitUntil(lambda: not window.is_busy(), timeout=LOAD_TIMEOUT_MS)
+    assert len(offered) == 2 and offered[0].startswith("(shown)")
+    assert window.session.ct.metadata["series_uid"] == thin.spec.series_uid and window.session.ct.size[2] == 8
+    assert not dialogs
+
+
 def test_dropping_a_ct_opens_it_and_remembers_it(qtbot, window, dialogs, spine, tmp_path):
     path = spine[0]
     mime = QMimeData()

@@ -614,3 +614,16 @@ def test_real_chest_dicom_141_slices(chest_dicom_dir):
     assert vol.array.dtype == np.int16 and vol.array.min() == -1024 and vol.array.max() > 1500
     assert vol.metadata["manufacturer"] == "Philips" and len(vol.metadata["dicom_files"]) == 141
     assert vol.metadata["warnings"] == []
+
+
+def test_a_chosen_series_of_a_folder_is_read(tmp_path):
+    thin = write_ct_series(tmp_path / "thin", CTSpec(n_slices=8, prefix="a"))
+    big = write_ct_series(tmp_path / "thick", CTSpec(n_slices=14, prefix="b"))
+    best = read_ct(tmp_path)
+    assert best.metadata["other_ct_series"] == [{"uid": thin.spec.series_uid,
+                                                 "summary": f"CT, 8 images, 'synthetic CT', {thin.spec.series_uid}"}]
+    chosen = read_ct(tmp_path, series_uid=thin.spec.series_uid)
+    assert chosen.metadata["series_uid"] == thin.spec.series_uid and chosen.size[2] == 8
+    assert [s["uid"] for s in chosen.metadata["other_ct_series"]] == [big.spec.series_uid]
+    with pytest.raises(InputError, match="no CT series with SeriesInstanceUID 1.2.3"):
+        read_ct(tmp_path, series_uid="1.2.3")

@@ -14,14 +14,19 @@ from .image_file import IMAGE_SUFFIXES, is_image_file, read_image_file
 
 
 def read_ct(
-    path: str | Path, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+    path: str | Path,
+    *,
+    series_uid: str | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
 ) -> Volume:
     """Read a CT from a DICOM folder or file, NIfTI, NRRD or MetaImage file.
 
     Returns a `Volume` in Hounsfield units with LPS geometry. ``metadata`` always has
     ``source_path``, ``source_format``, ``modality`` (``None`` when the format does not say) and
     ``warnings`` (list of one-line notes such as resampling done); DICOM inputs add the series,
-    frame of reference and scanner facts (see `inference.io.dicom`).
+    frame of reference and scanner facts (see `inference.io.dicom`); ``series_uid`` picks one CT
+    series of a DICOM folder that holds several (default: the best one).
 
     Raises `InputError` with a one-line message for anything that is not a usable 3D CT.
     """
@@ -42,7 +47,7 @@ def read_ct(
         if path.is_file() and path.stat().st_size > 0 and not _looks_like_dicom(path):
             raise InputError(path, f"not a CT file SpineNav reads; give a DICOM folder or one of "
                              f"{', '.join(IMAGE_SUFFIXES)}")
-        volume = read_dicom(path, progress=progress, cancel=cancel)
+        volume = read_dicom(path, series_uid=series_uid, progress=progress, cancel=cancel)
     progress(1.0, "CT loaded")
     return volume
 

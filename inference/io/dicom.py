@@ -80,7 +80,11 @@ class _Stack:
 
 
 def read_dicom(
-    path: str | Path, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+    path: str | Path,
+    *,
+    series_uid: str | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
 ) -> Volume:
     """Read a DICOM CT into a `Volume` in HU with LPS geometry.
 
@@ -91,6 +95,8 @@ def read_dicom(
         localizer, axial first, then most slices), a DICOMDIR (its folder is searched), one
         single-frame slice (its folder's series that contains it is read), or an enhanced
         multi-frame CT file (read alone).
+    series_uid : str, optional
+        For a folder: read the CT series with this SeriesInstanceUID instead of the best one.
     progress, cancel
         Progress callback ``(fraction, message)`` and cancel token, checked between files.
 
@@ -101,9 +107,11 @@ def read_dicom(
         an integer that fits, else float32. ``metadata`` holds ``source_path``, ``source_format``
         ("dicom"), ``modality`` ("CT"), ``series_uid``, ``study_uid``, ``frame_of_reference_uid``,
         ``sop_class_uid``, ``series_description``, ``manufacturer``, ``model``, ``kernel``, ``kvp``,
-        ``slice_thickness``, ``patient_position``, ``n_files``, ``warnings``, ``other_series`` and
+        ``slice_thickness``, ``patient_position``, ``n_files``, ``warnings``, ``other_series``,
+        ``other_ct_series`` (``{"uid", "summary"}`` of the folder's other readable CT series) and
         ``dicom_files`` (the source files in k order; empty when the grid was resampled, since a
-        DICOM-SEG cannot reference a resampled grid). No patient identity is stored.
+        DICOM-SEG cannot reference a resampled grid). ``patient`` (id, name, study date) is kept
+        for the app's case header; no bundle file or terminal summary carries it.
 
     Raises
     ------
@@ -120,6 +128,13 @@ def read_dicom(
     if path.is_dir():
         scan = scan_folder(path, recursive=True, progress=sub_progress(progress, 0.0, 0.2), cancel=cancel)
         chosen, others = choose_ct_series(scan.series(), path)
+        if series_uid is not None and chosen.uid != series_uid:
+            every = [chosen, *others]
+            wanted = next((s for s in every if s.uid == series_uid and s.is_ct), None)
+            if wanted is None:
+                raise InputError(path, f"no CT series with SeriesInstanceUID {series_uid} here; choose one of "
+                                 f"{', '.join(s.uid for s in every if s.is_ct)}")
+            chosen, others = wanted, [s for s in every if s is not wanted]
     elif path.is_file():
         head = read_header(path)
         if not head.is_ct_image:
@@ -151,6 +166,9 @@ def read_dicom(
         # a slice "missing" from the series may be one of the files that could not be read
         raise InputError(exc.path, f"{exc.message} (note: {scan.skipped_note()})") from None
     volume.metadata["other_series"] = [s.summary() for s in others]
+    volume.metadata["other_ct_series"] = [
+        {"uid": s.uid, "summary": s.summary()} for s in others if s.is_ct and s.n_images >= 2 and s.uid
+    ]
     return volume
 
 
@@ -230,6 +248,8 @@ def _read_series(
             k: first.facts.get(k)
             for k in ("manufacturer", "model", "kernel", "kvp", "slice_thickness", "patient_position")
         },
+        "patient": {k: first.facts.get(f"patient_{k}") for k in ("id", "name")} | {
+            "study_date": first.facts.get("study_date")},
         "n_files": len(files_in_order),
         "warnings": notes,
         "other_series": [],

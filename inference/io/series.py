@@ -446,6 +446,10 @@ def _scanner_facts(ds: Dataset) -> dict[str, Any]:
         "kvp": _float_or_none(_find(ds, "KVP")),
         "slice_thickness": _float_or_none(_find(ds, "SliceThickness")),
         "patient_position": _str(ds.get("PatientPosition")) or None,
+        # who and when, for the app's case header only (no bundle file carries them)
+        "patient_id": _str(ds.get("PatientID")) or None,
+        "patient_name": _str(ds.get("PatientName")) or None,
+        "study_date": _str(ds.get("StudyDate")) or None,
     }
 
 

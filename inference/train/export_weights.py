@@ -121,7 +121,8 @@ def export_segmenter(ckpt: Path, out: Path, metrics: dict | None, notes: str, po
             f"{ts.VOLUME_WEIGHT} x squared normalized volume error + {ts.LESION_WEIGHT} x lesion BCE (pos weight "
             f"{ts.LESION_POS_WEIGHT})",
             "augmentation": f"center jitter {ts.CENTER_JITTER_MM} mm (x2.5 for 15% of samples), neighbour centers "
-            f"dropped with p {ts.P_DROP_NEIGHBOUR}, HU gain 0.92-1.08, offset +-30, noise 0-25 HU, left-right mirror",
+            f"dropped with p {ts.P_DROP_NEIGHBOUR}, HU gain 0.92-1.08, offset +-30, noise 0-25 HU, left-right mirror; "
+            f"low-density marrow (p {ts.P_LOW_DENSITY}) from step 865",
         },
     }
     return _finish(out, manifest, state, notes, metrics, synthetic)

@@ -42,6 +42,9 @@ LESION_WEIGHT = 0.5
 LESION_POS_WEIGHT = 5.0
 CENTER_JITTER_MM = 3.0
 P_DROP_NEIGHBOUR = 0.2
+P_LOW_DENSITY = 0.25
+"""Share of samples whose marrow is made less dense (added at step 865 of the shipped run, after the
+real TPTBox L3, a low-density body, came out under-segmented)."""
 
 
 def load_case(path: Path) -> dict[str, np.ndarray]:
@@ -85,6 +88,10 @@ def sample(case: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, n
     chans = center_channels(local, t)
     y = (labels == ids[t]).astype(np.float32)
     les = np.stack([(lesions == code).astype(np.float32) for code in range(1, len(LESION_TYPES) + 1)])
+    if rng.random() < P_LOW_DENSITY:
+        # low-density (osteoporotic) marrow: pull the vertebrae's cancellous voxels toward soft tissue
+        marrow = (labels > 0) & (hu < 500)
+        hu[marrow] = 30.0 + rng.uniform(0.2, 0.8) * (hu[marrow] - 30.0)
     # intensity: small gain/offset and noise on top of the engine's own scanner randomization
     hu = hu * rng.uniform(0.92, 1.08) + rng.uniform(-30, 30) + rng.normal(0, rng.uniform(0, 25), hu.shape)
     x = np.concatenate([normalize_hu(hu)[None], chans])

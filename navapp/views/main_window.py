@@ -325,6 +325,12 @@ class MainWindow(QMainWindow):
             "Show regions of lesion suspicion (red) inside see-through vertebrae: flags for review, not a diagnosis",
         )
         self.lesions_action.setCheckable(True)
+        self.choose_series_action = self._action(
+            "Choose series…",
+            self._on_choose_series,
+            None,
+            "This DICOM folder holds several CT series: open another one",
+        )
         self.isolate_action = self._action(
             "Isolate selected",
             lambda: self.view3d.set_isolated(self.isolate_action.isChecked()),
@@ -348,6 +354,8 @@ class MainWindow(QMainWindow):
             None,
             self.open_labels_action,
             self.open_label_folder_action,
+            None,
+            self.choose_series_action,
             None,
             self.export_action,
             self.screenshot_action,
@@ -395,6 +403,25 @@ class MainWindow(QMainWindow):
         ):
             toolbar.addSeparator() if a is None else toolbar.addAction(a)
 
+    # ---- several series in one folder ---------------------------------------------------------
+    def other_ct_series(self) -> list[dict[str, str]]:
+        """The other CT series of the shown CT's DICOM folder (``uid``, ``summary``)."""
+        ct = self.session.ct
+        return list(ct.metadata.get("other_ct_series") or []) if ct is not None else []
+
+    def _on_choose_series(self) -> None:
+        ct = self.session.ct
+        others = self.other_ct_series()
+        if ct is None or not others:
+            return
+        current = f"(shown) {ct.metadata.get('series_description') or ''} {ct.metadata.get('series_uid') or ''}"
+        items = [current, *[o["summary"] for o in others]]
+        choice, ok = QInputDialog.getItem(self, "Choose series", "CT series in this folder:", items, 0, False)
+        if not ok or choice == current:
+            return
+        uid = others[items.index(choice) - 1]["uid"]
+        self.open_case(ct.metadata["source_path"], series_uid=uid)
+
     # ---- recent files and drag and drop --------------------------------------------------------
     def recent_paths(self) -> list[str]:
         """CTs opened successfully, most recent first (kept in the user's settings)."""
@@ -431,12 +458,21 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Busy: wait for the current job or cancel it, then drop the CT again")
 
     # ---- public API (menus, command line, tests) ----------------------------------------------
-    def open_case(self, ct_path: str | Path, labels_path: str | Path | None = None, *, analyze: bool = False) -> bool:
+    def open_case(
+        self,
+        ct_path: str | Path,
+        labels_path: str | Path | None = None,
+        *,
+        analyze: bool = False,
+        series_uid: str | None = None,
+    ) -> bool:
         """Load a CT and optionally its label map in the background; False when busy.
 
-        With ``analyze`` the analysis starts as soon as the CT is shown.
+        With ``analyze`` the analysis starts as soon as the CT is shown; ``series_uid`` picks one
+        CT series of a DICOM folder that holds several.
         """
-        job = partial(load_case, Path(ct_path), None if labels_path is None else Path(labels_path))
+        job = partial(load_case, Path(ct_path), None if labels_path is None else Path(labels_path),
+                      series_uid=series_uid)
         started = self._start_job(job, "loading CT", LOAD, self._on_case_loaded)
         if started:
             self._analyze_after_load = analyze
@@ -592,6 +628,7 @@ class MainWindow(QMainWindow):
         self.shift_down_action.setEnabled(idle and has_vertebrae)
         self.undo_action.setEnabled(idle and bool(session.corrections))
         self.lesions_action.setEnabled(session.label_set is not None and session.label_set.lesion_mesh is not None)
+        self.choose_series_action.setEnabled(idle and bool(self.other_ct_series()))
 
     @Slot(float, str)
     def _on_job_progress(self, fraction: float, message: str) -> None:
@@ -634,6 +671,9 @@ class MainWindow(QMainWindow):
             )
         for warning in ct.metadata.get("warnings", []):
             text += f" · {warning}"
+        n_other = len(ct.metadata.get("other_ct_series") or [])
+        if n_other:
+            text += f" · this folder holds {n_other} more CT series: File → Choose series…"
         self.statusBar().showMessage(text)
         self.load_finished.emit()
 
@@ -921,12 +961,18 @@ def _dropped_path(mime: QMimeData) -> str | None:
 
 
 def _ct_summary(ct: Volume, obliquity_deg: float) -> str:
-    """One status-bar line: grid size, spacing, series."""
+    """One status-bar line: patient (DICOM), grid size, spacing, series."""
     md = ct.metadata
     size = "×".join(str(s) for s in ct.size)
     spacing = "×".join(f"{s:.3g}" for s in ct.spacing)
     series = md.get("series_description") or Path(md.get("source_path") or "").name
-    parts = [f"{size} voxels", f"{spacing} mm"]
+    parts = []
+    patient = md.get("patient") or {}
+    who = " ".join(str(v).replace("^", " ").strip() for v in (patient.get("name"), patient.get("id")) if v)
+    if who:
+        date = patient.get("study_date") or ""
+        parts.append(f"{who}" + (f" ({date[:4]}-{date[4:6]}-{date[6:]})" if len(date) == 8 else ""))
+    parts += [f"{size} voxels", f"{spacing} mm"]
     if series:
         parts.append(str(series))
     uid = md.get("series_uid")

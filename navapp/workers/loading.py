@@ -27,17 +27,21 @@ def load_case(
     ct_path: str | Path,
     labels_path: str | Path | None = None,
     *,
+    series_uid: str | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> LoadedCase:
     """Read a CT (DICOM folder/file, NIfTI, NRRD, MHA) and optionally its vertebra label map.
+
+    ``series_uid`` picks one CT series of a DICOM folder that holds several.
 
     Raises `InputError` for unreadable input and for labels that are not on the CT's grid.
     """
     from inference.io import read_ct
 
     progress = report(progress)
-    ct = read_ct(ct_path, progress=sub_progress(progress, 0.0, 0.35 if labels_path else 1.0), cancel=cancel)
+    ct = read_ct(ct_path, series_uid=series_uid, progress=sub_progress(progress, 0.0, 0.35 if labels_path else 1.0),
+                 cancel=cancel)
     label_set = None
     if labels_path is not None:
         label_set = load_labels(labels_path, ct, progress=sub_progress(progress, 0.35, 1.0), cancel=cancel)
