@@ -748,6 +748,47 @@ def test_pick_isolate_and_standard_views_in_3d(qtbot, analysis_window, dialogs, 
     assert not dialogs
 
 
+def test_plan_screws_drag_a_tip_and_export_them(qtbot, window, dialogs, tmp_path):
+    from test_planning import _vertebra
+
+    labels = _vertebra(spacing=1.0)
+    ct = labels.with_array(np.where(labels.array > 0, 500, -50).astype(np.int16))
+    sitk.WriteImage(ct.to_sitk(), str(tmp_path / "ct.nii.gz"))
+    sitk.WriteImage(labels.to_sitk(), str(tmp_path / "labels.nii.gz"))
+    _load(qtbot, window, tmp_path / "ct.nii.gz", tmp_path / "labels.nii.gz")
+    assert window.plan_action.isEnabled()
+    with qtbot.waitSignal(window.plan_finished, timeout=LOAD_TIMEOUT_MS):
+        assert window.plan_screws()
+    qtbot.waitUntil(lambda: not window.is_busy(), timeout=LOAD_TIMEOUT_MS)
+    panel, view = window.screw_panel, window.view3d
+    assert panel.table.rowCount() == 2 and set(panel.grades()) <= {"A", "B"}
+    assert len(view.screw_actors) == 2 and set(view.handle_widgets) == {"entry", "tip"}
+    screw = window.session.screw_plan.screws[0]
+    side = 1.0 if screw.side == "left" else -1.0
+    medial = -side * window.session.screw_plan.models[screw.level].frame.e_x
+    # drag the entry 4 mm medially (through the pedicle's inner wall): the grade worsens at once
+    view.drag_handle("entry", screw.entry_lps + 4.0 * medial)
+    moved = window.session.screw_plan.screws[0]
+    assert moved.grade in "CDE" and panel.grades()[0] == moved.grade and "edited" in moved.notes
+    assert np.allclose(moved.target_lps, screw.target_lps)  # the other end stays
+    # and back with the panel's nudge buttons (4 × 1 mm lateral)
+    panel.end.setCurrentText("entry")
+    for _ in range(4):
+        panel.nudge_buttons["lateral"].click()
+    assert window.session.screw_plan.screws[0].grade in "AB"
+    out = tmp_path / "bundle"
+    with qtbot.waitSignal(window.export_finished, timeout=LOAD_TIMEOUT_MS):
+        assert window.export_bundle(out)
+    qtbot.waitUntil(lambda: not window.is_busy(), timeout=LOAD_TIMEOUT_MS)
+    doc = json.loads((out / "trajectories.json").read_text())
+    assert len(doc["screws"]) == 2 and doc["screws"][0]["notes"] == ["edited"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["plan"]["screws"] == 2 and "trajectories.json" in {f["path"] for f in manifest["files"]}
+    window.shift_up_action.trigger()  # a correction renames the levels: the plan is dropped
+    assert window.session.screw_plan is None and panel.table.rowCount() == 0 and not view.screw_actors
+    assert not dialogs
+
+
 def test_a_folder_with_two_ct_series_offers_the_other_one(qtbot, window, dialogs, tmp_path, monkeypatch):
     from dicom_factory import CTSpec, write_ct_series
 

@@ -33,19 +33,23 @@ def write_analysis_bundle(
     *,
     input_path: str | Path | None = None,
     corrections: list[dict[str, Any]] | None = None,
+    extra_files: dict[str, bytes] | None = None,
+    manifest_extra: dict[str, Any] | None = None,
     force: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> ExportResult:
     """Write centers and labels of ``result`` (from `Pipeline.analyze` on ``ct``) as a bundle.
 
-    ``corrections`` (the user's label edits: what, from, to, time) are recorded in the manifest.
+    ``corrections`` (the user's label edits: what, from, to, time) are recorded in the manifest;
+    ``extra_files`` and ``manifest_extra`` as in `write_bundle` (the planned screws).
     Atomic (nothing appears at ``out_dir`` unless complete) and byte-identical for the same input
     except the manifest's ``created`` time. Raises `OutputExistsError` for a non-empty ``out_dir``
     without ``force``.
     """
     if result.segmentation is not None and result.segmentation.labels.array.any():
-        return _write_full(out_dir, result, ct, input_path, corrections, force, progress, cancel)
+        return _write_full(out_dir, result, ct, input_path, corrections, force, progress, cancel, extra_files,
+                           manifest_extra)
     t0 = time.perf_counter()
     tell = report(progress)
     check_output_dir(out_dir, force=force)
@@ -126,7 +130,7 @@ def write_analysis_bundle(
 
 
 def _write_full(out_dir, result: AnalysisResult, ct: Volume, input_path, corrections, force, progress,
-                cancel) -> ExportResult:
+                cancel, extra_files=None, manifest_extra=None) -> ExportResult:
     """The full bundle: masks and meshes from the segmentation, labels' probabilities as extras."""
     seg = result.segmentation
     extras = {}
@@ -155,6 +159,8 @@ def _write_full(out_dir, result: AnalysisResult, ct: Volume, input_path, correct
         extra_per_vertebra=_only_masked(extras, seg.labels),
         corrections=corrections,
         qa=result.qa,
+        extra_files=extra_files,
+        manifest_extra=manifest_extra,
         force=force,
         progress=progress,
         cancel=cancel,

@@ -139,6 +139,8 @@ def write_bundle(
     extra_per_vertebra: dict[int, dict[str, Any]] | None = None,
     corrections: list[dict[str, Any]] | None = None,
     qa: list[str] | None = None,
+    extra_files: dict[str, bytes] | None = None,
+    manifest_extra: dict[str, Any] | None = None,
     force: bool = False,
     mesh_config: MeshConfig | None = None,
     progress: ProgressCallback | None = None,
@@ -172,6 +174,9 @@ def write_bundle(
         The user's label corrections (what, from, to, time), recorded in the manifest.
     qa : list of str, optional
         The analysis' case-level QA notes, recorded in the manifest.
+    extra_files, manifest_extra : dict, optional
+        More files (bundle-relative name → bytes, e.g. the planned screws' trajectories.json) and
+        manifest sections (e.g. ``plan``) written with the bundle.
     force : bool
         Replace an existing non-empty ``out_dir`` (only once the new bundle is complete).
     mesh_config : MeshConfig, optional
@@ -248,6 +253,8 @@ def write_bundle(
             elif ct.metadata.get("source_format") == "dicom":
                 warnings.append(f"segmentation.dcm not written: {reason}")
 
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
         check_cancel(cancel)
         progress(0.97, "writing manifest")
         files = [file_record(tmp, p) for p in sorted(tmp.rglob("*"), key=lambda p: p.relative_to(tmp).as_posix())
@@ -255,6 +262,7 @@ def write_bundle(
         manifest = _manifest(labels, ct, input_info, models, files, records, warnings)
         manifest["qa"] = list(qa or [])
         manifest["corrections"] = list(corrections or [])
+        manifest.update(manifest_extra or {})
         (tmp / "manifest.json").write_bytes(json_bytes(manifest))
         check_cancel(cancel)
     out = Path(os.path.abspath(Path(out_dir).expanduser()))

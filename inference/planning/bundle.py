@@ -22,11 +22,12 @@ from ..export.formats import SLICER_MARKUPS_SCHEMA, file_record, json_bytes, poi
 from ..io.image_file import read_image_file
 from ..measure import vertebra_centers
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
-from .screws import GRADES, Screw, plan_vertebra
+from .screws import GRADES, Screw, VertebraModel, plan_vertebra
 
 PLANNED_REGIONS = ("thoracic", "lumbar")
 TRAJECTORIES = "trajectories.json"
 TRAJECTORY_MARKUPS = "trajectories.mrk.json"
+AUTOMATIC = "automatic proposal along the pedicle axis from the vertebra mask (inference.planning)"
 
 
 def parse_levels(text: str | None) -> list[int] | None:
@@ -54,11 +55,18 @@ def parse_levels(text: str | None) -> list[int] | None:
 def plan_labels(labels, levels: list[int] | None = None, *, progress: ProgressCallback | None = None,
                 cancel: CancelToken | None = None) -> list[Screw]:
     """Two screws per planned level of a label map (thoracic and lumbar levels unless ``levels``)."""
+    return plan_labels_with_models(labels, levels, progress=progress, cancel=cancel)[1]
+
+
+def plan_labels_with_models(labels, levels: list[int] | None = None, *, progress: ProgressCallback | None = None,
+                            cancel: CancelToken | None = None) -> tuple[dict[str, VertebraModel], list[Screw]]:
+    """`plan_labels` plus the vertebra models (level name → `VertebraModel`) that grade edited screws."""
     tell = report(progress)
     centers = vertebra_centers(labels)
     present = registry.sort_ids(centers)
     wanted = [vid for vid in present if (levels is None and registry.by_id(vid).region in PLANNED_REGIONS)
               or (levels is not None and vid in levels)]
+    models: dict[str, VertebraModel] = {}
     screws: list[Screw] = []
     for n, vid in enumerate(wanted):
         check_cancel(cancel)
@@ -68,12 +76,28 @@ def plan_labels(labels, levels: list[int] | None = None, *, progress: ProgressCa
         if 0 < k < len(present) - 1:
             up = centers[present[k - 1]] - centers[present[k + 1]]  # cranial neighbour minus caudal one
         try:
-            _, level_screws = plan_vertebra(labels, vid, up_hint=None if up is None else up / np.linalg.norm(up))
+            model, level_screws = plan_vertebra(labels, vid, up_hint=None if up is None else up / np.linalg.norm(up))
         except ValueError:
-            level_screws = []
+            continue
+        models[model.level] = model
         screws += level_screws
     tell(1.0, f"{len(screws)} screws")
-    return screws
+    return models, screws
+
+
+def trajectory_files(screws: list[Screw]) -> dict[str, bytes]:
+    """trajectories.json and trajectories.mrk.json of ``screws`` (bundle-relative name → bytes)."""
+    return {TRAJECTORIES: json_bytes(trajectories_doc(screws)), TRAJECTORY_MARKUPS: json_bytes(line_markups(screws))}
+
+
+def plan_manifest(screws: list[Screw], method: str) -> dict[str, Any]:
+    """The manifest's ``plan`` section."""
+    return {
+        "levels": [registry.name_of(v) for v in registry.sort_ids({registry.id_of(s.level) for s in screws})],
+        "screws": len(screws),
+        "method": method,
+        "grades": summary(screws),
+    }
 
 
 def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, force: bool = False,
@@ -96,18 +120,13 @@ def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, force: b
             if item.name in (TRAJECTORIES, TRAJECTORY_MARKUPS):
                 continue
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
-        (tmp / TRAJECTORIES).write_bytes(json_bytes(trajectories_doc(screws)))
-        (tmp / TRAJECTORY_MARKUPS).write_bytes(json_bytes(line_markups(screws)))
+        for name, data in trajectory_files(screws).items():
+            (tmp / name).write_bytes(data)
         check_cancel(cancel)
         files = [file_record(tmp, p) for p in sorted(tmp.rglob("*"), key=lambda p: p.relative_to(tmp).as_posix())
                  if p.is_file() and p.name != "manifest.json"]
         manifest["files"] = files
-        manifest["plan"] = {
-            "levels": registry.sort_ids({registry.id_of(s.level) for s in screws}),
-            "screws": len(screws),
-            "method": "automatic proposal along the pedicle axis from the vertebra mask (inference.planning)",
-            "grades": summary(screws),
-        }
+        manifest["plan"] = plan_manifest(screws, AUTOMATIC)
         (tmp / "manifest.json").write_bytes(json_bytes(manifest))
     return screws
 

@@ -2,8 +2,8 @@
 
 Views never talk to each other; they read the `Session` and react to its signals (the napari
 "model + Qt views" split). The session holds data computed elsewhere (`inference`), the user's
-label corrections and the display state (window/level, crosshair, selected vertebra). It computes
-nothing itself.
+label corrections, the planned screws and the display state (window/level, crosshair, selected
+vertebra). It computes nothing itself, except the quick re-grading of a screw the user moves.
 
 Vertebrae come from one *source* at a time: the analysis result when one was run on this CT since
 its labels were loaded, otherwise the label map. Corrections (`navapp.state.corrections`) map the
@@ -12,6 +12,7 @@ source's ids to the ids shown; the source data are never modified, the export ap
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from .corrections import CORRECTED_FLAG
 
 if TYPE_CHECKING:  # the pipeline module imports torch: keep it off the GUI thread's import path
     from inference.pipeline import AnalysisResult
+    from inference.planning import Screw, VertebraModel
 
 DEFAULT_WINDOW = "Bone"
 
@@ -101,6 +103,14 @@ class LabelSet:
         return next((v for v in self.vertebrae if v.id == vertebra_id), None)
 
 
+@dataclass(eq=False)
+class ScrewPlan:
+    """Planned screws (edited in place) and the vertebra models that grade them, by level name."""
+
+    screws: list[Screw]
+    models: dict[str, VertebraModel]
+
+
 def vertebra_infos(centers: dict[int, np.ndarray], volumes_ml: dict[int, float]) -> list[VertebraInfo]:
     """Table rows for the ids in ``centers``, cranio-caudal, with registry names and colours."""
     rows = []
@@ -157,6 +167,8 @@ class Session(QObject):
         The selected vertebra's VerSe id as shown (0: none).
     window_changed(float, float)
         New CT display window (width, level) in HU.
+    screws_changed()
+        The planned screws changed (a new plan, an edit, or the plan was dropped).
     """
 
     ct_changed = Signal()
@@ -165,9 +177,12 @@ class Session(QObject):
     crosshair_changed = Signal(object)
     selection_changed = Signal(int)
     window_changed = Signal(float, float)
+    screws_changed = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        self.screw_plan: ScrewPlan | None = None
+        self.selected_screw = -1
         self.ct: Volume | None = None
         self.frame: DisplayFrame | None = None
         self.label_set: LabelSet | None = None
@@ -318,7 +333,52 @@ class Session(QObject):
         self._corrections, self._undo = [], []
         self._set_id_map(corr.identity_map([v.source_id or v.id for v in rows]), new_source=True)
 
+    # ---- planned screws ----------------------------------------------------------------------------
+    def set_screw_plan(self, plan: ScrewPlan | None) -> None:
+        """Show planned screws (None drops them)."""
+        self.screw_plan = plan
+        self.selected_screw = 0 if plan is not None and plan.screws else -1
+        self.screws_changed.emit()
+
+    def select_screw(self, index: int) -> None:
+        if self.screw_plan is not None and 0 <= index < len(self.screw_plan.screws) and index != self.selected_screw:
+            self.selected_screw = index
+            self.screws_changed.emit()
+
+    def edit_screw(self, index: int, **changes: Any) -> Screw:
+        """Change one screw (``entry_lps``, ``target_lps``, ``diameter_mm``, ``length_mm``) and grade it again.
+
+        A new length keeps the entry and the direction; moving the tip or the entry keeps the
+        other end and sets the length to the new distance.
+        """
+        from inference.planning import evaluate, screws_collide
+
+        plan = self.screw_plan
+        if plan is None:
+            raise ValueError("no planned screws")
+        old = plan.screws[index]
+        if "length_mm" in changes and "target_lps" not in changes:
+            changes["target_lps"] = old.entry_lps + float(changes["length_mm"]) * old.direction
+        elif "target_lps" in changes or "entry_lps" in changes:
+            entry = np.asarray(changes.get("entry_lps", old.entry_lps), float)
+            tip = np.asarray(changes.get("target_lps", old.target_lps), float)
+            length = round(float(np.linalg.norm(tip - entry)), 1)
+            changes |= {"entry_lps": entry, "target_lps": tip, "length_mm": length}
+        new = evaluate(plan.models[old.level], dataclasses.replace(old, notes=["edited"], **changes))
+        plan.screws[index] = new
+        pair = [s for s in plan.screws if s.level == new.level]
+        flag = len(pair) == 2 and screws_collide(*pair)
+        for s in pair:
+            s.collides = flag
+        self.screws_changed.emit()
+        return new
+
+    def _drop_screws(self) -> None:
+        if self.screw_plan is not None:
+            self.set_screw_plan(None)
+
     def _set_id_map(self, id_map: corr.IdMap, *, new_source: bool = False) -> None:
+        self._drop_screws()  # planned on the previous names or masks
         selected_source = next((v.source_id for v in self.vertebrae if v.id == self.selected_id), 0)
         self._id_map = dict(id_map)
         self.vertebrae = [

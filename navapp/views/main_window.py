@@ -40,7 +40,7 @@ from inference.volume import Volume
 
 from ..display import WINDOW_PRESETS
 from ..state.corrections import DOWN, UP, CorrectionError
-from ..state.session import SOURCE_ANALYSIS, LabelSet, Session
+from ..state.session import SOURCE_ANALYSIS, LabelSet, ScrewPlan, Session
 from ..workers import (
     AnalysisOutcome,
     AnalysisRunner,
@@ -51,9 +51,11 @@ from ..workers import (
     export_bundle,
     load_case,
     load_labels,
+    plan_screws,
     start_worker,
 )
 from ..workers.worker import ERROR_LOG
+from .screw_panel import ScrewPanel
 from .slice_view import SliceView
 from .vertebra_table import VertebraTable
 from .view3d import STANDARD_VIEWS, View3D
@@ -63,9 +65,9 @@ RECENT_KEY = "recent_cts"
 MAX_RECENT = 8
 _IMAGE_FILTER = "CT images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + " *.dcm);;All files (*)"
 _LABEL_FILTER = "Label maps (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)"
-LOAD, ANALYSIS, EXPORT = "load", "analysis", "export"
+LOAD, ANALYSIS, EXPORT, PLAN = "load", "analysis", "export", "plan"
 """Job kinds: each has its own outcome signals and dialog titles."""
-_FAILURE_TITLES = {LOAD: "cannot open", ANALYSIS: "cannot analyse", EXPORT: "cannot export"}
+_FAILURE_TITLES = {LOAD: "cannot open", ANALYSIS: "cannot analyse", EXPORT: "cannot export", PLAN: "cannot plan"}
 _NO_MODELS_TEXT = "Viewing, label maps and export keep working; the analysis needs the model weights."
 
 
@@ -105,6 +107,8 @@ class MainWindow(QMainWindow):
     analysis_failed = Signal(object)
     export_finished = Signal(object)
     export_failed = Signal(object)
+    plan_finished = Signal()
+    plan_failed = Signal(object)
     job_cancelled = Signal(str)
 
     def __init__(
@@ -205,6 +209,14 @@ class MainWindow(QMainWindow):
         )
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.resizeDocks([dock], [400], Qt.Orientation.Horizontal)
+        self.screw_panel = ScrewPanel(self.session)
+        self.screw_dock = QDockWidget("Screws", self)
+        self.screw_dock.setObjectName("screw_dock")
+        self.screw_dock.setWidget(self.screw_panel)
+        self.screw_dock.setFeatures(dock.features())
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.screw_dock)
+        self.tabifyDockWidget(dock, self.screw_dock)
+        dock.raise_()
         self.session.ct_changed.connect(self._on_ct_changed)
 
     def _build_status_bar(self) -> None:
@@ -263,6 +275,12 @@ class MainWindow(QMainWindow):
             self._on_analyze,
             "Ctrl+Return",
             "Find and name every vertebra of this CT (runs in the background; Cancel stops it)",
+        )
+        self.plan_action = self._action(
+            "Plan screws",
+            self.plan_screws,
+            "Ctrl+P",
+            "Propose two pedicle screws per thoracic and lumbar level on the shown masks (background)",
         )
         self.export_action = self._action(
             "Export bundle…",
@@ -367,6 +385,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.quit_action)
         spine_menu = self.menuBar().addMenu("&Vertebrae")
         spine_menu.addAction(self.analyze_action)
+        spine_menu.addAction(self.plan_action)
         spine_menu.addSeparator()
         for a in self.correction_actions:
             spine_menu.addAction(a)
@@ -394,6 +413,7 @@ class MainWindow(QMainWindow):
             self.open_labels_action,
             None,
             self.analyze_action,
+            self.plan_action,
             self.export_action,
             None,
             *self.window_actions.values(),
@@ -524,9 +544,30 @@ class MainWindow(QMainWindow):
             labels=None if session.analysis is not None else session.labels,
             id_map=session.id_map,
             corrections=session.corrections,
+            screws=list(session.screw_plan.screws) if session.screw_plan is not None else [],
             force=force,
         )
         return self._start_job(job, "export", EXPORT, self._on_export_done)
+
+    def plan_screws(self) -> bool:
+        """Propose screws on the shown masks (names as corrected) in the background; False when busy or no masks."""
+        session = self.session
+        if session.label_set is None or not session.vertebrae:
+            self._report_input_error(InputError(None, "open a label map or analyse the CT first: screws are "
+                                                "planned on vertebra masks"), PLAN)
+            return False
+        job = partial(plan_screws, session.label_set.labels, session.id_map)
+        return self._start_job(job, "planning screws", PLAN, self._on_plan_done)
+
+    @Slot(object)
+    def _on_plan_done(self, plan: ScrewPlan) -> None:
+        if self._closed:
+            return
+        self.session.set_screw_plan(plan)
+        self.screw_dock.raise_()
+        n_ab = sum(s.grade in "AB" for s in plan.screws)
+        self.statusBar().showMessage(f"{len(plan.screws)} screws proposed, {n_ab} grade A or B: check each one")
+        self.plan_finished.emit()
 
     def save_screenshot(self, path: str | Path) -> None:
         """Write a PNG of the whole window; raises `InputError` when the file cannot be written."""
@@ -622,6 +663,7 @@ class MainWindow(QMainWindow):
             action.setEnabled(idle)
         self.analyze_action.setEnabled(idle and session.ct is not None)
         self.export_action.setEnabled(idle and has_vertebrae)
+        self.plan_action.setEnabled(idle and has_vertebrae and session.label_set is not None)
         self.rename_action.setEnabled(idle and selected)
         self.delete_action.setEnabled(idle and selected)
         self.shift_up_action.setEnabled(idle and has_vertebrae)
@@ -634,7 +676,7 @@ class MainWindow(QMainWindow):
     def _on_job_progress(self, fraction: float, message: str) -> None:
         self.progress_bar.setValue(int(round(1000 * min(max(fraction, 0.0), 1.0))))
         if message:
-            prefix = {ANALYSIS: "Analysis: ", EXPORT: "Export: "}.get(self._job_kind, "")
+            prefix = {ANALYSIS: "Analysis: ", EXPORT: "Export: ", PLAN: "Planning: "}.get(self._job_kind, "")
             text = f"{prefix}{message}" if prefix else f"{message[:1].upper()}{message[1:]}"
             self.statusBar().showMessage(f"{text}…")
 
@@ -725,7 +767,8 @@ class MainWindow(QMainWindow):
                     f"Internal error: {message}\n\nDetails were written to {ERROR_LOG}.",
                 )
         error = error if error is not None else RuntimeError(message)
-        {LOAD: self.load_failed, ANALYSIS: self.analysis_failed, EXPORT: self.export_failed}[kind].emit(error)
+        {LOAD: self.load_failed, ANALYSIS: self.analysis_failed, EXPORT: self.export_failed,
+         PLAN: self.plan_failed}[kind].emit(error)
 
     def _report_input_error(self, error: InputError, kind: str = LOAD) -> None:
         self.statusBar().showMessage(f"Error: {error}")
@@ -735,7 +778,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_job_cancelled(self) -> None:
         if not self._closed:
-            what = {LOAD: "Loading", ANALYSIS: "Analysis", EXPORT: "Export"}[self._job_kind]
+            what = {LOAD: "Loading", ANALYSIS: "Analysis", EXPORT: "Export", PLAN: "Planning"}[self._job_kind]
             self.statusBar().showMessage(f"{what} cancelled — nothing changed", 5000)
             self.job_cancelled.emit(self._job_kind)
 

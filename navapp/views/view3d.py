@@ -9,17 +9,19 @@ The scene is changed only from session slots, on the GUI thread.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pyvista as pv
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 from pyvistaqt import QtInteractor
 
 from inference import registry
 
 from ..state.session import SOURCE_ANALYSIS, Session
+from .screw_panel import GRADE_COLOURS
 
 NO_LABELS_TEXT = (
     "No vertebrae yet — press Analyze to find and name them, or open a label map (File → Open labels…)"
@@ -84,6 +86,9 @@ class View3D(QWidget):
         self.lesions_visible = False
         self.isolated = False
         """Only the selected vertebra is drawn."""
+        self.screw_actors: list[Any] = []
+        self.handle_widgets: dict[str, Any] = {}
+        """Draggable spheres at the selected screw's ``entry`` and ``tip``."""
         # a left click on a vertebra selects it (its row, the slices and the crosshair follow)
         self.plotter.enable_mesh_picking(self._on_pick, use_actor=True, show=False, show_message=False,
                                          left_clicking=True)
@@ -93,6 +98,7 @@ class View3D(QWidget):
         session.vertebrae_changed.connect(self._on_vertebrae_changed)
         session.selection_changed.connect(self._on_selection_changed)
         session.crosshair_changed.connect(self._on_crosshair_changed)
+        session.screws_changed.connect(self._on_screws_changed)
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
         return QSize(480, 400)
@@ -187,6 +193,37 @@ class View3D(QWidget):
             if a is actor:
                 self.session.select_vertebra(vid)
                 return
+
+    def drag_handle(self, which: str, center_lps) -> None:
+        """What dragging the ``entry`` or ``tip`` sphere of the selected screw to ``center_lps`` does."""
+        i = self.session.selected_screw
+        if self.session.screw_plan is None or i < 0:
+            return
+        key = "target_lps" if which == "tip" else "entry_lps"
+        self.session.edit_screw(i, **{key: np.asarray(center_lps, dtype=float)})
+
+    def _on_screws_changed(self) -> None:
+        for actor in self.screw_actors:
+            self.plotter.remove_actor(actor, render=False)
+        self.screw_actors.clear()
+        self.plotter.clear_sphere_widgets()
+        self.handle_widgets.clear()
+        plan = self.session.screw_plan
+        for n, s in enumerate(plan.screws if plan is not None else []):
+            axis = s.target_lps - s.entry_lps
+            cylinder = pv.Cylinder(center=tuple(s.entry_lps + axis / 2), direction=tuple(axis),
+                                   radius=s.diameter_mm / 2, height=float(np.linalg.norm(axis)), resolution=24)
+            colour = np.array(GRADE_COLOURS[s.grade]) / 255.0
+            self.screw_actors.append(self.plotter.add_mesh(cylinder, color=colour, smooth_shading=True,
+                                                           name=f"screw_{n}", pickable=False, render=False))
+            if n == self.session.selected_screw:
+                for which, point in (("entry", s.entry_lps), ("tip", s.target_lps)):
+                    # the edit runs after the widget's own event (it rebuilds the widgets)
+                    self.handle_widgets[which] = self.plotter.add_sphere_widget(
+                        lambda center, w=which: QTimer.singleShot(0, partial(self.drag_handle, w, np.array(center))),
+                        center=tuple(point), radius=2.5, color="yellow", selected_color="orange",
+                        test_callback=False)
+        self.render_scene()
 
     def set_lesions_visible(self, visible: bool) -> None:
         """Show the lesion-suspicion surface inside see-through vertebrae (or hide it)."""

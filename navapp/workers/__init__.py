@@ -3,6 +3,7 @@
 from .analysis import AnalysisOutcome, AnalysisRunner, PipelineFactory, analyze_for_display
 from .export import export_bundle
 from .loading import LoadedCase, load_case, load_labels
+from .planning import plan_screws
 from .worker import Worker, start_worker
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "export_bundle",
     "load_case",
     "load_labels",
+    "plan_screws",
     "start_worker",
 ]

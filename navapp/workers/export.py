@@ -26,6 +26,10 @@ from ..state.corrections import CORRECTED_FLAG, TRANSITIONAL, Correction
 if TYPE_CHECKING:
     from inference.export import ExportResult
     from inference.pipeline import AnalysisResult, VertebraResult
+    from inference.planning import Screw
+
+
+PLAN_METHOD = "proposed by SpineNav (inference.planning), reviewed and possibly edited in the app"
 
 
 def corrected_analysis(result: AnalysisResult, id_map: Mapping[int, int]) -> AnalysisResult:
@@ -66,6 +70,7 @@ def export_bundle(
     labels: Volume | None = None,
     id_map: Mapping[int, int],
     corrections: Sequence[Correction] = (),
+    screws: Sequence[Screw] = (),
     force: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
@@ -77,6 +82,12 @@ def export_bundle(
     """
     tell = report(progress)
     records = [c.to_json() for c in corrections]
+    extra_files, manifest_extra = None, None
+    if screws:
+        from inference.planning.bundle import plan_manifest, trajectory_files
+
+        extra_files = trajectory_files(list(screws))
+        manifest_extra = {"plan": plan_manifest(list(screws), PLAN_METHOD)}
     if analysis is not None:
         from inference.export.analysis import write_analysis_bundle
 
@@ -87,6 +98,8 @@ def export_bundle(
             ct,
             input_path=ct.metadata.get("source_path"),
             corrections=records,
+            extra_files=extra_files,
+            manifest_extra=manifest_extra,
             force=force,
             progress=sub_progress(tell, 0.05, 1.0),
             cancel=cancel,
@@ -105,6 +118,8 @@ def export_bundle(
         ct=ct,
         extra_per_vertebra=changed,
         corrections=records,
+        extra_files=extra_files,
+        manifest_extra=manifest_extra,
         force=force,
         progress=sub_progress(tell, 0.05, 1.0),
         cancel=cancel,

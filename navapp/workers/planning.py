@@ -1,0 +1,28 @@
+"""The planning job: pedicle screws proposed on the shown vertebrae's masks (`inference.planning`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from inference.progress import CancelToken, ProgressCallback, report, sub_progress
+from inference.volume import Volume
+
+from ..state.session import ScrewPlan
+from .export import corrected_labels
+
+
+def plan_screws(
+    labels: Volume,
+    id_map: Mapping[int, int],
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> ScrewPlan:
+    """Two screws per thoracic and lumbar level of ``labels`` under the names shown (corrections applied)."""
+    from inference.planning.bundle import plan_labels_with_models
+
+    tell = report(progress)
+    tell(0.0, "applying corrections")
+    models, screws = plan_labels_with_models(corrected_labels(labels, id_map), progress=sub_progress(tell, 0.05, 1.0),
+                                             cancel=cancel)
+    return ScrewPlan(screws, models)
