@@ -776,6 +776,12 @@ def test_plan_screws_drag_a_tip_and_export_them(qtbot, window, dialogs, tmp_path
     for _ in range(4):
         panel.nudge_buttons["lateral"].click()
     assert window.session.screw_plan.screws[0].grade in "AB"
+    # drag the tip out through the side of the body, and back
+    placed = window.session.screw_plan.screws[0]
+    view.drag_handle("tip", placed.target_lps - 25.0 * medial)
+    assert window.session.screw_plan.screws[0].grade in "CDE"
+    view.drag_handle("tip", placed.target_lps)
+    assert window.session.screw_plan.screws[0].grade in "AB"
     out = tmp_path / "bundle"
     with qtbot.waitSignal(window.export_finished, timeout=LOAD_TIMEOUT_MS):
         assert window.export_bundle(out)
