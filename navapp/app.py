@@ -1,10 +1,13 @@
-"""``spinenav-gui [PATH] [--labels LABELS] [--screenshot FILE]`` (DESIGN §4).
+"""``spinenav-gui [PATH] [--labels LABELS] [--screenshot FILE] [--self-test]`` (DESIGN §4).
 
 Parses arguments, creates the QApplication and the main window, nothing more. With
 ``--screenshot`` the app loads the case, runs the analysis when no ``--labels`` are given and the
 models are installed, renders, writes a PNG of the main window and exits: 0 on success, 2 with
 one line on stderr (``error: <path>: <what to do>``) for bad input, 1 for missing or corrupt
-model weights (``error: ...``, as ``spinenav analyze``) or an internal error.
+model weights (``error: ...``, as ``spinenav analyze``) or an internal error. ``--self-test``
+runs the whole workflow on the bundled sample CT in the window (load, analyse, plan screws, export
+to a temporary folder, check the bundle) and exits 0 when every step worked: a check of an
+installation that needs no person.
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="load, render, save a PNG of the main window to FILE and exit",
     )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="analyse the bundled sample CT, plan screws, export a bundle to a temporary folder; exit 0 if all worked",
+    )
     return parser
 
 
@@ -68,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     icon = icon_path()
     if icon is not None:
         app.setWindowIcon(QIcon(str(icon)))
+
+    if args.self_test:
+        return _run_self_test(app)
 
     if args.screenshot is not None:
         analyze, note = args.path is not None and args.labels is None, None
@@ -154,6 +165,86 @@ def _run_screenshot(
         watchdog.stop()
         window.close()
         window.deleteLater()
+
+
+def _run_self_test(app) -> int:
+    """Sample CT → analysis → screws → bundle, in a real window; one line per step on stdout."""
+    import json
+    import tempfile
+
+    from PySide6.QtCore import QSettings, QTimer
+
+    from .resources import assets_dir
+    from .views.main_window import MainWindow
+
+    sample = assets_dir() / "sample" / "abdomen_ct_3mm.nii.gz"
+    tmp = Path(tempfile.mkdtemp(prefix="spinenav-self-test-"))
+    window = MainWindow(show_dialogs=False, settings=QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat))
+    outcome = {"code": 1}
+
+    def fail(step: str, why: object) -> None:
+        print(f"self-test FAILED at {step}: {why}", file=sys.stderr)
+        app.exit(1)
+
+    def when_idle(step: str, start) -> None:
+        """Start the next job once the previous one's worker thread is gone."""
+        if window.is_busy():
+            QTimer.singleShot(50, lambda: when_idle(step, start))
+        elif not start():
+            fail(step, "could not start")
+
+    def analysed() -> None:
+        names = [v.name for v in window.session.vertebrae]
+        print(f"analysis: {len(names)} vertebrae ({', '.join(names)}), masks: {window.session.label_set is not None}")
+        if len(names) < 5 or window.session.label_set is None:
+            fail("analysis", "fewer than 5 vertebrae or no masks on the sample CT")
+        else:
+            when_idle("planning", window.plan_screws)
+
+    def planned() -> None:
+        screws = window.session.screw_plan.screws if window.session.screw_plan else []
+        print(f"planning: {len(screws)} screws")
+        if not screws:
+            fail("planning", "no screw proposed")
+        else:
+            when_idle("export", lambda: window.export_bundle(tmp / "bundle"))
+
+    def exported(result) -> None:
+        manifest = json.loads((result.out_dir / "manifest.json").read_text())
+        paths = {f["path"] for f in manifest["files"]}
+        needed = {"labels.nii.gz", "vertebrae.json", "trajectories.json"}
+        if not needed <= paths or not any(p.startswith("meshes/") for p in paths):
+            fail("export", f"the bundle lacks {sorted(needed - paths)}")
+            return
+        print(f"export: {len(paths)} files in a temporary bundle (LPS mm), removed after the check")
+        print("self-test passed")
+        outcome["code"] = 0
+        app.exit(0)
+
+    window.load_failed.connect(lambda e: fail("loading", e))
+    window.analysis_finished.connect(analysed)
+    window.analysis_failed.connect(lambda e: fail("analysis", e))
+    window.plan_finished.connect(planned)
+    window.plan_failed.connect(lambda e: fail("planning", e))
+    window.export_finished.connect(exported)
+    window.export_failed.connect(lambda e: fail("export", e))
+    window.resize(*SCREENSHOT_SIZE)
+    window.show()
+    watchdog = QTimer(window)
+    watchdog.setSingleShot(True)
+    watchdog.timeout.connect(lambda: fail("timeout", f"not done after {SCREENSHOT_TIMEOUT_S} s"))
+    watchdog.start(SCREENSHOT_TIMEOUT_S * 1000)
+    QTimer.singleShot(0, lambda: window.open_case(sample, analyze=True))
+    try:
+        code = int(app.exec())
+    finally:
+        watchdog.stop()
+        window.close()
+        window.deleteLater()
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return code if code else outcome["code"]
 
 
 def _display_available() -> bool:

@@ -537,6 +537,14 @@ def test_main_bad_path_exits_2_with_one_line(qapp, tmp_path, capsys):
     assert QApplication.instance() is qapp
 
 
+def test_self_test_runs_the_whole_workflow_on_the_sample(qapp, capsys):
+    """`spinenav-gui --self-test` with the shipped models: analysis, screws, export (what an installer checks)."""
+    assert main(["--self-test"]) == 0
+    out = capsys.readouterr().out
+    assert "self-test passed" in out and "screws" in out
+    assert QApplication.instance() is qapp
+
+
 def test_main_screenshot_runs_the_analysis_without_labels(qapp, tmp_path, spine, monkeypatch):
     path, ct, centers = spine
     fake = _FakeFactory(ct, centers)

@@ -456,6 +456,7 @@ def main() -> None:
     parser.add_argument("--no-perturb", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("highdicom").setLevel(logging.WARNING)  # one line per copied DICOM module otherwise
     res = run(args.weights, args.out, not args.no_perturb)
     for name, s in res["summary"].items():
         LOG.info(
