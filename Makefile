@@ -58,7 +58,7 @@ test: venv system-deps lint
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m pytest -q -p no:cacheprovider
 
 benchmark: venv
-	$(BIN)/python benchmarks/run_all.py
+	if command -v xvfb-run >/dev/null; then xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python benchmarks/run_all.py; else $(BIN)/python benchmarks/run_all.py; fi
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build dist
