@@ -16,7 +16,7 @@ APT_PACKAGES := xvfb xauth libgl1 libegl1 libglx-mesa0 libgl1-mesa-dri libglu1-m
 
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test lint venv system-deps benchmark clean
+.PHONY: demo test lint venv system-deps benchmark installer clean
 
 venv: $(STAMP)
 
@@ -56,6 +56,14 @@ test: venv system-deps lint
 	$(BIN)/python -c "import inference, inference.io, inference.export, inference.evaluate, sys; \
 		assert 'PySide6' not in sys.modules and 'pyvista' not in sys.modules, 'inference imports GUI code'"
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The desktop bundle: dist/SpineNav/ (one folder) and dist/SpineNav-<os>-<arch>.tar.gz, then its self-test.
+installer: venv
+	$(BIN)/python -m pip install --quiet -e ".[installer]"
+	$(BIN)/pyinstaller installer/spinenav.spec --noconfirm --log-level WARN
+	tar -C dist -czf dist/SpineNav-$$(uname -s)-$$(uname -m).tar.gz SpineNav
+	du -sh dist/SpineNav dist/SpineNav-*.tar.gz
+	xvfb-run -a -s "-screen 0 1600x1000x24" dist/SpineNav/spinenav-gui --self-test
 
 benchmark: venv
 	if command -v xvfb-run >/dev/null; then xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python benchmarks/run_all.py; else $(BIN)/python benchmarks/run_all.py; fi
