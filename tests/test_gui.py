@@ -35,6 +35,7 @@ from navapp.state import Session
 from navapp.state import corrections as corr
 from navapp.views import main_window as main_window_module
 from navapp.views.main_window import MainWindow
+from navapp.views.screw_panel import GRADE_COLOURS
 from navapp.views.slice_view import SliceView
 from navapp.views.view3d import NO_LABELS_TEXT, STANDARD_VIEWS
 from navapp.workers import Worker, start_worker
@@ -772,6 +773,17 @@ def test_plan_screws_drag_a_tip_and_export_them(qtbot, window, dialogs, tmp_path
     assert panel.table.rowCount() == 2 and set(panel.grades()) <= {"A", "B"}
     assert len(view.screw_actors) == 2 and set(view.handle_widgets) == {"entry", "tip"}
     screw = window.session.screw_plan.screws[0]
+    # the slices through the screw's middle draw it in its grade's colour
+    window.session.set_crosshair((screw.entry_lps + screw.target_lps) / 2)
+    for view_2d in (window.axial_view, window.sagittal_view):
+        segments = [seg for seg in view_2d.screw_segments() if seg[0] == 0]
+        assert segments, view_2d.plane.name
+        _, a, b = segments[0]
+        shot = _qimage_to_rgb(view_2d.grab().toImage())
+        mid = ((a.x() + b.x()) / 2, (a.y() + b.y()) / 2)
+        patch = shot[int(mid[1]) - 5 : int(mid[1]) + 6, int(mid[0]) - 5 : int(mid[0]) + 6].astype(int)
+        near = np.abs(patch - np.array(GRADE_COLOURS[screw.grade])).sum(axis=2) < 120
+        assert near.sum() >= 5, view_2d.plane.name
     side = 1.0 if screw.side == "left" else -1.0
     medial = -side * window.session.screw_plan.models[screw.level].frame.e_x
     # drag the entry 4 mm medially (through the pedicle's inner wall): the grade worsens at once

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QGridLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QSpinBox,
@@ -29,7 +30,7 @@ from ..state.session import Session
 
 GRADE_COLOURS = {"A": (60, 170, 75), "B": (170, 200, 60), "C": (240, 160, 40), "D": (230, 80, 40), "E": (200, 30, 30)}
 """Gertzbein–Robbins grade → RGB (green: inside bone … red: far outside)."""
-HEADERS = ("Level", "Side", "Ø × length (mm)", "Medial °", "Caudal °", "Breach (mm)", "Grade")
+HEADERS = ("Level", "Side", "Size (mm)", "Medial °", "Caudal °", "Breach (mm)", "Grade")
 NOTE = ("Proposals to check and edit. Grades: distance of the screw outside the vertebra mask "
         "(A none, B < 2 mm, C 2–4, D 4–6, E ≥ 6 mm); not a validated plan.")
 STEP_MM = 1.0
@@ -46,6 +47,7 @@ class ScrewPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
         self.diameter = QDoubleSpinBox(self)
         self.diameter.setRange(4.0, 8.5)

@@ -30,6 +30,7 @@ from inference import registry
 
 from ..display import PLANES, compose_overlay, label_colour_table, window_to_uint8
 from ..state.session import SOURCE_ANALYSIS, Session
+from .screw_panel import GRADE_COLOURS
 
 PLANE_COLOURS = {
     "axial": QColor(225, 80, 80),
@@ -85,6 +86,7 @@ class SliceView(QWidget):
         session.crosshair_changed.connect(self._on_crosshair_changed)
         session.window_changed.connect(self._on_window_changed)
         session.selection_changed.connect(self._on_selection_changed)
+        session.screws_changed.connect(self.update)
         self._on_ct_changed()
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
@@ -217,6 +219,7 @@ class SliceView(QWidget):
             if self._annotations_visible:
                 painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
                 self._paint_centers(painter)
+                self._paint_screws(painter)
                 self._paint_crosshair(painter, rect)
                 self._paint_text(painter)
         finally:
@@ -276,6 +279,49 @@ class SliceView(QWidget):
             painter.setPen(QColor(255, 255, 255, alpha))  # the dot carries the colour; dark shades read badly
             painter.drawText(text_at, v.name)
         painter.setBrush(Qt.BrushStyle.NoBrush)
+
+    def screw_segments(self) -> list[tuple[int, QPointF, QPointF]]:
+        """(screw index, start, end) in widget pixels of the screw parts that cross this slice.
+
+        A part crosses when its axis passes within the screw's radius (plus half a voxel) of the
+        slice plane; the whole screw is shown when it lies in the plane.
+        """
+        frame, plan = self.session.frame, self.session.screw_plan
+        if frame is None or plan is None:
+            return []
+        normal = self.plane.normal
+        out = []
+        for n, s in enumerate(plan.screws):
+            t = np.linspace(0.0, 1.0, 64)
+            pts = s.entry_lps + t[:, None] * (s.target_lps - s.entry_lps)
+            along = np.array([frame.lps_to_display(p)[normal] for p in pts])
+            dist = np.abs(along - self._index) * frame.spacing[normal]
+            near = np.nonzero(dist <= s.diameter_mm / 2 + frame.spacing[normal] / 2)[0]
+            if len(near) < 2:
+                continue
+            a, b = self.widget_point(pts[near[0]]), self.widget_point(pts[near[-1]])
+            if a is not None and b is not None:
+                out.append((n, a, b))
+        return out
+
+    def _paint_screws(self, painter: QPainter) -> None:
+        plan = self.session.screw_plan
+        rect = self.image_rect()
+        frame = self.session.frame
+        if plan is None or frame is None or rect.isEmpty():
+            return
+        rows, cols = frame.plane_shape(self.plane)
+        px_per_mm = rect.width() / (cols * frame.spacing[self.plane.col_axis]) if cols else 1.0
+        for n, a, b in self.screw_segments():
+            s = plan.screws[n]
+            width = max(2.0, s.diameter_mm * px_per_mm)
+            pen = QPen(QColor(*GRADE_COLOURS[s.grade], 200), width)
+            pen.setCapStyle(Qt.PenCapStyle.FlatCap)
+            painter.setPen(pen)
+            painter.drawLine(a, b)
+            if n == self.session.selected_screw:
+                painter.setPen(QPen(QColor(255, 230, 0), 1.5))
+                painter.drawLine(a, b)
 
     def _paint_text(self, painter: QPainter) -> None:
         frame = self.session.frame

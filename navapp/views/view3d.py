@@ -30,7 +30,7 @@ NO_CT_TEXT = "No CT loaded — open one with File → Open CT file… or Open DI
 
 _BACKGROUND = (0.11, 0.12, 0.14)
 _DIMMED_OPACITY = 0.35  # other vertebrae while one is selected
-_SEE_THROUGH_OPACITY = 0.45  # vertebrae while the lesion overlay is on (lesions lie inside the bone)
+_SEE_THROUGH_OPACITY = 0.45  # vertebrae while lesions or screws (inside the bone) are shown
 _DIMMED_OPACITY_LESIONS = 0.15
 _LESION_COLOUR = (0.95, 0.1, 0.1)
 STANDARD_VIEWS = {  # name → (camera direction from the spine, view-up), LPS
@@ -223,7 +223,7 @@ class View3D(QWidget):
                         lambda center, w=which: QTimer.singleShot(0, partial(self.drag_handle, w, np.array(center))),
                         center=tuple(point), radius=2.5, color="yellow", selected_color="orange",
                         test_callback=False)
-        self.render_scene()
+        self._on_selection_changed(self.session.selected_id)  # see-through vertebrae while screws are shown
 
     def set_lesions_visible(self, visible: bool) -> None:
         """Show the lesion-suspicion surface inside see-through vertebrae (or hide it)."""
@@ -308,7 +308,8 @@ class View3D(QWidget):
 
     def _on_selection_changed(self, vertebra_id: int, render: bool = True) -> None:
         lut = self.session.label_display_lut()
-        see_through = self.lesions_visible and self.lesion_actor is not None
+        plan = self.session.screw_plan
+        see_through = (self.lesions_visible and self.lesion_actor is not None) or bool(plan and plan.screws)
         for label_id, actor in self.vertebra_actors.items():
             if self.isolated:
                 shown = int(lut[label_id])
