@@ -121,7 +121,7 @@ def segment_vertebrae(
         for n in idx:
             start = np.rint(local[n] - (np.array(PATCH) - 1) / 2.0).astype(int)
             x_hu = _crop(hu, start, AIR_HU)
-            chans = center_channels(local - start, n)
+            chans = center_channels(local - start, n, shape=PATCH)
             xs.append(np.concatenate([normalize_hu(x_hu)[None], chans]))
             starts.append(start)
         x = torch.from_numpy(np.stack(xs)).to(device)
