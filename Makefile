@@ -46,8 +46,7 @@ demo: venv
 	mkdir -p $(DEMO_OUT)
 	$(BIN)/spinenav analyze assets/sample/abdomen_ct_3mm.nii.gz -o $(DEMO_OUT)/analysis --force
 	$(BIN)/spinenav evaluate $(DEMO_OUT)/analysis --truth assets/sample/abdomen_vertebrae_totalseg.nii.gz
-	$(BIN)/spinenav export-labels assets/sample/abdomen_vertebrae_totalseg.nii.gz \
-		--ct assets/sample/abdomen_ct_3mm.nii.gz -o $(DEMO_OUT)/bundle --force
+	$(BIN)/spinenav plan $(DEMO_OUT)/analysis --force
 
 lint: venv
 	$(BIN)/ruff check inference navapp tests benchmarks installer docs

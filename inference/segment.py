@@ -59,7 +59,7 @@ class SegmentationOutput:
     labels: Volume
     """VerSe ids on the CT grid (uint8)."""
     lesions: Volume
-    """Lesion suspicion on the CT grid: max over types of the lesion probability, inside vertebra masks (float32)."""
+    """Lesion suspicion on the CT grid: max over types of the lesion probability, inside vertebra masks (float16)."""
     masks: dict[int, VertebraMask]
     intensity_shift_hu: float = 0.0
 
@@ -92,7 +92,7 @@ def segment_vertebrae(
     k, j, i = ct.array.shape
     labels = np.zeros((k, j, i), np.uint8)
     best = np.zeros((k, j, i), np.uint8)  # winning probability × 255
-    lesion_map = np.zeros((k, j, i), np.float32)
+    lesion_map = np.zeros((k, j, i), np.float16)  # probabilities need no more; halves the biggest map
     masks: dict[int, VertebraMask] = {}
     if not vertebrae:
         return SegmentationOutput(_on_ct(ct, labels), _on_ct(ct, lesion_map), masks)
