@@ -104,7 +104,7 @@ def render_meshes(bundle: Path, out: Path) -> None:
         plotter.add_mesh(mesh, color=_colour(v["id"]), smooth_shading=True)
         c = np.array(v["center_lps"])
         plotter.add_point_labels([c + np.array([-45.0, 0, 0])], [v["name"]], font_size=14, text_color="black",
-                                 shape=None, show_points=False)
+                                 always_visible=True, shape=None, show_points=False)
     # view from the patient's left-anterior side (LPS: camera at +x (left), -y (anterior))
     plotter.camera_position = "yz"
     plotter.camera.azimuth = -35

@@ -125,6 +125,8 @@ class Pipeline:
     ) -> None:
         self.device = pick_device(device)
         self.models = []
+        self._manifests: dict[str, dict] = {}
+        self.lesion_thresholds: dict[str, float] | None = None
         if localizer is None:
             localizer = self._load(LOCALIZER, weights_root, lambda a: LocalizerNet(
                 widths=tuple(a["widths"]), use_descriptor=bool(a["use_descriptor"])))
@@ -135,6 +137,7 @@ class Pipeline:
         if segment:
             if segmenter is None:
                 segmenter = self._load(SEGMENTER, weights_root, lambda a: SegmenterNet(widths=tuple(a["widths"])))
+                self.lesion_thresholds = self._manifests[SEGMENTER].get("lesion_thresholds")
             else:
                 self.models.append({"name": SEGMENTER, "version": "in-memory", "sha256": None})
             self.segmenter = segmenter.eval().to(self.device)
@@ -150,6 +153,7 @@ class Pipeline:
                 manifest.get("file"), f"weights do not fit the architecture ({exc}); reinstall SpineNav"
             ) from None
         self.models.append({"name": name, "version": manifest.get("version"), "sha256": manifest["sha256"]})
+        self._manifests[name] = manifest
         return model
 
     def analyze(
@@ -214,7 +218,8 @@ class Pipeline:
 
     def _run_segmenter(self, ct: Volume, vertebrae: list[VertebraResult], progress, cancel) -> SegmentationOutput:
         items = [(v.id, v.center_lps) for v in vertebrae]
-        kwargs = {"adapt_intensity": self.adapt_intensity, "progress": progress, "cancel": cancel}
+        kwargs = {"adapt_intensity": self.adapt_intensity, "lesion_thresholds": self.lesion_thresholds,
+                  "progress": progress, "cancel": cancel}
         try:
             return segment_vertebrae(self.segmenter, ct, items, self.device, **kwargs)
         except torch.OutOfMemoryError:

@@ -28,7 +28,13 @@ from .volume import Volume
 
 MASK_THRESHOLD = 0.5
 LESION_FLAG = 0.5
-"""Per-vertebra lesion score at or above which the vertebra is flagged ``lesion_suspected``."""
+"""Lesion scores and the lesion map are scaled so that this value is the flag threshold of every type.
+
+The network's raw lesion probabilities are not calibrated (its loss weighs rare lesion voxels up);
+each type's threshold comes with the weights (manifest ``lesion_thresholds``, set on synthetic
+training cases for a 5 % false-alarm rate) and the raw value is scaled by ``LESION_FLAG / threshold``
+(capped at 1). A type whose threshold is None is not scored (its head did not beat chance on
+held-out synthetic CT). Without thresholds the raw probabilities are used."""
 LESION_TOP_FRACTION = 0.05
 """A vertebra's score for a lesion type is the mean of its top 5% voxel probabilities (≥ 8 voxels)."""
 SOFT_TISSUE_HU = 40.0
@@ -80,14 +86,19 @@ def segment_vertebrae(
     *,
     batch_size: int = 4,
     adapt_intensity: bool = False,
+    lesion_thresholds: dict[str, float] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> SegmentationOutput:
     """Masks and lesion suspicion for ``vertebrae`` = [(VerSe id, center LPS mm), …] of ``ct``.
 
     ``adapt_intensity`` shifts the scan's HU so that its soft-tissue median matches the training
-    data (test-time intensity-statistics adaptation); off by default.
+    data (test-time intensity-statistics adaptation); off by default. ``lesion_thresholds`` (type →
+    raw probability that flags it) scale the lesion outputs (see `LESION_FLAG`).
     """
+    thr = {t: (lesion_thresholds or {}).get(t, LESION_FLAG) for t in LESION_TYPES}
+    # a type the weights disable (threshold None: not better than chance on held-out synthetic CT) scores 0
+    scale = np.array([0.0 if thr[t] is None else LESION_FLAG / float(thr[t]) for t in LESION_TYPES], np.float32)
     tell = report(progress)
     k, j, i = ct.array.shape
     labels = np.zeros((k, j, i), np.uint8)
@@ -128,6 +139,7 @@ def segment_vertebrae(
         with torch.inference_mode():
             out = model(x)
             prob = torch.sigmoid(out.float()).cpu().numpy()
+        prob[:, 1:] = np.minimum(prob[:, 1:] * scale[None, :, None, None, None], 1.0)
         for n, start, p in zip(idx, starts, prob, strict=True):
             vid = int(vertebrae[n][0])
             inside = p[0] > MASK_THRESHOLD

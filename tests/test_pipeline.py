@@ -265,3 +265,17 @@ def test_qa_flags_leaking_masks_and_implausible_volumes():
     assert any("leaked" in n for n in notes)
     flags, _ = mask_flags(labels, partial={l2, l3})
     assert "implausible_volume" not in flags.get(l2, [])
+
+
+def test_lesion_thresholds_from_the_weights_scale_the_scores():
+    from inference.segment import segment_vertebrae
+
+    ct, centers = _spine_ct()
+    items = [(registry.id_of(n), c) for n, c in centers.items()]
+    seg = FakeSegmenter({"blastic": 0.9})
+    at = segment_vertebrae(seg, ct, items, torch.device("cpu"), lesion_thresholds={"blastic": 0.9})
+    assert all(m.lesion_scores["blastic"] == pytest.approx(0.5, abs=1e-3) and m.lesion_type == "blastic"
+               for m in at.masks.values())
+    above = segment_vertebrae(seg, ct, items, torch.device("cpu"), lesion_thresholds={"blastic": 0.95})
+    assert all(m.lesion_type is None and m.lesion_score < 0.5 for m in above.masks.values())
+    assert float(above.lesions.array.max()) < 0.5  # the map is scaled the same way

@@ -24,6 +24,11 @@ from .pool import POOL_CONFIG
 from .train_localizer import BACKGROUND_WEIGHT, HEAT_LOSS_WEIGHT, HEATMAP_WEIGHT, LEVEL_WEIGHT, PATCH
 
 WIDTHS = (16, 32, 48, 64)
+SEGMENTER_SCHEDULE = (
+    "steps 0-865 the recipe above without low-density marrow; 865-3542 with it; from 3542 lesion fine-tuning "
+    "(--lesion-weight 3 --lesion-pos-weight 30 --lesion-focus 0.5: half of the samples from vertebrae with a "
+    "lesion), after the lesion head had learned nothing (held-out synthetic AP 0.03-0.06 at step 3542)"
+)
 
 
 def _write_weights(ckpt: Path, out: Path, name: str) -> tuple[dict, dict]:
@@ -123,7 +128,10 @@ def export_segmenter(ckpt: Path, out: Path, metrics: dict | None, notes: str, po
             "augmentation": f"center jitter {ts.CENTER_JITTER_MM} mm (x2.5 for 15% of samples), neighbour centers "
             f"dropped with p {ts.P_DROP_NEIGHBOUR}, HU gain 0.92-1.08, offset +-30, noise 0-25 HU, left-right mirror; "
             f"low-density marrow (p {ts.P_LOW_DENSITY}) from step 865",
+            "schedule": SEGMENTER_SCHEDULE,
         },
+        # raw lesion score per type that flags (5 % false alarms on synthetic training cases); see inference.segment
+        "lesion_thresholds": (synthetic or {}).get("lesion_thresholds"),
     }
     return _finish(out, manifest, state, notes, metrics, synthetic)
 

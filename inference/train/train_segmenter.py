@@ -68,11 +68,20 @@ def crop_start(center_kji: np.ndarray, shape=PATCH) -> np.ndarray:
     return np.rint(np.asarray(center_kji) - (np.array(shape) - 1) / 2.0).astype(int)
 
 
-def sample(case: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+def lesion_ids(case: dict[str, np.ndarray]) -> np.ndarray:
+    """Row numbers (into ``case["ids"]``) of the vertebrae that hold a lesion."""
+    hit = np.unique(case["labels"][case["lesions"] > 0])
+    return np.array([n for n, vid in enumerate(case["ids"]) if vid in hit], dtype=int)
+
+
+def sample(case: dict[str, np.ndarray], rng: np.random.Generator, p_lesion: float = 0.0) -> dict[str, np.ndarray]:
     """One training crop: inputs [3, k, j, i], mask target, lesion targets [3, k, j, i]."""
     ids = case["ids"]
     centers = case["centers"][:, ::-1].astype(np.float64)  # (i, j, k) → (k, j, i)
     t = int(rng.integers(len(ids)))
+    with_lesion = case.get("lesion_rows")
+    if p_lesion and with_lesion is not None and len(with_lesion) and rng.random() < p_lesion:
+        t = int(rng.choice(with_lesion))  # lesions are rare: show them more often (lesion fine-tuning)
     jitter = rng.normal(0, CENTER_JITTER_MM / INPUT_SPACING_MM, 3)
     if rng.random() < 0.15:
         jitter *= 2.5  # now and then a localizer miss of ~7 mm
@@ -110,7 +119,14 @@ def boundary_weight(y: np.ndarray) -> np.ndarray:
     return (1.0 + BOUNDARY_WEIGHT * (d <= BOUNDARY_MM)).astype(np.float32)
 
 
-def loss_fn(out: torch.Tensor, y: torch.Tensor, w: torch.Tensor, les: torch.Tensor) -> tuple[torch.Tensor, dict]:
+def loss_fn(
+    out: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor,
+    les: torch.Tensor,
+    lesion_weight: float = LESION_WEIGHT,
+    lesion_pos_weight: float = LESION_POS_WEIGHT,
+) -> tuple[torch.Tensor, dict]:
     logit = out[:, 0]
     bce = (F.binary_cross_entropy_with_logits(logit, y, reduction="none") * w).mean()
     p = torch.sigmoid(logit)
@@ -118,15 +134,16 @@ def loss_fn(out: torch.Tensor, y: torch.Tensor, w: torch.Tensor, les: torch.Tens
     inter = (p * y).sum(dims)
     dice = 1 - (2 * inter + 1) / (p.sum(dims) + y.sum(dims) + 1)
     vol = ((p.sum(dims) - y.sum(dims)) / (p.sum(dims) + y.sum(dims) + 1)) ** 2  # bounded in [0, 1)
-    pos_weight = torch.full((len(LESION_TYPES), 1, 1, 1), LESION_POS_WEIGHT, device=out.device)
+    pos_weight = torch.full((len(LESION_TYPES), 1, 1, 1), lesion_pos_weight, device=out.device)
     les_bce = F.binary_cross_entropy_with_logits(out[:, 1:], les, pos_weight=pos_weight)
-    loss = bce + dice.mean() + VOLUME_WEIGHT * vol.mean() + LESION_WEIGHT * les_bce
+    loss = bce + dice.mean() + VOLUME_WEIGHT * vol.mean() + lesion_weight * les_bce
     parts = {"bce": bce, "dice": 1 - dice.mean(), "vol": vol.mean(), "les": les_bce}
     return loss, {k: float(v.detach()) for k, v in parts.items()}
 
 
 def train(pool: Path, out: Path, minutes: float, batch: int, lr: float, val_from: int, seed: int,
-          threads: int) -> None:
+          threads: int, lesion: tuple[float, float, float] = (LESION_WEIGHT, LESION_POS_WEIGHT, 0.0)) -> None:
+    """``lesion``: (loss weight, positive weight, share of samples drawn from vertebrae with a lesion)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -153,14 +170,15 @@ def train(pool: Path, out: Path, minutes: float, batch: int, lr: float, val_from
             f = files[int(rng.integers(len(files)))]
             if f not in cache:
                 cache[f] = load_case(f)
+                cache[f]["lesion_rows"] = lesion_ids(cache[f])
             if len(cache[f]["ids"]):
-                items.append(sample(cache[f], rng))
+                items.append(sample(cache[f], rng, lesion[2]))
         x = torch.from_numpy(np.stack([it["x"] for it in items])).to(device)
         y = torch.from_numpy(np.stack([it["y"] for it in items])).to(device)
         w = torch.from_numpy(np.stack([boundary_weight(it["y"]) for it in items])).to(device)
         les = torch.from_numpy(np.stack([it["les"] for it in items])).to(device)
         model.train()
-        loss, parts = loss_fn(model(x), y, w, les)
+        loss, parts = loss_fn(model(x), y, w, les, lesion[0], lesion[1])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -182,9 +200,15 @@ def train(pool: Path, out: Path, minutes: float, batch: int, lr: float, val_from
 
 
 def main() -> None:
-    args = training_arguments(__doc__.splitlines()[0], val_from=216).parse_args()
+    parser = training_arguments(__doc__.splitlines()[0], val_from=216)
+    parser.add_argument("--lesion-weight", type=float, default=LESION_WEIGHT)
+    parser.add_argument("--lesion-pos-weight", type=float, default=LESION_POS_WEIGHT)
+    parser.add_argument("--lesion-focus", type=float, default=0.0,
+                        help="share of samples taken from vertebrae with a lesion (lesion fine-tuning)")
+    args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, args.threads)
+    train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, args.threads,
+          (args.lesion_weight, args.lesion_pos_weight, args.lesion_focus))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ Each held-out pool case (index ≥ ``--from``; the training run used ``--val-fro
 value) is segmented from its true centers (`inference.segment.segment_vertebrae`, as in the
 pipeline). Reported: Dice per vertebra against the synthetic masks, and for each lesion type the
 average precision (AP) of the per-vertebra lesion score, a vertebra counting as positive for a type
-when at least ``MIN_LESION_VOXELS`` voxels of its mask carry that lesion. Synthetic numbers say the
+when at least ``MIN_LESION_VOXELS`` voxels of its mask carry that lesion. With ``--calibrate`` the
+flag thresholds (raw score per type at a 5 % false-alarm rate) are first set on training cases and
+then applied, and a type whose held-out AP stays below ``MIN_AP_TO_FLAG`` gets no threshold (it is
+not flagged); they go into the segmenter's manifest (`inference.train.export_weights`). Synthetic numbers say the
 model learned what the engine draws; they do not say how it does on real lesions.
 """
 
@@ -43,8 +46,28 @@ def average_precision(scores: np.ndarray, positive: np.ndarray) -> float | None:
     return float((precision * hits).sum() / hits.sum())
 
 
-def run(pool: Path, start: int, model: SegmenterNet, device: torch.device) -> dict[str, Any]:
-    files = sorted(p for p in pool.glob("case_*.npz") if int(p.stem[5:]) >= start)
+FALSE_ALARM_TARGET = 0.05
+MIN_AP_TO_FLAG = 0.1
+"""A lesion type whose held-out AP stays below this (a few times its ~3 % prevalence) is not flagged at all."""
+
+
+def calibrate(pool: Path, first: int, stop: int, model: SegmenterNet, device: torch.device) -> dict[str, float]:
+    """Per lesion type, the raw score that flags at most `FALSE_ALARM_TARGET` of lesion-free vertebrae.
+
+    Measured on training cases ``first`` … ``stop - 1`` (never on the held-out ones judged by `run`).
+    """
+    rows = run(pool, first, model, device, stop=stop)["rows"]
+    out = {}
+    for name in LESION_TYPES:
+        neg = np.array([r["scores"].get(name, 0.0) for r in rows if r["lesion_voxels"][name] < MIN_LESION_VOXELS])
+        out[name] = round(max(0.5, float(np.quantile(neg, 1 - FALSE_ALARM_TARGET))) if len(neg) else 0.5, 4)
+    return out
+
+
+def run(pool: Path, start: int, model: SegmenterNet, device: torch.device, stop: int | None = None,
+        thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+    files = sorted(p for p in pool.glob("case_*.npz") if int(p.stem[5:]) >= start
+                   and (stop is None or int(p.stem[5:]) < stop))
     dices, rows = [], []
     for path in files:
         with np.load(path) as z:
@@ -55,7 +78,7 @@ def run(pool: Path, start: int, model: SegmenterNet, device: torch.device) -> di
         labels = case["labels"]
         items = [(int(vid), np.asarray(origin) + spacing * c) for vid, c in zip(case["ids"], case["centers"],
                                                                                  strict=True)]
-        seg = segment_vertebrae(model, ct, items, device)
+        seg = segment_vertebrae(model, ct, items, device, lesion_thresholds=thresholds)
         pred = seg.labels.array
         for vid, _ in items:
             t, p = labels == vid, pred == vid
@@ -77,8 +100,6 @@ def run(pool: Path, start: int, model: SegmenterNet, device: torch.device) -> di
         ap[name] = {"ap": None if (a := average_precision(scores, positive)) is None else round(a, 3),
                     "positives": int(positive.sum()), "negatives": int((~positive).sum()),
                     "prevalence": round(float(positive.mean()), 3) if len(rows) else None}
-    any_pos = np.array([max(r["lesion_voxels"].values()) >= MIN_LESION_VOXELS for r in rows])
-    flagged = np.array([max(r["scores"].values(), default=0.0) >= 0.5 for r in rows])
     return {
         "cases": len(files),
         "first_case": start,
@@ -86,11 +107,19 @@ def run(pool: Path, start: int, model: SegmenterNet, device: torch.device) -> di
         "mean_dice": round(float(np.mean(dices)), 4) if dices else None,
         "median_dice": round(float(np.median(dices)), 4) if dices else None,
         "lesion_ap": ap,
-        "flag_at_0.5": {
-            "sensitivity": round(float((flagged & any_pos).sum() / max(any_pos.sum(), 1)), 3),
-            "false_alarm_rate": round(float((flagged & ~any_pos).sum() / max((~any_pos).sum(), 1)), 3),
-        },
+        "flag_at_0.5": flag_rates(rows, LESION_TYPES),
         "rows": rows,
+    }
+
+
+def flag_rates(rows: list[dict[str, Any]], types) -> dict[str, float]:
+    """Share of vertebrae with a lesion (of ``types``) that are flagged, and of those without one."""
+    pos = np.array([max(r["lesion_voxels"][t] for t in types) >= MIN_LESION_VOXELS for r in rows])
+    flagged = np.array([max((r["scores"].get(t, 0.0) for t in types), default=0.0) >= 0.5 for r in rows])
+    return {
+        "types": list(types),
+        "sensitivity": round(float((flagged & pos).sum() / max(pos.sum(), 1)), 3),
+        "false_alarm_rate": round(float((flagged & ~pos).sum() / max((~pos).sum(), 1)), 3),
     }
 
 
@@ -101,6 +130,8 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=WEIGHTS_ROOT)
     parser.add_argument("--ckpt", type=Path, help="a training checkpoint instead of the shipped weights")
     parser.add_argument("--out", type=Path, default=Path("docs/segmentation_synthetic.json"))
+    parser.add_argument("--calibrate", nargs=2, type=int, metavar=("FIRST", "STOP"),
+                        help="set the lesion flag thresholds on training cases FIRST..STOP-1 first")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model = SegmenterNet()
@@ -108,7 +139,21 @@ def main() -> None:
         model.load_state_dict(torch.load(args.ckpt, map_location="cpu", weights_only=False)["model"])
     else:
         model.load_state_dict(load_state("segmenter", args.weights)[0])
-    res = run(args.pool, args.start, model.eval(), torch.device("cpu"))
+    model.eval()
+    thresholds = None
+    if args.calibrate:
+        thresholds = calibrate(args.pool, args.calibrate[0], args.calibrate[1], model, torch.device("cpu"))
+        LOG.info("lesion thresholds (raw, %d%% false alarms on cases %d-%d): %s", 100 * FALSE_ALARM_TARGET,
+                 args.calibrate[0], args.calibrate[1] - 1, thresholds)
+    res = run(args.pool, args.start, model, torch.device("cpu"), thresholds=thresholds)
+    if thresholds is not None:
+        for name, v in res["lesion_ap"].items():
+            if v["ap"] is None or v["ap"] < MIN_AP_TO_FLAG:
+                thresholds[name] = None
+                LOG.info("%s: held-out AP %s < %s, not flagged", name, v["ap"], MIN_AP_TO_FLAG)
+        res["flag_at_0.5"] = flag_rates(res["rows"], [t for t in LESION_TYPES if thresholds[t] is not None])
+    res["lesion_thresholds"] = thresholds
+    res["calibration_cases"] = args.calibrate
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
     LOG.info("mean Dice %s over %d vertebrae; lesion AP %s; flag %s", res["mean_dice"], res["vertebrae"],
