@@ -35,7 +35,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from vtkmodules.util import numpy_support
+from vtkmodules.util import numpy_support, vtkConstants
+
+if not hasattr(numpy_support, "vtkConstants"):
+    # VTK 9.5's vtk_to_numpy uses this name, unimported, when it copies an implicit array (as the
+    # frozen app's meshes have): give it the module it means
+    numpy_support.vtkConstants = vtkConstants
 from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData
 from vtkmodules.vtkFiltersCore import vtkPolyDataNormals, vtkQuadricDecimation, vtkWindowedSincPolyDataFilter
 from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
