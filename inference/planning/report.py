@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from ..io import read_label_map
 from .bundle import plan_labels, summary
 
+LOG = logging.getLogger("spinenav.planning.report")
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data" / "real"
 
@@ -143,10 +145,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "planning.md")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     res = run()
     args.out.write_text(markdown(res))
     args.out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
-    print(f"{res['n_screws']} screws: {res['overall']}")
+    LOG.info("%d screws: %s", res["n_screws"], res["overall"])
 
 
 if __name__ == "__main__":
