@@ -10,6 +10,7 @@ neighbours' centroids when known), ``e_y`` from the body's centre towards the ca
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import SimpleITK as sitk
@@ -39,6 +40,11 @@ class LocalMask:
     def to_index(self, lps: np.ndarray) -> np.ndarray:
         """LPS (N, 3) → continuous array indices (N, 3) in [k, j, i] order."""
         return ((np.asarray(lps, float) - self.origin) / self.spacing)[..., ::-1]
+
+    @cached_property
+    def points(self) -> np.ndarray:
+        """LPS (N, 3) of the voxels inside (computed once; frame and isthmus search both need them)."""
+        return self.to_lps(np.argwhere(self.inside))
 
     def to_lps(self, kji: np.ndarray) -> np.ndarray:
         return np.asarray(kji, float)[..., ::-1] * self.spacing + self.origin
@@ -94,8 +100,7 @@ def local_mask(labels: Volume, vertebra_id: int) -> LocalMask:
 
 def vertebra_frame(mask: LocalMask, up_hint: np.ndarray | None = None) -> VertebraFrame:
     """Axes, canal and body centre of one vertebra (see the module text)."""
-    kji = np.argwhere(mask.inside)
-    pts = mask.to_lps(kji)
+    pts = mask.points
     centroid = pts.mean(axis=0)
     e_z = _unit(up_hint if up_hint is not None else np.array([0.0, 0.0, 1.0]))
     e_y = _unit(_perp(np.array([0.0, 1.0, 0.0]), e_z))
@@ -161,7 +166,7 @@ def find_isthmus(mask: LocalMask, frame: VertebraFrame, side: int) -> Isthmus | 
     """The pedicle of ``side`` (LEFT / RIGHT): narrowest cross-section between body and posterior arch."""
     if frame.canal_center is None:
         return None
-    pts = mask.to_lps(np.argwhere(mask.inside))
+    pts = mask.points
     loc = frame.local(pts)  # origin at the canal centre
     r = frame.canal_radius_mm
     lateral = side * loc[:, 0]

@@ -103,10 +103,12 @@ class VertebraModel:
         outside = ndimage.distance_transform_edt(~mask.inside) * mask.spacing
         canal = np.zeros_like(mask.inside)
         if frame.canal_center is not None:
-            kji = np.argwhere(np.ones(mask.inside.shape, bool))
-            loc = frame.local(mask.to_lps(kji))
-            ring = np.hypot(loc[:, 0], loc[:, 1]) < 0.85 * frame.canal_radius_mm
-            canal.reshape(-1)[:] = ring & ~mask.inside.reshape(-1)
+            # frame coordinates of every local voxel, by broadcasting (the grid is axis-aligned LPS)
+            k, j, i = np.ogrid[tuple(slice(0, n) for n in mask.inside.shape)]
+            off = mask.origin - frame.canal_center
+            x = off @ frame.e_x + mask.spacing * (i * frame.e_x[0] + j * frame.e_x[1] + k * frame.e_x[2])
+            y = off @ frame.e_y + mask.spacing * (i * frame.e_y[0] + j * frame.e_y[1] + k * frame.e_y[2])
+            canal = (np.hypot(x, y) < 0.85 * frame.canal_radius_mm) & ~mask.inside
         return cls(registry.name_of(vertebra_id), mask, frame, outside, canal)
 
 
