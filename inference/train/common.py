@@ -49,3 +49,17 @@ def resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, devic
     opt.load_state_dict(state["opt"])
     LOG.info("resumed at step %d", state["step"])
     return state["step"], state["log"]
+
+
+def optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """Backward pass, gradient norm clipped at 5, one optimizer step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    opt.step()
+
+
+def update_running(running: dict[str, float], parts: dict[str, float]) -> None:
+    """Exponential moving average (0.95) of the loss parts, for the log."""
+    for k, v in parts.items():
+        running[k] = 0.95 * running.get(k, v) + 0.05 * v

@@ -29,7 +29,14 @@ from ..models.localizer import (
     scan_descriptor,
 )
 from ..preprocess import normalize_hu
-from .common import resume, save_checkpoint, training_arguments, training_files
+from .common import (
+    optimizer_step,
+    resume,
+    save_checkpoint,
+    training_arguments,
+    training_files,
+    update_running,
+)
 
 LOG = logging.getLogger("spinenav.train.localizer")
 
@@ -151,13 +158,9 @@ def train(
         desc = torch.from_numpy(np.stack([it["desc"] for it in items])).to(device)
         model.train()
         loss, parts = loss_fn(model(x, desc), cls, heat)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        optimizer_step(model, opt, loss)
         step += 1
-        for k, v in parts.items():
-            running[k] = 0.95 * running.get(k, v) + 0.05 * v
+        update_running(running, parts)
         if step % 10 == 0:
             LOG.info("step %d  ce %.4f  level_ce %.3f  mse %.5f  (pool %d cases)", step, running["ce"],
                      running["level_ce"], running["mse"], len(files))

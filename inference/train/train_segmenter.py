@@ -31,7 +31,14 @@ from torch.nn import functional as F
 
 from ..models.segmenter import INPUT_SPACING_MM, LESION_TYPES, PATCH, SegmenterNet, center_channels
 from ..preprocess import normalize_hu
-from .common import resume, save_checkpoint, training_arguments, training_files
+from .common import (
+    optimizer_step,
+    resume,
+    save_checkpoint,
+    training_arguments,
+    training_files,
+    update_running,
+)
 
 LOG = logging.getLogger("spinenav.train.segmenter")
 
@@ -179,13 +186,9 @@ def train(pool: Path, out: Path, minutes: float, batch: int, lr: float, val_from
         les = torch.from_numpy(np.stack([it["les"] for it in items])).to(device)
         model.train()
         loss, parts = loss_fn(model(x), y, w, les, lesion[0], lesion[1])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        optimizer_step(model, opt, loss)
         step += 1
-        for k, v in parts.items():
-            running[k] = 0.95 * running.get(k, v) + 0.05 * v
+        update_running(running, parts)
         if step % 10 == 0:
             LOG.info("step %d  " + "  ".join(f"{k} {v:.4f}" for k, v in running.items()) + "  (pool %d)",
                      step, len(files))
