@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .models.segmenter import INPUT_SPACING_MM, LESION_TYPES, PATCH, SegmenterNet, center_channels
+from .models.segmenter import INPUT_SPACING_MM, LESION_TYPES, PATCH, SegmenterNet, center_channels, crop, crop_start
 from .preprocess import AIR_HU, WorkingGrid, normalize_hu, resample_ct, working_grid
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 from .volume import Volume
@@ -130,8 +130,8 @@ def segment_vertebrae(
         idx = order[b0 : b0 + batch_size]
         starts, xs = [], []
         for n in idx:
-            start = np.rint(local[n] - (np.array(PATCH) - 1) / 2.0).astype(int)
-            x_hu = _crop(hu, start, AIR_HU)
+            start = crop_start(local[n])
+            x_hu = crop(hu, start, AIR_HU)
             chans = center_channels(local - start, n, shape=PATCH)
             xs.append(np.concatenate([normalize_hu(x_hu)[None], chans]))
             starts.append(start)
@@ -162,15 +162,6 @@ def segment_vertebrae(
 def _on_ct(ct: Volume, array: np.ndarray) -> Volume:
     """A map on the CT's grid without the CT's metadata (it is not a file of its own yet)."""
     return Volume(array, ct.spacing, ct.origin, ct.direction.copy(), {"label_convention": "verse"})
-
-
-def _crop(array: np.ndarray, start: np.ndarray, fill: float) -> np.ndarray:
-    out = np.full(PATCH, fill, dtype=np.float32)
-    src = tuple(slice(max(0, s), min(n, s + p)) for s, n, p in zip(start, array.shape, PATCH, strict=True))
-    if all(sl.stop > sl.start for sl in src):
-        dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start, strict=True))
-        out[dst] = array[src]
-    return out
 
 
 def _paste(ct: Volume, origin_lps: np.ndarray, spacing: float, mask_p: np.ndarray, lesion_p: np.ndarray, vid: int,

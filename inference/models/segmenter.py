@@ -29,6 +29,25 @@ LESION_TYPES = ("lytic", "blastic", "fracture")
 WIDTHS = (16, 24, 40, 64)
 
 
+def crop_start(center_kji: np.ndarray, shape=PATCH) -> np.ndarray:
+    """First voxel of the crop of ``shape`` centred (to the nearest voxel) on ``center_kji``."""
+    return np.rint(np.asarray(center_kji) - (np.array(shape) - 1) / 2.0).astype(int)
+
+
+def crop(array: np.ndarray, start: np.ndarray, fill, shape=PATCH) -> np.ndarray:
+    """``array[start : start + shape]`` with out-of-range voxels set to ``fill`` (same dtype).
+
+    Training and inference cut their crops with this one function.
+    """
+    out = np.full(shape, fill, dtype=array.dtype)
+    src = tuple(slice(max(0, s), min(n, s + p)) for s, n, p in zip(start, array.shape, shape, strict=True))
+    if any(sl.stop <= sl.start for sl in src):
+        return out
+    dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start, strict=True))
+    out[dst] = array[src]
+    return out
+
+
 def center_channels(centers_kji: np.ndarray, target: int, shape=PATCH) -> np.ndarray:
     """The two center channels (float32 [2, k, j, i]) for crop-voxel centers ``centers_kji``.
 

@@ -29,7 +29,7 @@ import torch
 from scipy import ndimage
 from torch.nn import functional as F
 
-from ..models.segmenter import INPUT_SPACING_MM, LESION_TYPES, PATCH, SegmenterNet, center_channels
+from ..models.segmenter import INPUT_SPACING_MM, LESION_TYPES, SegmenterNet, center_channels, crop, crop_start
 from ..preprocess import normalize_hu
 from .common import (
     optimizer_step,
@@ -59,22 +59,6 @@ def load_case(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in ("hu", "labels", "lesions", "ids", "centers")}
 
 
-def crop(array: np.ndarray, start: np.ndarray, shape, fill) -> np.ndarray:
-    """``array[start : start + shape]`` with out-of-range voxels set to ``fill``."""
-    out = np.full(shape, fill, dtype=array.dtype)
-    src = tuple(slice(max(0, s), min(n, s + p)) for s, n, p in zip(start, array.shape, shape, strict=True))
-    if any(sl.stop <= sl.start for sl in src):
-        return out
-    dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start, strict=True))
-    out[dst] = array[src]
-    return out
-
-
-def crop_start(center_kji: np.ndarray, shape=PATCH) -> np.ndarray:
-    """First voxel of the crop of ``shape`` centred (to the nearest voxel) on ``center_kji``."""
-    return np.rint(np.asarray(center_kji) - (np.array(shape) - 1) / 2.0).astype(int)
-
-
 def lesion_ids(case: dict[str, np.ndarray]) -> np.ndarray:
     """Row numbers (into ``case["ids"]``) of the vertebrae that hold a lesion."""
     hit = np.unique(case["labels"][case["lesions"] > 0])
@@ -94,9 +78,9 @@ def sample(case: dict[str, np.ndarray], rng: np.random.Generator, p_lesion: floa
         jitter *= 2.5  # now and then a localizer miss of ~7 mm
     seen = centers + jitter  # the center the localizer would report (whole column shifted alike)
     start = crop_start(seen[t])
-    hu = crop(case["hu"], start, PATCH, -1024).astype(np.float32)
-    labels = crop(case["labels"], start, PATCH, 0)
-    lesions = crop(case["lesions"], start, PATCH, 0)
+    hu = crop(case["hu"], start, -1024).astype(np.float32)
+    labels = crop(case["labels"], start, 0)
+    lesions = crop(case["lesions"], start, 0)
     local = seen - start
     keep = rng.random(len(ids)) >= P_DROP_NEIGHBOUR
     keep[t] = True
