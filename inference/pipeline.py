@@ -19,6 +19,7 @@ from . import registry
 from .errors import InputError, WeightsError
 from .label import LEVELS, decode
 from .localize import LocalizerOutput, drop_off_column, find_candidates, order_head_to_foot, run_localizer
+from .measure import vertebra_voxel_counts
 from .models.localizer import LocalizerNet
 from .models.segmenter import SegmenterNet
 from .models.weights import load_state
@@ -265,7 +266,7 @@ def _qa(vertebrae: list[VertebraResult], ct: Volume, seg: SegmentationOutput | N
             a.qa_flags.append("gap_below")
             b.qa_flags.append("gap_above")
     if seg is not None:
-        present = set(np.unique(seg.labels.array).tolist())
+        present = set(vertebra_voxel_counts(seg.labels))
         for v in vertebrae:
             if v.id not in present:
                 v.qa_flags.append("no_mask")

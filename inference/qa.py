@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import registry
+from .measure import vertebra_volumes_ml
 from .volume import Volume
 
 SHAPES_JSON = Path(__file__).resolve().parents[1] / "assets" / "shapes" / "shapes.json"
@@ -86,12 +87,9 @@ def mask_flags(labels: Volume, partial: set[int]) -> tuple[dict[int, list[str]],
     """
     flags: dict[int, list[str]] = {}
     notes: list[str] = []
-    ids, counts = np.unique(np.asarray(labels.array), return_counts=True)
-    voxel_ml = float(np.prod(labels.spacing)) / 1000.0
-    for vid, n in zip(ids.tolist(), counts.tolist(), strict=True):
-        if vid == 0 or vid in partial:
+    for vid, ml in vertebra_volumes_ml(labels).items():
+        if vid in partial:
             continue
-        ml = n * voxel_ml
         if implausible_volume(vid, ml):
             lo, hi = volume_ranges()[vid]
             flags.setdefault(vid, []).append("implausible_volume")

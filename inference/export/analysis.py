@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ..measure import vertebra_voxel_counts
 from ..pipeline import AnalysisResult
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
 from ..volume import Volume
@@ -169,5 +168,5 @@ def _write_full(out_dir, result: AnalysisResult, ct: Volume, input_path, correct
 
 def _only_masked(extras: dict[int, dict[str, Any]], labels: Volume) -> dict[int, dict[str, Any]]:
     """Extras of the vertebrae that have voxels (the others are named in the QA notes instead)."""
-    ids = set(np.unique(labels.array).tolist())
+    ids = vertebra_voxel_counts(labels)
     return {vid: e for vid, e in extras.items() if vid in ids}
