@@ -31,14 +31,44 @@ def label_boxes(labels: Volume) -> dict[int, tuple[slice, slice, slice]]:
         return {}
     if array.min() < 0:
         raise ValueError("label maps hold ids ≥ 0")
-    boxes = {n + 1: sl for n, sl in enumerate(ndimage.find_objects(array)) if sl is not None}
-    return {vid: boxes[vid] for vid in _ordered(boxes)}
+    lo: dict[int, list[int]] = {}
+    hi: dict[int, list[int]] = {}
+    for k0, slab in _slabs(array):
+        for n, sl in enumerate(ndimage.find_objects(slab)):
+            if sl is None:
+                continue
+            start = [sl[0].start + k0, sl[1].start, sl[2].start]
+            stop = [sl[0].stop + k0, sl[1].stop, sl[2].stop]
+            if n + 1 in lo:
+                lo[n + 1] = [min(a, b) for a, b in zip(lo[n + 1], start, strict=True)]
+                hi[n + 1] = [max(a, b) for a, b in zip(hi[n + 1], stop, strict=True)]
+            else:
+                lo[n + 1], hi[n + 1] = start, stop
+    return {vid: tuple(slice(a, b) for a, b in zip(lo[vid], hi[vid], strict=True)) for vid in _ordered(lo)}
 
 
 def vertebra_voxel_counts(labels: Volume) -> dict[int, int]:
     """Number of voxels of each label (cranio-caudal order for VerSe ids)."""
-    counts = np.bincount(labels.array.ravel(), minlength=1) if labels.array.size else np.zeros(1, int)
+    counts = np.zeros(1, np.int64)
+    for _, slab in _slabs(labels.array):
+        part = np.bincount(slab.ravel(), minlength=len(counts))
+        counts = np.pad(counts, (0, len(part) - len(counts))) + part
     return {vid: int(counts[vid]) for vid in _ordered(np.flatnonzero(counts[1:]) + 1)}
+
+
+SLAB_VOXELS = 2_000_000
+"""Whole-map passes go slab by slab: numpy and scipy hold Python's interpreter lock for the length
+of one call, and a call over a whole CT-size map (~40 M voxels, ~0.1 s) would freeze the desktop
+app's window while a worker thread measures."""
+
+
+def _slabs(array: np.ndarray, voxels: int | None = None):
+    """(first k, array[k0:k1]) in slabs of about ``voxels`` voxels along the first axis."""
+    voxels = SLAB_VOXELS if voxels is None else voxels
+    per_slice = max(1, int(np.prod(array.shape[1:])))
+    step = max(1, voxels // per_slice)
+    for k0 in range(0, array.shape[0], step):
+        yield k0, array[k0:k0 + step]
 
 
 def vertebra_volumes_ml(labels: Volume) -> dict[int, float]:

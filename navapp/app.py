@@ -70,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .resources import icon_path
     from .views.main_window import APP_NAME, MainWindow
+    from .workers.preload import preload_compute_modules
+
+    preload_compute_modules()  # before the event loop: imports would freeze a shown window
 
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "spinenav-gui"])
     app.setApplicationName(APP_NAME)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -104,3 +105,13 @@ def fake_pipeline(ct: Volume, centers: dict[str, np.ndarray], *, seconds: float 
     grid = working_grid(ct, 4.0)
     fake = FakeLocalizer([centers[n][2] for n in SPINE_LEVELS], grid.origin[2], seconds)
     return Pipeline(device="cpu", localizer=fake, segmenter=segmenter, segment=segmenter is not None)
+
+
+def sphere_mesh(radius: float, triangles: int) -> SimpleNamespace:
+    """A closed, outward-wound triangle sphere at (10, -20, 30) LPS mm with about ``triangles``
+    faces, as a mesh the way `inference.mesh` gives one (``vertices``, ``faces``)."""
+    import pyvista as pv
+
+    n = max(8, int(np.sqrt(triangles / 2)))
+    sphere = pv.Sphere(radius=radius, center=(10.0, -20.0, 30.0), theta_resolution=n, phi_resolution=n + 2)
+    return SimpleNamespace(vertices=np.asarray(sphere.points), faces=sphere.faces.reshape(-1, 4)[:, 1:])

@@ -338,6 +338,33 @@ def test_worker_reports_progress_on_gui_thread_and_result(qtbot):
     assert receiver.progress == [0.0, 0.5, 1.0]  # queued before the outcome, handled on the GUI thread
 
 
+def test_display_surfaces_are_decimated_copies_with_normals():
+    from navapp.display.surfaces import surface_polydata
+    from tests.fakes import sphere_mesh
+
+    mesh = sphere_mesh(radius=20.0, triangles=30_000)
+    poly = surface_polydata(mesh, max_triangles=5000)
+    assert 4000 <= poly.n_cells <= 5000 and poly.point_data.active_normals is not None
+    assert poly.volume == pytest.approx(4 / 3 * np.pi * 20.0**3, rel=0.02)
+    centre = np.asarray(mesh.vertices).mean(axis=0)  # normals point outward
+    outward = np.einsum("ij,ij->i", poly.point_data["Normals"], poly.points - centre)
+    assert (outward > 0).all()
+    assert surface_polydata(mesh, max_triangles=None).n_cells == len(mesh.faces)  # the exports' detail
+
+
+def test_worker_thins_out_repeated_progress_but_passes_every_new_message(qtbot):
+    def chatty(*, progress, cancel):  # a reader reporting every slice
+        for n in range(2000):
+            progress(n / 2000, "reading")
+        progress(0.99, "meshing L1")
+        progress(0.995, "meshing L2")
+        progress(1.0, "meshing L2")
+
+    _, receiver = _run_worker(qtbot, Worker(chatty))
+    assert 1 <= len(receiver.progress) < 50  # not 2003 queued calls on the GUI thread
+    assert receiver.progress[-3:] == [0.99, 0.995, 1.0]  # new messages and the end always arrive
+
+
 def test_worker_translates_errors_and_cancel(qtbot):
     def bad_input(*, progress, cancel):
         raise InputError("scan.nii", "not a CT")
@@ -416,10 +443,17 @@ def test_sample_case_fills_table_and_3d_view(qtbot, window, dialogs):
     names = [model.index(r, 0).data() for r in range(model.rowCount())]
     assert names == SAMPLE_LEVELS
     assert window.vertebra_table.currentWidget() is window.vertebra_table.view
-    assert sorted(window.view3d.vertebra_actors) == sorted(registry.id_of(n) for n in SAMPLE_LEVELS)
-    assert not window.view3d.message.isVisible()
-    for vid, actor in window.view3d.vertebra_actors.items():
+    view = window.view3d
+    assert view._surfaces_pending  # the surfaces are drawn in a later pass of the event loop
+    qtbot.waitUntil(lambda: not view._surfaces_pending, timeout=2000)
+    assert sorted(view.vertebra_actors) == sorted(registry.id_of(n) for n in SAMPLE_LEVELS)
+    assert not view.message.isVisible()
+    for vid, actor in view.vertebra_actors.items():
         assert tuple(actor.prop.color.int_rgb) == registry.by_id(vid).color
+        assert actor.GetMapper().GetInput().point_data.active_normals is not None  # made by the job
+    # a CPU rasterizer (Mesa under Xvfb here) trades multisampling for FXAA; a GPU keeps it
+    assert view.software_rendering is not None
+    assert (view.plotter.ren_win.GetMultiSamples() == 0) == view.software_rendering
 
     # selecting a row moves the crosshair to that vertebra's centre and highlights its mesh
     row = names.index("L3")
@@ -878,6 +912,7 @@ def test_lesion_suspicion_shows_in_the_table_and_as_a_3d_overlay(qtbot, make_win
     assert window.lesions_action.isEnabled() and not view.lesion_actor.GetVisibility()
 
     def red_pixels() -> int:
+        view.render_now()  # the view itself redraws at the next paint
         rgb = view.plotter.screenshot(return_img=True).astype(int)
         return int(((rgb[..., 0] > 150) & (rgb[..., 1] < 90) & (rgb[..., 2] < 90)).sum())
 

@@ -94,3 +94,19 @@ def test_centers_near_verse_body_centroids(subject):
     for p in points:
         ref = labels.index_to_lps(np.array([[p["X"], p["Y"], p["Z"]]]))[0]
         assert np.linalg.norm(centers[p["label"]] - ref) < 25.0  # body vs whole-vertebra centroid
+
+
+def test_slab_by_slab_passes_match_whole_map_passes(monkeypatch):
+    """Boxes and counts are computed slab by slab (so a worker thread never holds the interpreter
+    lock for a whole CT): any slab size gives the whole-map answer."""
+    from scipy import ndimage
+
+    import inference.measure as measure
+
+    labels = _random_labels(3)
+    whole = {n + 1: sl for n, sl in enumerate(ndimage.find_objects(labels.array)) if sl is not None}
+    counts = np.bincount(labels.array.ravel())
+    for slab_voxels in (1, 7 * 18 * 16, 10**9):  # one slice (smaller than a slice), 7 slices, all
+        monkeypatch.setattr(measure, "SLAB_VOXELS", slab_voxels)
+        assert label_boxes(labels) == whole
+        assert vertebra_voxel_counts(labels) == {vid: int(counts[vid]) for vid in (8, 20, 26)}

@@ -28,7 +28,7 @@ from ..models.localizer import (
     id_to_class_lut,
     scan_descriptor,
 )
-from ..preprocess import normalize_hu
+from ..preprocess import AIR_HU, normalize_hu
 from .common import (
     optimizer_step,
     resume,
@@ -54,8 +54,12 @@ def _load(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def sample_patch(case: dict[str, np.ndarray], rng: np.random.Generator, patch=PATCH) -> dict[str, np.ndarray]:
-    """A random crop around the spine (pads with air), its targets at 8 mm, and the scan descriptor."""
+def sample_patch(case: dict[str, np.ndarray], rng: np.random.Generator, patch=PATCH,
+                 fov_p: float = 0.0) -> dict[str, np.ndarray]:
+    """A random crop around the spine (pads with air), its targets at 8 mm, and the scan descriptor.
+
+    With probability ``fov_p`` the field of view is narrowed further (`restrict_fov`).
+    """
     hu = case["hu"].astype(np.float32)
     labels = case["labels"]
     shape = np.array(hu.shape)
@@ -79,6 +83,8 @@ def sample_patch(case: dict[str, np.ndarray], rng: np.random.Generator, patch=PA
     x[dst] = hu[src]
     y[dst] = labels[src]
     c = centers - start  # (k, j, i) in patch voxels (4 mm)
+    if rng.random() < fov_p:
+        x, y, c = restrict_fov(x, y, c, case["ids"], rng)
     if rng.random() < 0.5:  # left-right mirror: vertebra levels are symmetric
         x, y = x[:, :, ::-1].copy(), y[:, :, ::-1].copy()
         c = c.copy()
@@ -86,6 +92,51 @@ def sample_patch(case: dict[str, np.ndarray], rng: np.random.Generator, patch=PA
     desc = scan_descriptor(tuple(case["scan_spacing"]), hu)
     heat = heatmap_target(c, tuple(p // 2 for p in patch))
     return {"x": normalize_hu(x)[None], "cls": id_to_class_lut()[y], "heat": heat, "desc": desc}
+
+
+FOV_Z_MM = (40.0, 160.0)
+"""Cranio-caudal extent of a narrowed field of view (real test scans go down to 40 mm)."""
+FOV_XY_MM = (60.0, 200.0)
+"""In-plane extent of a narrowed field of view (a vertebra cutout can be 70 mm deep)."""
+MIN_VISIBLE = 0.3
+"""A vertebra cut by the field of view stays a heatmap target when this fraction of it is visible."""
+
+
+def restrict_fov(x: np.ndarray, y: np.ndarray, centers: np.ndarray, ids: np.ndarray, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Narrow a training crop to a small field of view, as in a cutout or a short slab.
+
+    A box of `FOV_Z_MM` cranio-caudal extent around a random point of the column (and, half of the
+    time, of `FOV_XY_MM` in-plane) is kept; the rest becomes air and background, the way a small
+    scan is padded at inference. A vertebra cut by the box keeps a heatmap target at the centroid
+    of its visible part (what a reference mask of that scan measures) when at least `MIN_VISIBLE`
+    of it is visible; otherwise it is no longer a target.
+    """
+    shape = np.array(x.shape)
+    box_lo, box_hi = np.zeros(3, int), shape.copy()
+    inside = np.all((centers >= 0) & (centers < shape), axis=1)
+    anchor = centers[inside][rng.integers(inside.sum())] if inside.any() else shape / 2.0
+    length = rng.uniform(*FOV_Z_MM) / INPUT_SPACING_MM
+    lo = anchor[0] - rng.uniform(0.2, 0.8) * length
+    box_lo[0], box_hi[0] = max(0, int(round(lo))), min(shape[0], int(round(lo + length)))
+    if rng.random() < 0.5:
+        for ax in (1, 2):
+            width = rng.uniform(*FOV_XY_MM) / INPUT_SPACING_MM
+            lo = anchor[ax] + rng.normal(0, 10.0 / INPUT_SPACING_MM) - width / 2
+            box_lo[ax], box_hi[ax] = max(0, int(round(lo))), min(shape[ax], int(round(lo + width)))
+    keep = np.zeros(x.shape, bool)
+    keep[tuple(slice(a, b) for a, b in zip(box_lo, box_hi, strict=True))] = True
+    before = np.bincount(y.ravel(), minlength=256)
+    x = np.where(keep, x, AIR_HU).astype(np.float32)
+    y = np.where(keep, y, 0).astype(np.uint8)
+    after = np.bincount(y.ravel(), minlength=256)
+    kept = []
+    for n, vid in enumerate(ids):
+        if after[vid] >= 0.95 * before[vid] and before[vid] > 0:
+            kept.append(centers[n])
+        elif after[vid] > 0 and after[vid] >= MIN_VISIBLE * before[vid]:
+            kept.append(np.argwhere(y == vid).mean(axis=0))
+    return x, y, np.array(kept, np.float64).reshape(-1, 3)
 
 
 def heatmap_target(centers_kji_4mm: np.ndarray, out_shape: tuple[int, int, int]) -> np.ndarray:
@@ -131,6 +182,7 @@ def train(
     seed: int,
     use_descriptor: bool,
     threads: int,
+    fov_p: float = 0.0,
 ) -> None:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -142,6 +194,8 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     ckpt = out / "last.pt"
     step, log = resume(ckpt, model, opt, device)
+    for group in opt.param_groups:  # a resumed run (fine-tuning) takes the learning rate it is given
+        group["lr"] = lr
     t_end = time.time() + minutes * 60
     t_ckpt = time.time()
     running: dict[str, float] = {}
@@ -151,7 +205,7 @@ def train(
             LOG.info("waiting for pool cases")
             time.sleep(20)
             continue
-        items = [sample_patch(_load(files[int(rng.integers(len(files)))]), rng) for _ in range(batch)]
+        items = [sample_patch(_load(files[int(rng.integers(len(files)))]), rng, fov_p=fov_p) for _ in range(batch)]
         x = torch.from_numpy(np.stack([it["x"] for it in items])).to(device)
         cls = torch.from_numpy(np.stack([it["cls"] for it in items])).to(device)
         heat = torch.from_numpy(np.stack([it["heat"] for it in items])).to(device)
@@ -177,10 +231,12 @@ def train(
 def main() -> None:
     parser = training_arguments(__doc__.splitlines()[0], val_from=1800)
     parser.add_argument("--no-descriptor", action="store_true")
+    parser.add_argument("--fov-p", type=float, default=0.0,
+                        help="probability of narrowing a training crop to a small field of view")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, not args.no_descriptor,
-          args.threads)
+          args.threads, args.fov_p)
 
 
 if __name__ == "__main__":

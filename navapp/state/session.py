@@ -13,7 +13,7 @@ source's ids to the ids shown; the source data are never modified, the export ap
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -92,12 +92,19 @@ class LabelSet:
         VerSe id → surface mesh (``vertices`` (N, 3) float LPS mm, ``faces`` (M, 3) int).
     lesion_mesh : surface mesh or None
         Surface around the voxels of an analysis' lesion map at or above the flag threshold.
+    surfaces : dict
+        VerSe id → the mesh as polydata with normals, ready to draw (`navapp.display.surfaces`),
+        built by the job that made the meshes; the 3D view builds any that is missing.
+    lesion_surface : polydata or None
+        ``lesion_mesh`` ready to draw.
     """
 
     labels: Volume
     vertebrae: list[VertebraInfo]
     meshes: dict[int, Any]
     lesion_mesh: Any = None
+    surfaces: dict[int, Any] = field(default_factory=dict)
+    lesion_surface: Any = None
 
     def by_id(self, vertebra_id: int) -> VertebraInfo | None:
         return next((v for v in self.vertebrae if v.id == vertebra_id), None)

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QMimeData, QSettings, QSize, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QMimeData, QSettings, QSize, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -229,6 +229,12 @@ class MainWindow(QMainWindow):
         self.progress_bar.setTextVisible(False)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self._on_cancel_clicked)
+        # hidden between jobs but keeping their place: a status bar that changed height would
+        # resize, and so re-render, the 3D and slice views at the start and end of every job
+        for widget in (self.progress_bar, self.cancel_button):
+            policy = widget.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)
+            widget.setSizePolicy(policy)
         bar.addPermanentWidget(self.ct_info_label)
         bar.addPermanentWidget(self.progress_bar)
         bar.addPermanentWidget(self.cancel_button)
@@ -572,7 +578,7 @@ class MainWindow(QMainWindow):
     def save_screenshot(self, path: str | Path) -> None:
         """Write a PNG of the whole window; raises `InputError` when the file cannot be written."""
         path = Path(path)
-        self.view3d.render_scene()
+        self.view3d.render_now()
         image = self.grab()
         if not image.save(str(path), "PNG"):
             raise InputError(path, "cannot write the PNG here; check that the folder exists and is writable")
@@ -627,7 +633,8 @@ class MainWindow(QMainWindow):
         return True
 
     def _set_busy(self, busy: bool, message: str = "") -> None:
-        self.progress_bar.setValue(0)
+        if busy:  # QProgressBar.setValue repaints the window at once: only while it is hidden
+            self.progress_bar.setValue(0)
         self.progress_bar.setVisible(busy)
         self.cancel_button.setVisible(busy)
         self.cancel_button.setEnabled(busy)
@@ -725,6 +732,13 @@ class MainWindow(QMainWindow):
             return
         if self.session.ct is not self._job_ct:
             return  # the CT changed meanwhile; this analysis belongs to the old one
+        # shown in a later pass of the event loop, so that the end of the worker thread and the
+        # new scene are not handled in one go (each takes tens of ms with a software renderer)
+        QTimer.singleShot(0, partial(self._show_analysis, outcome, self._job_ct))
+
+    def _show_analysis(self, outcome: AnalysisOutcome, ct: Volume) -> None:
+        if self._closed or self.session.ct is not ct:
+            return
         result = outcome.result
         self.session.set_analysis(result, outcome.label_set)
         names = [v.name for v in self.session.vertebrae]
@@ -791,8 +805,8 @@ class MainWindow(QMainWindow):
         next_job, self._next_job = self._next_job, None
         if not self._closed:
             self._set_busy(False)
-            if next_job is not None:
-                next_job()
+            if next_job is not None:  # in its own pass of the event loop, after the repaint
+                QTimer.singleShot(0, next_job)
 
     # ---- menu slots ---------------------------------------------------------------------------
     @Slot()

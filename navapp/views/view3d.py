@@ -9,7 +9,8 @@ The scene is changed only from session slots, on the GUI thread.
 
 from __future__ import annotations
 
-from functools import partial
+import logging
+from functools import cache, partial
 from typing import Any
 
 import numpy as np
@@ -17,11 +18,15 @@ import pyvista as pv
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 from pyvistaqt import QtInteractor
+from vtkmodules.vtkRenderingCore import vtkPolyDataMapper
 
 from inference import registry
 
+from ..display.surfaces import surface_polydata
 from ..state.session import SOURCE_ANALYSIS, Session
 from .screw_panel import GRADE_COLOURS
+
+LOG = logging.getLogger("spinenav.gui")
 
 NO_LABELS_TEXT = (
     "No vertebrae yet — press Analyze to find and name them, or open a label map (File → Open labels…)"
@@ -41,18 +46,14 @@ STANDARD_VIEWS = {  # name → (camera direction from the spine, view-up), LPS
     "Superior": ((0.0, 0.0, 1.0), (0.0, -1.0, 0.0)),
     "Inferior": ((0.0, 0.0, -1.0), (0.0, -1.0, 0.0)),
 }
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "swiftshader", "gdi generic", "basic render")
+"""OpenGL renderer names of CPU rasterizers (Mesa, Windows' fallback): see `View3D.adapt_to_renderer`."""
+SURFACE_DELAY_MS = 20
+"""New surfaces are added this long after the labels change, once the rest has been painted."""
 _CROSSHAIR_COLOUR = (1.0, 0.78, 0.0)
 MARKER_RADIUS_MM = 6.0
 """Sphere drawn at each analysed vertebra center."""
 _NAME_OFFSET_MM = np.array([-45.0, 0.0, 0.0])  # names beside the spine, on the patient's right
-
-
-def surface_to_polydata(mesh: Any) -> pv.PolyData:
-    """A core surface mesh (``vertices`` (N, 3) LPS mm, ``faces`` (M, 3) int) as `pyvista.PolyData`."""
-    vertices = np.asarray(mesh.vertices, dtype=float)
-    faces = np.asarray(mesh.faces, dtype=np.int64)
-    cells = np.hstack([np.full((len(faces), 1), 3, dtype=np.int64), faces]).ravel()
-    return pv.PolyData(vertices, cells)
 
 
 class View3D(QWidget):
@@ -70,22 +71,24 @@ class View3D(QWidget):
         self.message.setWordWrap(True)
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message.setStyleSheet("QLabel { background: #2a2d33; color: #e6e6e6; padding: 6px; }")
-        layout.addWidget(self.message)
         # auto_update=False: we render when the scene changes instead of on a timer
         self.plotter = QtInteractor(self, auto_update=False)
         self.plotter.set_background(_BACKGROUND)
         self.plotter.add_orientation_widget(_orientation_cube(), viewport=(0.0, 0.0, 0.16, 0.22))
         layout.addWidget(self.plotter, 1)
-        self.vertebra_actors: dict[int, Any] = {}
-        """Surface actors by label-map id (as in the file, before corrections)."""
-        self.marker_actors: dict[int, Any] = {}
-        """Center spheres of an analysis by vertebra id as shown."""
+        # the message floats over the top of the scene instead of taking layout space: showing or
+        # hiding it must not resize the render window (each resize is one more full render)
+        self.message.raise_()
+        self._vertebra_actors: dict[int, Any] = {}
+        self._surfaces_pending = False
+        self._marker_actors: dict[int, Any] = {}
         self._crosshair_actor: Any = None
-        self.lesion_actor: Any = None
-        """Translucent-red surface of the analysis' lesion suspicion (None without one)."""
+        self._lesion_actor: Any = None
         self.lesions_visible = False
         self.isolated = False
         """Only the selected vertebra is drawn."""
+        self.software_rendering: bool | None = None
+        """The OpenGL renderer rasterizes on the CPU (None until known: see `adapt_to_renderer`)."""
         self.screw_actors: list[Any] = []
         self.handle_widgets: dict[str, Any] = {}
         """Draggable spheres at the selected screw's ``entry`` and ``tip``."""
@@ -100,6 +103,32 @@ class View3D(QWidget):
         session.crosshair_changed.connect(self._on_crosshair_changed)
         session.screws_changed.connect(self._on_screws_changed)
 
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._place_message()
+
+    def _place_message(self) -> None:
+        width = self.width()
+        self.message.setGeometry(0, 0, width, self.message.heightForWidth(width))
+
+    @property
+    def vertebra_actors(self) -> dict[int, Any]:
+        """Surface actors by label-map id (as in the file, before corrections); builds pending ones."""
+        self.build_surfaces()
+        return self._vertebra_actors
+
+    @property
+    def marker_actors(self) -> dict[int, Any]:
+        """Center spheres of an analysis by vertebra id as shown; builds pending ones."""
+        self.build_surfaces()
+        return self._marker_actors
+
+    @property
+    def lesion_actor(self) -> Any:
+        """Translucent-red surface of the analysis' lesion suspicion (None without one)."""
+        self.build_surfaces()
+        return self._lesion_actor
+
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
         return QSize(480, 400)
 
@@ -107,7 +136,7 @@ class View3D(QWidget):
     def reset_camera(self) -> None:
         """Look at the patient from the front-left, superior up; fit the spine (or the CT box)."""
         plotter = self.plotter
-        actors = [*self.vertebra_actors.values(), *self.marker_actors.values()]
+        actors = [*self._vertebra_actors.values(), *self._marker_actors.values()]
         if actors:
             bounds = np.array([a.GetBounds() for a in actors])
             lo, hi = bounds[:, 0::2].min(axis=0), bounds[:, 1::2].max(axis=0)
@@ -116,19 +145,43 @@ class View3D(QWidget):
         elif self.session.ct is not None:
             lo, hi = self.session.ct.physical_bounds()
         else:
-            plotter.reset_camera()
+            plotter.renderer.reset_camera(render=False)
             self.render_scene()
             return
         centre = (np.asarray(lo) + np.asarray(hi)) / 2.0
         # from anterior (−P), a little toward patient Left (+L) and above (+S): the spine's front and side
         view_dir = np.array([0.55, -1.0, 0.25])
         plotter.camera_position = [tuple(centre + 500.0 * view_dir), tuple(centre), (0.0, 0.0, 1.0)]
-        plotter.reset_camera(bounds=(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]))
+        plotter.renderer.reset_camera(render=False, bounds=(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]))
         plotter.camera.zoom(0.9)  # a margin around the spine
         self.render_scene()
 
     def render_scene(self) -> None:
-        """Draw the scene now (no-op once the plotter is closed)."""
+        """Redraw at the next pass of the event loop: Qt merges the requests of one pass into one
+        paint, so a slot that changes many actors costs one render, after it returns (no-op once
+        the plotter is closed)."""
+        if not getattr(self.plotter, "_closed", True):
+            QWidget.update(self.plotter)  # the widget's repaint, not pyvista's Plotter.update
+
+    def adapt_to_renderer(self) -> None:
+        """Once the window is on screen: on a CPU rasterizer (Mesa llvmpipe in a VM or under Xvfb,
+        a remote desktop without GPU), trade 4× multisampling for FXAA. Multisampling quadruples
+        the fragments to shade, and a spine of ~200 000 triangles then takes ~0.2 s per frame on
+        two cores instead of ~0.04 s; the frame rate, not the edge quality, decides whether the
+        view can be turned. A GPU keeps multisampling."""
+        if self.software_rendering is not None or not self.plotter.isVisible():
+            return
+        caps = self.plotter.ren_win.ReportCapabilities() or ""
+        renderer = next((line for line in caps.splitlines() if "renderer string" in line.lower()), "")
+        self.software_rendering = any(name in renderer.lower() for name in SOFTWARE_RENDERERS)
+        if self.software_rendering:
+            LOG.info("3D view: %s is a software renderer; FXAA instead of multisampling", renderer.split(":")[-1])
+            self.plotter.ren_win.SetMultiSamples(0)
+            self.plotter.enable_anti_aliasing("fxaa")
+
+    def render_now(self) -> None:
+        """Draw the scene now, surfaces included (for a screenshot; no-op once the plotter is closed)."""
+        self.build_surfaces()
         if not getattr(self.plotter, "_closed", True):
             self.plotter.render()
 
@@ -138,6 +191,7 @@ class View3D(QWidget):
 
     # ---- session slots ------------------------------------------------------------------------
     def _on_ct_changed(self) -> None:
+        self.adapt_to_renderer()
         self._clear_vertebrae()
         self.plotter.remove_actor("ct_outline", render=False)
         self._crosshair_actor = None
@@ -164,8 +218,9 @@ class View3D(QWidget):
 
     def set_view(self, name: str) -> None:
         """Look at the spine from a standard direction: one of `STANDARD_VIEWS` (A, P, L, R, S, I)."""
+        self.build_surfaces()
         direction, up = STANDARD_VIEWS[name]
-        actors = [a for a in self.vertebra_actors.values() if a.GetVisibility()] or list(self.marker_actors.values())
+        actors = [a for a in self._vertebra_actors.values() if a.GetVisibility()] or list(self._marker_actors.values())
         if actors:
             bounds = np.array([a.GetBounds() for a in actors])
             lo, hi = bounds[:, 0::2].min(axis=0), bounds[:, 1::2].max(axis=0)
@@ -175,21 +230,22 @@ class View3D(QWidget):
             return
         centre = (np.asarray(lo) + np.asarray(hi)) / 2.0
         self.plotter.camera_position = [tuple(centre + 800.0 * np.asarray(direction)), tuple(centre), up]
-        self.plotter.reset_camera(bounds=(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]))
+        self.plotter.renderer.reset_camera(render=False, bounds=(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]))
         self.render_scene()
 
     def set_isolated(self, isolated: bool) -> None:
         """Draw only the selected vertebra (or all again)."""
+        self.build_surfaces()
         self.isolated = bool(isolated)
         self._on_vertebrae_changed(new_vertebrae=False)
 
     def _on_pick(self, actor: Any) -> None:
         lut = self.session.label_display_lut()
-        for label_id, a in self.vertebra_actors.items():
+        for label_id, a in self._vertebra_actors.items():
             if a is actor and int(lut[label_id]):
                 self.session.select_vertebra(int(lut[label_id]))
                 return
-        for vid, a in self.marker_actors.items():
+        for vid, a in self._marker_actors.items():
             if a is actor:
                 self.session.select_vertebra(vid)
                 return
@@ -227,66 +283,81 @@ class View3D(QWidget):
 
     def set_lesions_visible(self, visible: bool) -> None:
         """Show the lesion-suspicion surface inside see-through vertebrae (or hide it)."""
+        self.build_surfaces()
         self.lesions_visible = bool(visible)
-        if self.lesion_actor is not None:
-            self.lesion_actor.SetVisibility(self.lesions_visible)
+        if self._lesion_actor is not None:
+            self._lesion_actor.SetVisibility(self.lesions_visible)
         self._on_selection_changed(self.session.selected_id)
 
     def _on_labels_changed(self) -> None:
-        for actor in self.vertebra_actors.values():
+        for actor in self._vertebra_actors.values():
             self.plotter.remove_actor(actor, render=False)
-        self.vertebra_actors.clear()
+        self._vertebra_actors.clear()
         self.plotter.remove_actor("lesions", render=False)
-        self.lesion_actor = None
+        self._lesion_actor = None
+        # The new scene (surfaces, markers, names) is built in a later pass of the event loop.
+        # Its first frame uploads every triangle (~50 ms for a spine with a software renderer);
+        # done here, it would be painted in the same pass as the table and the slices that follow
+        # this signal, one long freeze. Whoever reads the actors before then gets them built.
+        if self.session.label_set is not None and not self._surfaces_pending:
+            self._surfaces_pending = True
+            # a real delay: a zero-delay call would still run in this pass, before the paint
+            QTimer.singleShot(SURFACE_DELAY_MS, self.build_surfaces)
+
+    def build_surfaces(self) -> None:
+        """Build the scene of new labels if that is still to do (see `_on_labels_changed`)."""
+        if not self._surfaces_pending or getattr(self.plotter, "_closed", True):
+            return
+        self._surfaces_pending = False
         label_set = self.session.label_set
-        if label_set is not None and label_set.lesion_mesh is not None:
-            self.lesion_actor = self.plotter.add_mesh(
-                surface_to_polydata(label_set.lesion_mesh),
-                color=_LESION_COLOUR,
-                smooth_shading=True,
+        if label_set is None:
+            self._on_vertebrae_changed(new_vertebrae=True)
+            return
+        if label_set.lesion_mesh is not None:
+            self._lesion_actor = self._add_surface(
+                label_set.lesion_surface if label_set.lesion_surface is not None
+                else surface_polydata(label_set.lesion_mesh),
+                _LESION_COLOUR,
                 name="lesions",
                 pickable=False,
-                render=False,
             )
-            self.lesion_actor.SetVisibility(self.lesions_visible)
-        if label_set is not None:
-            for info in label_set.vertebrae:
+            self._lesion_actor.SetVisibility(self.lesions_visible)
+        for info in label_set.vertebrae:
+            surface = label_set.surfaces.get(info.id)
+            if surface is None:
                 mesh = label_set.meshes.get(info.id)
                 if mesh is None or len(mesh.faces) == 0:
                     continue
-                self.vertebra_actors[info.id] = self.plotter.add_mesh(
-                    surface_to_polydata(mesh),
-                    color=np.array(info.colour) / 255.0,
-                    smooth_shading=True,
-                    specular=0.3,
-                    name=f"vertebra_{info.name}",
-                    render=False,
-                )
-        # the session follows with vertebrae_changed, which colours, names and frames them
+                surface = surface_polydata(mesh)
+            self._vertebra_actors[info.id] = self._add_surface(
+                surface, np.array(info.colour) / 255.0, name=f"vertebra_{info.name}", specular=0.3)
+        self._on_vertebrae_changed(new_vertebrae=True)  # markers, names, colours, selection, camera
 
-    def _on_vertebrae_changed(self, new_vertebrae: bool = True) -> None:
-        session = self.session
-        lut = session.label_display_lut()
-        selected = session.selected_id
-        for label_id, actor in self.vertebra_actors.items():
+    def _style_surfaces(self) -> None:
+        """Visibility and colour of each surface under its current name (after corrections)."""
+        lut = self.session.label_display_lut()
+        selected = self.session.selected_id
+        for label_id, actor in self._vertebra_actors.items():
             shown = int(lut[label_id])
             actor.SetVisibility(bool(shown) and (not self.isolated or selected in (0, shown)))
             if shown:
                 actor.prop.color = np.array(registry.by_id(shown).color) / 255.0
-        for actor in self.marker_actors.values():
+
+    def _on_vertebrae_changed(self, new_vertebrae: bool = True) -> None:
+        if self._surfaces_pending:
+            return  # new labels: build_surfaces draws everything once their surfaces are in
+        session = self.session
+        self._style_surfaces()
+        for actor in self._marker_actors.values():
             self.plotter.remove_actor(actor, render=False)
-        self.marker_actors.clear()
+        self._marker_actors.clear()
         self.plotter.remove_actor("vertebra_names", render=False)
         vertebrae = session.vertebrae
         if session.vertebra_source == SOURCE_ANALYSIS:
             for v in vertebrae:
-                self.marker_actors[v.id] = self.plotter.add_mesh(
-                    pv.Sphere(radius=MARKER_RADIUS_MM, center=tuple(v.center_lps)),
-                    color=np.array(v.colour) / 255.0,
-                    smooth_shading=True,
-                    name=f"marker_{v.name}",
-                    render=False,
-                )
+                marker = self._add_surface(_marker_sphere(), np.array(v.colour) / 255.0, name=f"marker_{v.name}")
+                marker.position = tuple(float(c) for c in v.center_lps)
+                self._marker_actors[v.id] = marker
         if vertebrae:
             self.plotter.add_point_labels(
                 np.array([v.center_lps for v in vertebrae]) + _NAME_OFFSET_MM,
@@ -309,15 +380,15 @@ class View3D(QWidget):
     def _on_selection_changed(self, vertebra_id: int, render: bool = True) -> None:
         lut = self.session.label_display_lut()
         plan = self.session.screw_plan
-        see_through = (self.lesions_visible and self.lesion_actor is not None) or bool(plan and plan.screws)
-        for label_id, actor in self.vertebra_actors.items():
+        see_through = (self.lesions_visible and self._lesion_actor is not None) or bool(plan and plan.screws)
+        for label_id, actor in self._vertebra_actors.items():
             if self.isolated:
                 shown = int(lut[label_id])
                 actor.SetVisibility(bool(shown) and vertebra_id in (0, shown))
             full = _SEE_THROUGH_OPACITY if see_through else 1.0
             dimmed = _DIMMED_OPACITY_LESIONS if see_through else _DIMMED_OPACITY
             actor.prop.opacity = full if vertebra_id in (0, int(lut[label_id])) else dimmed
-        for vid, actor in self.marker_actors.items():
+        for vid, actor in self._marker_actors.items():
             actor.prop.opacity = 1.0 if vertebra_id in (0, vid) else _DIMMED_OPACITY
         if render:
             self.render_scene()
@@ -329,12 +400,30 @@ class View3D(QWidget):
         self.render_scene()
 
     # ---- helpers ------------------------------------------------------------------------------
+    def _add_surface(self, surface: pv.PolyData, colour: Any, *, name: str, specular: float = 0.0,
+                     pickable: bool = True) -> pv.Actor:
+        """An actor for a surface that carries its normals, added without a render.
+
+        A bare mapper and actor instead of ``add_mesh``: no normals recomputed, no scalar or colour
+        map machinery, a fraction of a millisecond per vertebra on the GUI thread.
+        """
+        mapper = vtkPolyDataMapper()
+        mapper.SetInputData(surface)
+        mapper.ScalarVisibilityOff()
+        actor = pv.Actor(mapper=mapper)
+        actor.prop.color = colour
+        actor.prop.interpolation = "gouraud"
+        actor.prop.specular = specular
+        actor.SetPickable(pickable)
+        self.plotter.add_actor(actor, name=name, reset_camera=False, render=False)
+        return actor
+
     def _clear_vertebrae(self) -> None:
-        for actor in [*self.vertebra_actors.values(), *self.marker_actors.values()]:
+        for actor in [*self._vertebra_actors.values(), *self._marker_actors.values()]:
             self.plotter.remove_actor(actor, render=False)
         self.plotter.remove_actor("vertebra_names", render=False)
-        self.vertebra_actors.clear()
-        self.marker_actors.clear()
+        self._vertebra_actors.clear()
+        self._marker_actors.clear()
 
     def _update_message(self) -> None:
         if self.session.ct is None:
@@ -344,7 +433,14 @@ class View3D(QWidget):
         else:
             text = ""
         self.message.setText(text)
+        self._place_message()
         self.message.setVisible(bool(text))
+
+
+@cache
+def _marker_sphere() -> pv.PolyData:
+    """The center marker at the origin (one polydata shared by every marker actor)."""
+    return pv.Sphere(radius=MARKER_RADIUS_MM, center=(0.0, 0.0, 0.0)).compute_normals()
 
 
 def _orientation_cube() -> Any:

@@ -95,7 +95,7 @@ class AnalysisOutcome:
 def analyze_for_display(
     runner: AnalysisRunner, ct: Volume, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
 ) -> AnalysisOutcome:
-    """`AnalysisRunner.analyze`, then one surface mesh per segmented vertebra for the 3D view."""
+    """`AnalysisRunner.analyze`, then one surface per segmented vertebra, ready to draw in the 3D view."""
     tell = report(progress)
     result = runner.analyze(ct, progress=sub_progress(tell, 0.0, 0.85), cancel=cancel)
     seg = result.segmentation
@@ -104,13 +104,17 @@ def analyze_for_display(
     from inference.measure import vertebra_centers, vertebra_volumes_ml
     from inference.mesh import mesh_label_map
 
+    from ..display.surfaces import surface_polydata, surface_polydata_all
     from ..state.session import LabelSet, vertebra_infos
 
     check_cancel(cancel)
     tell(0.85, "building surfaces")
-    meshes = mesh_label_map(seg.labels, progress=sub_progress(tell, 0.85, 1.0), cancel=cancel)
+    meshes = dict(mesh_label_map(seg.labels, progress=sub_progress(tell, 0.85, 0.98), cancel=cancel))
     infos = vertebra_infos(vertebra_centers(seg.labels), vertebra_volumes_ml(seg.labels))
-    return AnalysisOutcome(result, LabelSet(seg.labels, infos, dict(meshes), lesion_surface(seg.lesions)))
+    lesions = lesion_surface(seg.lesions)
+    label_set = LabelSet(seg.labels, infos, meshes, lesions, surfaces=surface_polydata_all(meshes),
+                         lesion_surface=surface_polydata(lesions) if lesions is not None else None)
+    return AnalysisOutcome(result, label_set)
 
 
 def lesion_surface(lesions: Volume):

@@ -75,9 +75,12 @@ def load_labels(
     centers = vertebra_centers(labels)
     volumes = vertebra_volumes_ml(labels)
     check_cancel(cancel)
-    meshes = mesh_label_map(labels, progress=sub_progress(progress, 0.15, 1.0), cancel=cancel)
+    from ..display.surfaces import surface_polydata_all
+
+    meshes = dict(mesh_label_map(labels, progress=sub_progress(progress, 0.15, 0.95), cancel=cancel))
+    surfaces = surface_polydata_all(meshes)
     progress(1.0, "labels loaded")
-    return LabelSet(labels, vertebra_infos(centers, volumes), dict(meshes))
+    return LabelSet(labels, vertebra_infos(centers, volumes), meshes, surfaces=surfaces)
 
 
 def _grid_text(volume: Volume) -> str:

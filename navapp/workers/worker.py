@@ -10,6 +10,7 @@ these signals, which run on the GUI thread.
 from __future__ import annotations
 
 import tempfile
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,9 @@ from inference.progress import CancelToken, ProgressCallback
 
 Job = Callable[..., Any]
 """``fn(*, progress: ProgressCallback, cancel: CancelToken) -> result``."""
+
+PROGRESS_INTERVAL_S = 0.1
+"""Shortest time between two progress reports with the same message (see `Worker._report`)."""
 
 ERROR_LOG = Path(tempfile.gettempdir()) / "spinenav-gui-error.log"
 
@@ -57,13 +61,23 @@ class Worker(QObject):
         self.description = description
         self.cancel_token = CancelToken()
         self.error: BaseException | None = None
+        self._last_message: str | None = None
+        self._last_emit = 0.0
 
     def cancel(self) -> None:
         """Ask the job to stop at its next cancel point (thread-safe)."""
         self.cancel_token.cancel()
 
     def _report(self, fraction: float, message: str) -> None:
-        self.progress.emit(float(fraction), str(message))
+        # every emission is one queued call on the GUI thread, and a reader or filter can report
+        # thousands of times a second: the bar gets a new message at once, the same message's
+        # fraction at most every PROGRESS_INTERVAL_S
+        now = time.monotonic()
+        message = str(message)
+        if message == self._last_message and now - self._last_emit < PROGRESS_INTERVAL_S and fraction < 1.0:
+            return
+        self._last_message, self._last_emit = message, now
+        self.progress.emit(float(fraction), message)
 
     @Slot()
     def run(self) -> None:

@@ -1,0 +1,43 @@
+"""Training-data plumbing that decides what the models learn (no training runs here)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inference.preprocess import AIR_HU
+from inference.train.train_localizer import MIN_VISIBLE, restrict_fov
+
+
+def _column(n_levels: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A (k, j, i) = (112, 64, 64) crop at 4 mm with ``n_levels`` box vertebrae stacked along k."""
+    x = np.full((112, 64, 64), 40.0, np.float32)
+    y = np.zeros(x.shape, np.uint8)
+    ids = np.arange(20, 20 + n_levels)
+    centers = []
+    for n, vid in enumerate(ids):
+        k0 = 10 + 8 * n
+        y[k0 : k0 + 7, 28:38, 26:38] = vid
+        x[y == vid] = 400.0
+        centers.append(np.argwhere(y == vid).mean(axis=0))
+    return x, y, np.array(centers), ids
+
+
+def test_narrowed_field_of_view_is_air_and_keeps_targets_of_visible_vertebrae():
+    x0, y0, centers, ids = _column()
+    full = {vid: int((y0 == vid).sum()) for vid in ids}
+    narrowed = 0
+    for seed in range(40):
+        x, y, kept = restrict_fov(x0.copy(), y0.copy(), centers, ids, np.random.default_rng(seed))
+        outside = x == AIR_HU
+        assert outside.any() and not y[outside].any()  # cut away: air, background
+        assert np.array_equal(x[~outside], x0[~outside]) and np.array_equal(y[~outside], y0[~outside])
+        expected = []
+        for n, vid in enumerate(ids):
+            visible = int((y == vid).sum())
+            if visible >= 0.95 * full[vid]:
+                expected.append(centers[n])  # (nearly) whole: its own center
+            elif visible and visible >= MIN_VISIBLE * full[vid]:
+                expected.append(np.argwhere(y == vid).mean(axis=0))  # cut: the visible part's centroid
+                narrowed += 1
+        assert np.allclose(kept, np.array(expected).reshape(-1, 3))
+    assert narrowed > 0  # some draws cut a vertebra, so both rules were exercised
