@@ -212,3 +212,17 @@ def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
     with np.errstate(divide="ignore"):
         out = np.log(np.sum(np.exp(a - mx), axis=axis, keepdims=True)) + mx
     return np.squeeze(out, axis=axis)
+
+
+ANCHORS: tuple[tuple[str, ...], ...] = (("C1",), ("C2",), ("C7", "T1"), ("T12", "L1"), ("T13", "L1"), ("S1",))
+"""Landmarks levels are counted from: the skull base (C1, C2 and the dens), the first rib (C7/T1),
+the last rib (T12 or T13 above L1) and the sacrum. A set of labels is anchored when all names of
+one of these tuples are among them."""
+
+
+def is_anchored(names: list[str] | set[str]) -> bool:
+    """True when the labelled column holds one of `ANCHORS`, so its levels were counted from a
+    landmark in view rather than guessed from the shape of a few vertebrae."""
+    present = set(names)
+    return any(set(anchor) <= present for anchor in ANCHORS)
+

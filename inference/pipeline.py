@@ -17,7 +17,7 @@ import torch
 
 from . import registry
 from .errors import InputError, WeightsError
-from .label import LEVELS, decode
+from .label import LEVELS, decode, is_anchored
 from .localize import LocalizerOutput, drop_off_column, find_candidates, order_head_to_foot, run_localizer
 from .measure import vertebra_voxel_counts
 from .models.localizer import LocalizerNet
@@ -32,6 +32,8 @@ LOCALIZER = "localizer"
 SEGMENTER = "segmenter"
 UNCERTAIN_BELOW = 0.7
 """A label whose posterior probability is below this is flagged ``label_uncertain``."""
+UNANCHORED_CAP = 0.5
+"""Highest label probability given when the column in view holds no landmark (`label.is_anchored`)."""
 BORDER_MM = 8.0
 """A center closer than this to the scan's edge is flagged ``partial_at_border``."""
 MAX_CANDIDATES = 60
@@ -197,6 +199,12 @@ class Pipeline:
                     alts,
                 )
             )
+        if vertebrae and not is_anchored([v.name for v in vertebrae]):
+            # no landmark in view: the levels come from the look of a few vertebrae, which on real
+            # small fields of view was wrong for every vertebra (docs/localization.md)
+            for v in vertebrae:
+                v.confidence = min(v.confidence, UNANCHORED_CAP)
+                v.qa_flags.append("label_unanchored")
         timings["label"] = time.perf_counter() - t1
         seg = None
         if self.segmenter is not None:
@@ -248,6 +256,9 @@ def _qa(vertebrae: list[VertebraResult], ct: Volume, seg: SegmentationOutput | N
     notes = []
     if not vertebrae:
         notes.append("no vertebra found: is this a CT of the spine?")
+    if any("label_unanchored" in v.qa_flags for v in vertebrae):
+        notes.append("labels not anchored: the scan shows neither C2, the sacrum nor a first or last rib, so the "
+                     "levels are guessed from the shape of a few vertebrae; count them on a scan that shows one")
     k, j, i = ct.array.shape
     for v in vertebrae:
         if v.confidence < UNCERTAIN_BELOW:

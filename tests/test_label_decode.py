@@ -119,3 +119,13 @@ def test_a_weak_spurious_peak_is_dropped():
     d = decode(np.array(e), scores=scores)
     assert _names(d.ids[d.ids > 0]) == seq
     assert d.ids[2] == 0 and d.confidence[2] > 0.5
+
+
+def test_a_column_is_anchored_only_by_a_landmark_in_view():
+    from inference.label import is_anchored
+
+    assert is_anchored(["T12", "L1", "L2"])  # the last rib
+    assert is_anchored(["L4", "L5", "S1"]) and is_anchored(["C2", "C3"]) and is_anchored(["C6", "C7", "T1"])
+    assert is_anchored(["T13", "L1"])
+    assert not is_anchored(["L2", "L3", "L4"]) and not is_anchored(["T11", "T12"]) and not is_anchored([])
+    assert not is_anchored(["T12", "L2"])  # both sides of the transition must be in view

@@ -86,6 +86,17 @@ def test_qa_flags_gap_and_border():
     assert any("gap between L1 and L3" in q for q in result.qa)
 
 
+def test_labels_without_a_landmark_in_view_are_capped_and_flagged():
+    from inference.pipeline import UNANCHORED_CAP
+
+    ct, centers = _spine_ct()  # L1-L3: no sacrum, no rib transition, no C2
+    result = _fake_pipeline(ct, centers).analyze(ct)
+    assert [v.name for v in result.vertebrae] == ["L1", "L2", "L3"]
+    assert all(v.confidence <= UNANCHORED_CAP for v in result.vertebrae)
+    assert all({"label_unanchored", "label_uncertain"} <= set(v.qa_flags) for v in result.vertebrae)
+    assert any(q.startswith("labels not anchored") for q in result.qa)
+
+
 def test_untrained_network_runs_end_to_end():
     """The real architecture on a tiny volume: shapes line up, whatever it predicts."""
     ct, _ = _spine_ct()

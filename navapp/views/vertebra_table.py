@@ -30,6 +30,7 @@ from .view3d import NO_CT_TEXT, NO_LABELS_TEXT
 
 QA_TEXT = {
     "label_uncertain": "uncertain label",
+    "label_unanchored": "no landmark in view",
     "partial_at_border": "cut by scan edge",
     "gap_above": "gap above",
     "gap_below": "gap below",
