@@ -82,14 +82,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     levels = parse_levels(args.levels)
     progress, close = _progress_bar()
     try:
-        screws = plan_bundle(args.bundle, levels, force=args.force, progress=progress)
+        result = plan_bundle(args.bundle, levels, force=args.force, progress=progress)
     finally:
         close()
+    screws = result.screws
     for s in screws:
         flags = ", ".join(f for f, on in (("enters canal", s.enters_canal), ("collides", s.collides)) if on)
         print(f"  {s.level:<4} {s.side:<5} {s.diameter_mm:.1f} x {s.length_mm:.0f} mm  medial {s.medial_deg:5.1f}°  "
               f"caudal {s.caudal_deg:5.1f}°  breach {s.breach_mm:.1f} mm  grade {s.grade}"
               + (f"  [{flags}]" if flags else "") + ("  " + "; ".join(s.notes) if s.notes else ""))
+    for what, why in result.not_planned.items():
+        print(f"  {what:<10} {why}")
     sm = summary(screws)
     print(f"{len(screws)} screws planned in {args.bundle} (trajectories.json, trajectories.mrk.json; LPS mm): "
           f"grades {sm['per_grade']}; proposals to check and edit, not a validated plan")

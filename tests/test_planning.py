@@ -117,3 +117,26 @@ def test_plan_command_adds_trajectories_to_a_bundle(tmp_path, capsys):
     assert main(["plan", str(bundle), "--levels", "L9"]) == 2
     assert main(["plan", str(tmp_path / "nothing")]) == 2
     assert "not a SpineNav bundle" in capsys.readouterr().err
+
+
+def _crop(vol: Volume, k_from: int = 0, j_to: int | None = None) -> Volume:
+    """The slab k ≥ k_from, j < j_to of an axis-aligned volume (identity direction)."""
+    origin = np.array(vol.origin) + np.array(vol.spacing) * np.array([0, 0, k_from])
+    return Volume(vol.array[k_from:, :j_to].copy(), vol.spacing, tuple(origin))
+
+
+def test_a_vertebra_cut_by_the_scan_is_not_planned_but_a_process_tip_at_the_edge_is_fine():
+    from inference.planning.bundle import CUT_AREA_MM2, plan_labels_with_models
+
+    whole = _vertebra(spacing=1.0)
+    assert plan_labels_with_models(whole).not_planned == {}
+    # the scan ends 5 mm below the pedicles: through the body (~1000 mm² of bone on the edge)
+    cut = plan_labels_with_models(_crop(whole, k_from=20))
+    assert cut.screws == [] and list(cut.not_planned) == ["L3"]
+    assert "cuts L3 across" in cut.not_planned["L3"] and "whole vertebra" in cut.not_planned["L3"]
+    # only the spinous process (6 x 16 mm) reaches the posterior edge of a tight field of view
+    tip = _crop(whole, j_to=int(55 + 35))
+    touching = tip.array[:, -1] == L3
+    assert 0 < touching.sum() < CUT_AREA_MM2
+    result = plan_labels_with_models(tip)
+    assert [s.side for s in result.screws] == ["left", "right"] and result.not_planned == {}

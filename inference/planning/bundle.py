@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,37 +53,103 @@ def parse_levels(text: str | None) -> list[int] | None:
     return registry.sort_ids(set(out))
 
 
+CUT_MARGIN_MM = 10.0
+"""A screw whose axis passes closer than this to where the scan's edge cuts its vertebra is not
+proposed: the bone around it is partly outside the image, so neither its size nor its grade can
+be trusted."""
+
+
+CUT_AREA_MM2 = 200.0
+"""A vertebra cut by the scan's edge across more bone than this (the tip of a process touching the
+edge is ~50-100 mm²; a cut through the body or the arch is ~1000 mm² and more) is not planned."""
+
+
+@dataclass
+class PlanResult:
+    """What `plan_labels_with_models` gives: vertebra models (level name → `VertebraModel`, to
+    grade edited screws), the proposed screws, and why anything wanted was not planned
+    (``"T12 left"`` or ``"T11"`` → a sentence)."""
+
+    models: dict[str, VertebraModel]
+    screws: list[Screw]
+    not_planned: dict[str, str] = field(default_factory=dict)
+
+
 def plan_labels(labels, levels: list[int] | None = None, *, progress: ProgressCallback | None = None,
                 cancel: CancelToken | None = None) -> list[Screw]:
     """Two screws per planned level of a label map (thoracic and lumbar levels unless ``levels``)."""
-    return plan_labels_with_models(labels, levels, progress=progress, cancel=cancel)[1]
+    return plan_labels_with_models(labels, levels, progress=progress, cancel=cancel).screws
 
 
 def plan_labels_with_models(labels, levels: list[int] | None = None, *, progress: ProgressCallback | None = None,
-                            cancel: CancelToken | None = None) -> tuple[dict[str, VertebraModel], list[Screw]]:
-    """`plan_labels` plus the vertebra models (level name → `VertebraModel`) that grade edited screws."""
+                            cancel: CancelToken | None = None) -> PlanResult:
+    """`plan_labels` with the vertebra models and the reasons for what was not planned."""
     tell = report(progress)
     centers = vertebra_centers(labels)
     present = registry.sort_ids(centers)
     wanted = [vid for vid in present if (levels is None and registry.by_id(vid).region in PLANNED_REGIONS)
               or (levels is not None and vid in levels)]
-    models: dict[str, VertebraModel] = {}
-    screws: list[Screw] = []
+    result = PlanResult({}, [])
     for n, vid in enumerate(wanted):
         check_cancel(cancel)
-        tell(n / max(len(wanted), 1), f"planning {registry.name_of(vid)}")
+        name = registry.name_of(vid)
+        tell(n / max(len(wanted), 1), f"planning {name}")
         k = present.index(vid)
         up = None
         if 0 < k < len(present) - 1:
             up = centers[present[k - 1]] - centers[present[k + 1]]  # cranial neighbour minus caudal one
         try:
             model, level_screws = plan_vertebra(labels, vid, up_hint=None if up is None else up / np.linalg.norm(up))
-        except ValueError:
+        except ValueError as exc:
+            result.not_planned[name] = f"not planned: {exc}"
             continue
-        models[model.level] = model
-        screws += level_screws
-    tell(1.0, f"{len(screws)} screws")
-    return models, screws
+        result.models[model.level] = model
+        cut, cut_mm2 = field_of_view_cut(labels, vid)
+        if cut_mm2 > CUT_AREA_MM2:
+            result.not_planned[name] = (
+                f"not planned: the scan's edge cuts {name} across {cut_mm2:.0f} mm² of bone (more than a process "
+                "tip); plan it on a scan that shows the whole vertebra")
+            continue
+        kept = []
+        for s in level_screws:
+            gap = None if cut is None else _distance_to_segment(cut, s.entry_lps, s.target_lps).min()
+            if gap is not None and gap < CUT_MARGIN_MM:
+                result.not_planned[f"{s.level} {s.side}"] = (
+                    f"not planned: the scan's edge cuts {s.level} {gap:.0f} mm from this screw's axis; "
+                    "plan it on a scan that shows the whole vertebra")
+            else:
+                kept.append(s)
+        if len(kept) < 2:
+            for s in kept:
+                s.collides = False  # its partner was dropped
+        result.screws += kept
+    tell(1.0, f"{len(result.screws)} screws")
+    return result
+
+
+def field_of_view_cut(labels, vertebra_id: int) -> tuple[np.ndarray | None, float]:
+    """Where the field of view cuts ``vertebra_id``: LPS points (N, 3) of its voxels on the faces of
+    the image grid (None when it lies wholly inside) and the area of that cut in mm²."""
+    a = labels.array
+    spacing_kji = np.asarray(labels.spacing, float)[::-1]
+    found, area = [], 0.0
+    for axis in range(3):
+        pixel_mm2 = float(np.prod(np.delete(spacing_kji, axis)))
+        for index in (0, a.shape[axis] - 1):
+            face = np.argwhere(np.take(a, index, axis=axis) == vertebra_id)
+            if len(face):
+                found.append(np.insert(face, axis, index, axis=1))
+                area += len(face) * pixel_mm2
+    if not found:
+        return None, 0.0
+    kji = np.concatenate(found)
+    return labels.index_to_lps(kji[:, ::-1].astype(float)), area
+
+
+def _distance_to_segment(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ab = b - a
+    t = np.clip((points - a) @ ab / max(float(ab @ ab), 1e-12), 0.0, 1.0)
+    return np.linalg.norm(points - (a + t[:, None] * ab), axis=1)
 
 
 def trajectory_files(screws: list[Screw]) -> dict[str, bytes]:
@@ -90,18 +157,19 @@ def trajectory_files(screws: list[Screw]) -> dict[str, bytes]:
     return {TRAJECTORIES: json_bytes(trajectories_doc(screws)), TRAJECTORY_MARKUPS: json_bytes(line_markups(screws))}
 
 
-def plan_manifest(screws: list[Screw], method: str) -> dict[str, Any]:
+def plan_manifest(screws: list[Screw], method: str, not_planned: dict[str, str] | None = None) -> dict[str, Any]:
     """The manifest's ``plan`` section."""
     return {
         "levels": [registry.name_of(v) for v in registry.sort_ids({registry.id_of(s.level) for s in screws})],
         "screws": len(screws),
         "method": method,
         "grades": summary(screws),
+        "not_planned": dict(not_planned or {}),
     }
 
 
 def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, force: bool = False,
-                progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> list[Screw]:
+                progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> PlanResult:
     """Plan screws on the bundle's labels.nii.gz and add trajectories.json / .mrk.json to it."""
     bundle = Path(bundle)
     manifest_path, labels_path = bundle / "manifest.json", bundle / "labels.nii.gz"
@@ -113,7 +181,8 @@ def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, force: b
     if (bundle / TRAJECTORIES).exists() and not force:
         raise InputError(bundle / TRAJECTORIES, "exists already; pass --force to replace the planned screws")
     labels = read_image_file(labels_path, what="label map")
-    screws = plan_labels(labels, levels, progress=progress, cancel=cancel)
+    result = plan_labels_with_models(labels, levels, progress=progress, cancel=cancel)
+    screws = result.screws
     manifest = json.loads(manifest_path.read_text())
     with atomic_output_dir(bundle, force=True) as tmp:
         for item in bundle.iterdir():
@@ -126,9 +195,9 @@ def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, force: b
         files = [file_record(tmp, p) for p in sorted(tmp.rglob("*"), key=lambda p: p.relative_to(tmp).as_posix())
                  if p.is_file() and p.name != "manifest.json"]
         manifest["files"] = files
-        manifest["plan"] = plan_manifest(screws, AUTOMATIC)
+        manifest["plan"] = plan_manifest(screws, AUTOMATIC, result.not_planned)
         (tmp / "manifest.json").write_bytes(json_bytes(manifest))
-    return screws
+    return result
 
 
 def trajectories_doc(screws: list[Screw]) -> dict[str, Any]:

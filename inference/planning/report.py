@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import read_label_map
-from .bundle import plan_labels, summary
+from .bundle import CUT_AREA_MM2, CUT_MARGIN_MM, plan_labels, plan_labels_with_models, summary
 
 LOG = logging.getLogger("spinenav.planning.report")
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,10 +89,11 @@ def run() -> dict[str, Any]:
     every = []
     for name, path in label_maps():
         labels = read_label_map(path)
-        screws = plan_labels(labels)
+        result = plan_labels_with_models(labels)
+        screws = result.screws
         every += screws
         cases[name] = {"path": os.path.relpath(path, ROOT), "summary": summary(screws),
-                       "screws": [s.to_json() for s in screws]}
+                       "screws": [s.to_json() for s in screws], "not_planned": result.not_planned}
     return {"overall": summary(every), "n_screws": len(every), "cases": cases, "own": run_on_own_segmentation()}
 
 
@@ -105,7 +106,10 @@ def markdown(res: dict[str, Any]) -> str:
         "level of each real reference label map is planned automatically (`spinenav plan`) and each screw is "
         "graded against that same mask (Gertzbein–Robbins on the mask: A no breach (≤ 0.5 mm, the grading grid), "
         "B < 2 mm, C 2–4, D 4–6, E ≥ 6 mm). Grading on the mask alone: no cortical HU, no nerve roots or vessels. "
-        "Proposals are starting points for the surgeon to check and edit, not a validated plan.",
+        "Proposals are starting points for the surgeon to check and edit, not a validated plan. A vertebra "
+        f"that the scan's edge cuts across more than {CUT_AREA_MM2:g} mm² of bone, and a screw whose axis would "
+        f"pass within {CUT_MARGIN_MM:g} mm of such a cut, are not planned: the bone around the screw is partly "
+        "outside the image. They are listed as not planned, with levels the planner could not model.",
         "",
         f"**All cases: {res['n_screws']} screws, {o['a_or_b']} grade A or B** — per grade {o['per_grade']}; "
         f"{o['entering_canal']} entering the canal; {o['colliding_pairs']} colliding pairs.",
@@ -121,6 +125,9 @@ def markdown(res: dict[str, Any]) -> str:
                 f"{s['medial_angle_deg']} | {s['caudal_angle_deg']} | {s['breach_mm']} | {s['breach_grade']} | "
                 f"{'yes' if s['enters_canal'] else ''} | {'yes' if s['collides_with_other_screw'] else ''} | "
                 f"{'; '.join(s['notes'])} |")
+        for what, why in case.get("not_planned", {}).items():
+            level, _, side = what.partition(" ")
+            lines.append(f"| {name} | {level} | {side or 'both'} | | | | | | | | {why} |")
     own = res["own"]
     lines += ["", "## Planned on SpineNav's segmentation, graded on the reference mask", "",
               f"**{own['n_screws']} screws, {own['overall']['a_or_b']} grade A or B** — per grade "

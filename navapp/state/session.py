@@ -112,10 +112,12 @@ class LabelSet:
 
 @dataclass(eq=False)
 class ScrewPlan:
-    """Planned screws (edited in place) and the vertebra models that grade them, by level name."""
+    """Planned screws (edited in place), the vertebra models that grade them by level name, and
+    why a wanted screw or level was not planned (``"T12 left"`` → sentence)."""
 
     screws: list[Screw]
     models: dict[str, VertebraModel]
+    not_planned: dict[str, str] = field(default_factory=dict)
 
 
 def vertebra_infos(centers: dict[int, np.ndarray], volumes_ml: dict[int, float]) -> list[VertebraInfo]:

@@ -551,6 +551,7 @@ class MainWindow(QMainWindow):
             id_map=session.id_map,
             corrections=session.corrections,
             screws=list(session.screw_plan.screws) if session.screw_plan is not None else [],
+            not_planned=dict(session.screw_plan.not_planned) if session.screw_plan is not None else {},
             force=force,
         )
         return self._start_job(job, "export", EXPORT, self._on_export_done)
@@ -572,7 +573,10 @@ class MainWindow(QMainWindow):
         self.session.set_screw_plan(plan)
         self.screw_dock.raise_()
         n_ab = sum(s.grade in "AB" for s in plan.screws)
-        self.statusBar().showMessage(f"{len(plan.screws)} screws proposed, {n_ab} grade A or B: check each one")
+        text = f"{len(plan.screws)} screws proposed, {n_ab} grade A or B: check each one"
+        if plan.not_planned:
+            text += f" · not planned: {', '.join(plan.not_planned)} (see the Screws panel)"
+        self.statusBar().showMessage(text)
         self.plan_finished.emit()
 
     def save_screenshot(self, path: str | Path) -> None:

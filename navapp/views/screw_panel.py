@@ -142,8 +142,10 @@ class ScrewPanel(QWidget):
                                  "lumbar level.")
         else:
             n_ab = sum(s.grade in "AB" for s in screws)
-            self.message.setText(f"{len(screws)} screws, {n_ab} grade A or B. Drag the yellow entry and tip "
-                                 "spheres in 3D, or edit below.")
+            text = (f"{len(screws)} screws, {n_ab} grade A or B. Drag the yellow entry and tip spheres in 3D, "
+                    "or edit below.")
+            text += "".join(f"\n{what}: {why}" for what, why in plan.not_planned.items())
+            self.message.setText(text)
 
     # ---- slots --------------------------------------------------------------------------------
     def _on_row_selected(self) -> None:

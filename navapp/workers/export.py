@@ -71,6 +71,7 @@ def export_bundle(
     id_map: Mapping[int, int],
     corrections: Sequence[Correction] = (),
     screws: Sequence[Screw] = (),
+    not_planned: Mapping[str, str] | None = None,
     force: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
@@ -87,7 +88,7 @@ def export_bundle(
         from inference.planning.bundle import plan_manifest, trajectory_files
 
         extra_files = trajectory_files(list(screws))
-        manifest_extra = {"plan": plan_manifest(list(screws), PLAN_METHOD)}
+        manifest_extra = {"plan": plan_manifest(list(screws), PLAN_METHOD, dict(not_planned or {}))}
     if analysis is not None:
         from inference.export.analysis import write_analysis_bundle
 

@@ -23,6 +23,6 @@ def plan_screws(
 
     tell = report(progress)
     tell(0.0, "applying corrections")
-    models, screws = plan_labels_with_models(corrected_labels(labels, id_map), progress=sub_progress(tell, 0.05, 1.0),
-                                             cancel=cancel)
-    return ScrewPlan(screws, models)
+    result = plan_labels_with_models(corrected_labels(labels, id_map), progress=sub_progress(tell, 0.05, 1.0),
+                                     cancel=cancel)
+    return ScrewPlan(result.screws, result.models, result.not_planned)
