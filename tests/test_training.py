@@ -41,3 +41,13 @@ def test_narrowed_field_of_view_is_air_and_keeps_targets_of_visible_vertebrae():
                 narrowed += 1
         assert np.allclose(kept, np.array(expected).reshape(-1, 3))
     assert narrowed > 0  # some draws cut a vertebra, so both rules were exercised
+
+
+def test_bone_window_export_keeps_bone_and_flattens_the_rest():
+    from inference.train.train_localizer import bone_window_export
+
+    hu = np.linspace(-1024, 1500, 5000, dtype=np.float32).reshape(50, 100)
+    out = bone_window_export(hu, np.random.default_rng(0))
+    changed = out != hu
+    assert changed.any() and len(np.unique(out[changed])) == 1  # one fill value
+    assert hu[changed].max() < 300 and np.array_equal(out[hu >= 300], hu[hu >= 300])  # bone untouched

@@ -55,10 +55,11 @@ def _load(path: Path) -> dict[str, np.ndarray]:
 
 
 def sample_patch(case: dict[str, np.ndarray], rng: np.random.Generator, patch=PATCH,
-                 fov_p: float = 0.0) -> dict[str, np.ndarray]:
+                 fov_p: float = 0.0, clip_p: float = 0.0) -> dict[str, np.ndarray]:
     """A random crop around the spine (pads with air), its targets at 8 mm, and the scan descriptor.
 
-    With probability ``fov_p`` the field of view is narrowed further (`restrict_fov`).
+    With probability ``fov_p`` the field of view is narrowed further (`restrict_fov`), with
+    probability ``clip_p`` the HU are those of a bone-window export (`bone_window_export`).
     """
     hu = case["hu"].astype(np.float32)
     labels = case["labels"]
@@ -85,6 +86,8 @@ def sample_patch(case: dict[str, np.ndarray], rng: np.random.Generator, patch=PA
     c = centers - start  # (k, j, i) in patch voxels (4 mm)
     if rng.random() < fov_p:
         x, y, c = restrict_fov(x, y, c, case["ids"], rng)
+    if rng.random() < clip_p:
+        x = bone_window_export(x, rng)
     if rng.random() < 0.5:  # left-right mirror: vertebra levels are symmetric
         x, y = x[:, :, ::-1].copy(), y[:, :, ::-1].copy()
         c = c.copy()
@@ -139,6 +142,13 @@ def restrict_fov(x: np.ndarray, y: np.ndarray, centers: np.ndarray, ids: np.ndar
     return x, y, np.array(kept, np.float64).reshape(-1, 3)
 
 
+def bone_window_export(hu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """HU as some exports and thresholded reconstructions deliver them: everything below a bone
+    threshold (0-300 HU) replaced by one constant (-100 to 100 HU), so soft tissue and air vanish."""
+    threshold, fill = rng.uniform(0.0, 300.0), rng.uniform(-100.0, 100.0)
+    return np.where(hu < threshold, fill, hu).astype(np.float32)
+
+
 def heatmap_target(centers_kji_4mm: np.ndarray, out_shape: tuple[int, int, int]) -> np.ndarray:
     """Max of Gaussians (σ = HEATMAP_SIGMA_MM) at the centers, on the 8 mm output grid."""
     c8 = (np.asarray(centers_kji_4mm, float) - 0.5) / 2.0  # 8 mm voxel (a) covers 4 mm voxels 2a, 2a+1
@@ -183,6 +193,7 @@ def train(
     use_descriptor: bool,
     threads: int,
     fov_p: float = 0.0,
+    clip_p: float = 0.0,
 ) -> None:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -205,7 +216,8 @@ def train(
             LOG.info("waiting for pool cases")
             time.sleep(20)
             continue
-        items = [sample_patch(_load(files[int(rng.integers(len(files)))]), rng, fov_p=fov_p) for _ in range(batch)]
+        items = [sample_patch(_load(files[int(rng.integers(len(files)))]), rng, fov_p=fov_p, clip_p=clip_p)
+                 for _ in range(batch)]
         x = torch.from_numpy(np.stack([it["x"] for it in items])).to(device)
         cls = torch.from_numpy(np.stack([it["cls"] for it in items])).to(device)
         heat = torch.from_numpy(np.stack([it["heat"] for it in items])).to(device)
@@ -233,10 +245,12 @@ def main() -> None:
     parser.add_argument("--no-descriptor", action="store_true")
     parser.add_argument("--fov-p", type=float, default=0.0,
                         help="probability of narrowing a training crop to a small field of view")
+    parser.add_argument("--clip-p", type=float, default=0.0,
+                        help="probability of a bone-window export (soft tissue and air set to one value)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, not args.no_descriptor,
-          args.threads, args.fov_p)
+          args.threads, args.fov_p, args.clip_p)
 
 
 if __name__ == "__main__":
