@@ -444,8 +444,8 @@ def test_sample_case_fills_table_and_3d_view(qtbot, window, dialogs):
     assert names == SAMPLE_LEVELS
     assert window.vertebra_table.currentWidget() is window.vertebra_table.view
     view = window.view3d
-    assert view._surfaces_pending  # the surfaces are drawn in a later pass of the event loop
-    qtbot.waitUntil(lambda: not view._surfaces_pending, timeout=2000)
+    assert view._scene_stage != "done"  # the surfaces are drawn in later passes of the event loop
+    qtbot.waitUntil(lambda: view._scene_stage == "done", timeout=2000)
     assert sorted(view.vertebra_actors) == sorted(registry.id_of(n) for n in SAMPLE_LEVELS)
     assert not view.message.isVisible()
     for vid, actor in view.vertebra_actors.items():

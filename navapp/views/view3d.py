@@ -49,7 +49,9 @@ STANDARD_VIEWS = {  # name → (camera direction from the spine, view-up), LPS
 SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "swiftshader", "gdi generic", "basic render")
 """OpenGL renderer names of CPU rasterizers (Mesa, Windows' fallback): see `View3D.adapt_to_renderer`."""
 SURFACE_DELAY_MS = 20
-"""New surfaces are added this long after the labels change, once the rest has been painted."""
+"""New surfaces are added this long after the labels change, once the rest has been painted, and
+shown as long after that."""
+_DONE, _BUILD, _REVEAL = "done", "build", "reveal"
 _CROSSHAIR_COLOUR = (1.0, 0.78, 0.0)
 MARKER_RADIUS_MM = 6.0
 """Sphere drawn at each analysed vertebra center."""
@@ -80,7 +82,7 @@ class View3D(QWidget):
         # hiding it must not resize the render window (each resize is one more full render)
         self.message.raise_()
         self._vertebra_actors: dict[int, Any] = {}
-        self._surfaces_pending = False
+        self._scene_stage = _DONE
         self._marker_actors: dict[int, Any] = {}
         self._crosshair_actor: Any = None
         self._lesion_actor: Any = None
@@ -299,16 +301,38 @@ class View3D(QWidget):
         # Its first frame uploads every triangle (~50 ms for a spine with a software renderer);
         # done here, it would be painted in the same pass as the table and the slices that follow
         # this signal, one long freeze. Whoever reads the actors before then gets them built.
-        if self.session.label_set is not None and not self._surfaces_pending:
-            self._surfaces_pending = True
-            # a real delay: a zero-delay call would still run in this pass, before the paint
-            QTimer.singleShot(SURFACE_DELAY_MS, self.build_surfaces)
+        # Two later passes, each with its own paint: first the actors (hidden) with the markers,
+        # names and camera, then the surfaces shown, which uploads their triangles.
+        if self.session.label_set is not None:
+            if self._scene_stage == _DONE:
+                # a real delay: a zero-delay call would still run in this pass, before the paint
+                QTimer.singleShot(SURFACE_DELAY_MS, self._advance_scene)
+            self._scene_stage = _BUILD
 
     def build_surfaces(self) -> None:
-        """Build the scene of new labels if that is still to do (see `_on_labels_changed`)."""
-        if not self._surfaces_pending or getattr(self.plotter, "_closed", True):
+        """Finish the scene of new labels now if that is still to do (see `_on_labels_changed`)."""
+        while self._scene_stage != _DONE and not getattr(self.plotter, "_closed", True):
+            self._advance_scene(reschedule=False)
+
+    def _advance_scene(self, reschedule: bool = True) -> None:
+        if getattr(self.plotter, "_closed", True):
             return
-        self._surfaces_pending = False
+        if self._scene_stage == _BUILD:
+            self._scene_stage = _REVEAL
+            self._build_scene()
+            for actor in [*self._vertebra_actors.values(), self._lesion_actor]:
+                if actor is not None:
+                    actor.VisibilityOff()
+            if reschedule:
+                QTimer.singleShot(SURFACE_DELAY_MS, self._advance_scene)
+        elif self._scene_stage == _REVEAL:
+            self._scene_stage = _DONE
+            self._style_surfaces()
+            if self._lesion_actor is not None:
+                self._lesion_actor.SetVisibility(self.lesions_visible)
+            self._on_selection_changed(self.session.selected_id)
+
+    def _build_scene(self) -> None:
         label_set = self.session.label_set
         if label_set is None:
             self._on_vertebrae_changed(new_vertebrae=True)
@@ -344,8 +368,8 @@ class View3D(QWidget):
                 actor.prop.color = np.array(registry.by_id(shown).color) / 255.0
 
     def _on_vertebrae_changed(self, new_vertebrae: bool = True) -> None:
-        if self._surfaces_pending:
-            return  # new labels: build_surfaces draws everything once their surfaces are in
+        if self._scene_stage == _BUILD:
+            return  # new labels: _build_scene draws everything once their surfaces are in
         session = self.session
         self._style_surfaces()
         for actor in self._marker_actors.values():
