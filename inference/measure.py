@@ -127,6 +127,30 @@ def body_centers(labels: Volume, subregions: Volume) -> dict[int, np.ndarray]:
     return out
 
 
+CUT_AREA_MM2 = 200.0
+"""A vertebra cut by the scan's edge across more bone than this is incomplete: the tip of a process
+touching the edge is ~50-100 mm², a cut through the body or the arch ~1000 mm² and more."""
+
+
+def field_of_view_cut(labels, vertebra_id: int) -> tuple[np.ndarray | None, float]:
+    """Where the field of view cuts ``vertebra_id``: LPS points (N, 3) of its voxels on the faces of
+    the image grid (None when it lies wholly inside) and the area of that cut in mm²."""
+    a = labels.array
+    spacing_kji = np.asarray(labels.spacing, float)[::-1]
+    found, area = [], 0.0
+    for axis in range(3):
+        pixel_mm2 = float(np.prod(np.delete(spacing_kji, axis)))
+        for index in (0, a.shape[axis] - 1):
+            face = np.argwhere(np.take(a, index, axis=axis) == vertebra_id)
+            if len(face):
+                found.append(np.insert(face, axis, index, axis=1))
+                area += len(face) * pixel_mm2
+    if not found:
+        return None, 0.0
+    kji = np.concatenate(found)
+    return labels.index_to_lps(kji[:, ::-1].astype(float)), area
+
+
 def _centroid(grid: Volume, mask: np.ndarray, box: tuple[slice, slice, slice]) -> np.ndarray:
     """LPS centroid of the True voxels of ``mask`` (the sub-block ``box`` of ``grid``)."""
     # Marginal sums over a crop instead of ndimage.center_of_mass on the whole map: the latter

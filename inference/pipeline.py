@@ -19,7 +19,7 @@ from . import registry
 from .errors import InputError, WeightsError
 from .label import LEVELS, decode, is_anchored
 from .localize import LocalizerOutput, drop_off_column, find_candidates, order_head_to_foot, run_localizer
-from .measure import vertebra_voxel_counts
+from .measure import CUT_AREA_MM2, field_of_view_cut, vertebra_voxel_counts
 from .models.localizer import LocalizerNet
 from .models.segmenter import SegmenterNet
 from .models.weights import load_state
@@ -282,6 +282,10 @@ def _qa(vertebrae: list[VertebraResult], ct: Volume, seg: SegmentationOutput | N
             if v.id not in present:
                 v.qa_flags.append("no_mask")
                 notes.append(f"{v.name} was found but the segmentation left no voxel of it: check it by eye")
+        for v in vertebrae:  # a mask the scan's edge cuts across more than a process tip
+            if (v.id in present and "partial_at_border" not in v.qa_flags
+                    and field_of_view_cut(seg.labels, v.id)[1] > CUT_AREA_MM2):
+                v.qa_flags.append("partial_at_border")
         partial = {v.id for v in vertebrae if "partial_at_border" in v.qa_flags} | _touching_border(seg.labels)
         flags, mask_notes = mask_flags(seg.labels, partial)
         for v in vertebrae:

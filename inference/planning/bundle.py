@@ -21,7 +21,7 @@ from ..export.atomic import atomic_output_dir
 from ..export.bundle import SCHEMA_VERSION
 from ..export.formats import SLICER_MARKUPS_SCHEMA, file_record, json_bytes, point
 from ..io.image_file import read_image_file
-from ..measure import vertebra_centers
+from ..measure import CUT_AREA_MM2, field_of_view_cut, vertebra_centers
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
 from .screws import GRADES, Screw, VertebraModel, plan_vertebra
 
@@ -57,11 +57,6 @@ CUT_MARGIN_MM = 10.0
 """A screw whose axis passes closer than this to where the scan's edge cuts its vertebra is not
 proposed: the bone around it is partly outside the image, so neither its size nor its grade can
 be trusted."""
-
-
-CUT_AREA_MM2 = 200.0
-"""A vertebra cut by the scan's edge across more bone than this (the tip of a process touching the
-edge is ~50-100 mm²; a cut through the body or the arch is ~1000 mm² and more) is not planned."""
 
 
 @dataclass
@@ -125,25 +120,6 @@ def plan_labels_with_models(labels, levels: list[int] | None = None, *, progress
         result.screws += kept
     tell(1.0, f"{len(result.screws)} screws")
     return result
-
-
-def field_of_view_cut(labels, vertebra_id: int) -> tuple[np.ndarray | None, float]:
-    """Where the field of view cuts ``vertebra_id``: LPS points (N, 3) of its voxels on the faces of
-    the image grid (None when it lies wholly inside) and the area of that cut in mm²."""
-    a = labels.array
-    spacing_kji = np.asarray(labels.spacing, float)[::-1]
-    found, area = [], 0.0
-    for axis in range(3):
-        pixel_mm2 = float(np.prod(np.delete(spacing_kji, axis)))
-        for index in (0, a.shape[axis] - 1):
-            face = np.argwhere(np.take(a, index, axis=axis) == vertebra_id)
-            if len(face):
-                found.append(np.insert(face, axis, index, axis=1))
-                area += len(face) * pixel_mm2
-    if not found:
-        return None, 0.0
-    kji = np.concatenate(found)
-    return labels.index_to_lps(kji[:, ::-1].astype(float)), area
 
 
 def _distance_to_segment(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..io import read_label_map
-from .bundle import CUT_AREA_MM2, CUT_MARGIN_MM, plan_labels, plan_labels_with_models, summary
+from ..measure import CUT_AREA_MM2
+from .bundle import CUT_MARGIN_MM, plan_labels, plan_labels_with_models, summary
 
 LOG = logging.getLogger("spinenav.planning.report")
 ROOT = Path(__file__).resolve().parents[2]
