@@ -82,15 +82,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     levels = parse_levels(args.levels)
     progress, close = _progress_bar()
     try:
-        result = plan_bundle(args.bundle, levels, force=args.force, progress=progress)
+        result = plan_bundle(args.bundle, levels, ct_path=args.ct, force=args.force, progress=progress)
     finally:
         close()
     screws = result.screws
     for s in screws:
         flags = ", ".join(f for f, on in (("enters canal", s.enters_canal), ("collides", s.collides)) if on)
+        ct_grade = "" if s.cortex_grade is None else f" (by HU {s.cortex_breach_mm:.1f} mm, {s.cortex_grade})"
         print(f"  {s.level:<4} {s.side:<5} {s.diameter_mm:.1f} x {s.length_mm:.0f} mm  medial {s.medial_deg:5.1f}°  "
-              f"caudal {s.caudal_deg:5.1f}°  breach {s.breach_mm:.1f} mm  grade {s.grade}"
+              f"caudal {s.caudal_deg:5.1f}°  breach {s.breach_mm:.1f} mm  grade {s.grade}{ct_grade}"
               + (f"  [{flags}]" if flags else "") + ("  " + "; ".join(s.notes) if s.notes else ""))
+    print(f"  breach by HU: {result.ct_note}")
     for what, why in result.not_planned.items():
         print(f"  {what:<10} {why}")
     sm = summary(screws)
@@ -193,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle", type=Path, help="bundle folder with labels.nii.gz (from analyze or export-labels)")
     p.add_argument("--levels", help="levels to plan, e.g. T10-L5 or L4,L5 (default: every thoracic and lumbar)")
     p.add_argument("--force", action="store_true", help="replace planned screws already in the bundle")
+    p.add_argument("--ct", type=Path, help="the bundle's CT, for the breach against bone by HU (default: the CT "
+                   "named in the manifest, when it is still there)")
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("evaluate", help="accuracy of a bundle against reference labels (DESIGN §7)")

@@ -81,6 +81,36 @@ def test_a_screw_moved_medially_breaches(planned, shift_mm, grade):
     assert moved.enters_canal == (shift_mm >= 3.0)
 
 
+def test_breach_by_hu_sees_the_bone_a_leaky_mask_hides():
+    """The CT shows the true vertebra (400 HU in 40 HU soft tissue); the mask leaked 2 mm all round.
+    On the mask a screw 3 mm medial looks fine; against bone by HU it breaches, as on the true mask."""
+    from scipy import ndimage
+
+    from inference.planning.screws import VertebraModel
+
+    true = _vertebra(spacing=1.0)
+    ct = true.with_array(np.where(true.array > 0, 400, 40).astype(np.int16))
+    leaky = true.with_array(np.where(ndimage.binary_dilation(true.array > 0, iterations=2), L3, 0).astype(np.uint8))
+    exact = VertebraModel.build(true, L3, ct=ct)
+    model = VertebraModel.build(leaky, L3, ct=ct)
+    _, screws = plan_vertebra(true, L3, ct=ct)
+    s = screws[0]
+    assert s.cortex_grade == s.grade == "A"  # a good screw is good either way
+    side = 1 if s.side == "left" else -1
+    move = -side * 3.0 * model.frame.e_x
+    moved = dataclasses.replace(s, entry_lps=s.entry_lps + move, target_lps=s.target_lps + move, notes=[])
+    on_leaky = evaluate(model, dataclasses.replace(moved))
+    on_true = evaluate(exact, dataclasses.replace(moved))
+    assert on_leaky.grade in "AB" and on_leaky.cortex_grade not in "AB"
+    assert abs(on_leaky.cortex_breach_mm - on_true.breach_mm) < 1.0
+
+
+def test_without_a_ct_there_is_no_breach_by_hu(planned):
+    _, screws = planned
+    assert all(s.cortex_breach_mm is None and s.cortex_grade is None and s.to_json()["ct_breach_grade"] is None
+               for s in screws)
+
+
 def test_crossing_screws_collide(planned):
     model, screws = planned
     left, right = sorted(screws, key=lambda s: s.side)

@@ -68,16 +68,18 @@ class PlanResult:
     models: dict[str, VertebraModel]
     screws: list[Screw]
     not_planned: dict[str, str] = field(default_factory=dict)
+    ct_note: str = "no CT given: graded on the mask only"
 
 
-def plan_labels(labels, levels: list[int] | None = None, *, progress: ProgressCallback | None = None,
+def plan_labels(labels, levels: list[int] | None = None, *, ct=None, progress: ProgressCallback | None = None,
                 cancel: CancelToken | None = None) -> list[Screw]:
-    """Two screws per planned level of a label map (thoracic and lumbar levels unless ``levels``)."""
-    return plan_labels_with_models(labels, levels, progress=progress, cancel=cancel).screws
+    """Two screws per planned level of a label map (thoracic and lumbar levels unless ``levels``);
+    with ``ct`` (on any grid) each screw also gets its breach against bone by HU."""
+    return plan_labels_with_models(labels, levels, ct=ct, progress=progress, cancel=cancel).screws
 
 
-def plan_labels_with_models(labels, levels: list[int] | None = None, *, progress: ProgressCallback | None = None,
-                            cancel: CancelToken | None = None) -> PlanResult:
+def plan_labels_with_models(labels, levels: list[int] | None = None, *, ct=None,
+                            progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> PlanResult:
     """`plan_labels` with the vertebra models and the reasons for what was not planned."""
     tell = report(progress)
     centers = vertebra_centers(labels)
@@ -94,7 +96,8 @@ def plan_labels_with_models(labels, levels: list[int] | None = None, *, progress
         if 0 < k < len(present) - 1:
             up = centers[present[k - 1]] - centers[present[k + 1]]  # cranial neighbour minus caudal one
         try:
-            model, level_screws = plan_vertebra(labels, vid, up_hint=None if up is None else up / np.linalg.norm(up))
+            model, level_screws = plan_vertebra(labels, vid, up_hint=None if up is None else up / np.linalg.norm(up),
+                                                ct=ct)
         except ValueError as exc:
             result.not_planned[name] = f"not planned: {exc}"
             continue
@@ -144,9 +147,14 @@ def plan_manifest(screws: list[Screw], method: str, not_planned: dict[str, str] 
     }
 
 
-def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, force: bool = False,
-                progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> PlanResult:
-    """Plan screws on the bundle's labels.nii.gz and add trajectories.json / .mrk.json to it."""
+def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, ct_path: str | Path | None = None,
+                force: bool = False, progress: ProgressCallback | None = None,
+                cancel: CancelToken | None = None) -> PlanResult:
+    """Plan screws on the bundle's labels.nii.gz and add trajectories.json / .mrk.json to it.
+
+    The breach against bone by HU needs the CT: ``ct_path``, else the CT the manifest names when it
+    is still there and on the labels' grid.
+    """
     bundle = Path(bundle)
     manifest_path, labels_path = bundle / "manifest.json", bundle / "labels.nii.gz"
     if not manifest_path.is_file():
@@ -157,9 +165,11 @@ def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, force: b
     if (bundle / TRAJECTORIES).exists() and not force:
         raise InputError(bundle / TRAJECTORIES, "exists already; pass --force to replace the planned screws")
     labels = read_image_file(labels_path, what="label map")
-    result = plan_labels_with_models(labels, levels, progress=progress, cancel=cancel)
-    screws = result.screws
     manifest = json.loads(manifest_path.read_text())
+    ct, ct_note = _bundle_ct(manifest, labels, ct_path)
+    result = plan_labels_with_models(labels, levels, ct=ct, progress=progress, cancel=cancel)
+    result.ct_note = ct_note
+    screws = result.screws
     with atomic_output_dir(bundle, force=True) as tmp:
         for item in bundle.iterdir():
             if item.name in (TRAJECTORIES, TRAJECTORY_MARKUPS):
@@ -172,8 +182,27 @@ def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, force: b
                  if p.is_file() and p.name != "manifest.json"]
         manifest["files"] = files
         manifest["plan"] = plan_manifest(screws, AUTOMATIC, result.not_planned)
+        manifest["plan"]["ct_breach"] = ct_note
         (tmp / "manifest.json").write_bytes(json_bytes(manifest))
     return result
+
+
+def _bundle_ct(manifest: dict[str, Any], labels, ct_path: str | Path | None):
+    """(CT volume or None, a sentence saying which CT the HU breach uses, or why none)."""
+    from ..io import read_ct
+
+    named = (manifest.get("input") or {}).get("ct", {}).get("path")
+    path = Path(ct_path) if ct_path is not None else Path(named) if named else None
+    if path is None or not path.exists():
+        if ct_path is not None:
+            raise InputError(ct_path, "not found; give the CT the bundle was made from, or leave --ct out")
+        return None, "the CT named in the manifest is not there: graded on the mask only"
+    ct = read_ct(path)
+    if not ct.same_grid(labels):
+        if ct_path is not None:
+            raise InputError(ct_path, "is not on the grid of the bundle's labels; give the CT the bundle was made from")
+        return None, f"{path} is no longer on the labels' grid: graded on the mask only"
+    return ct, f"from {path}"
 
 
 def trajectories_doc(screws: list[Screw]) -> dict[str, Any]:
@@ -189,9 +218,11 @@ def trajectories_doc(screws: list[Screw]) -> dict[str, Any]:
 
 def summary(screws: list[Screw]) -> dict[str, Any]:
     grades = [s.grade for s in screws]
+    by_hu = [s.cortex_grade for s in screws if s.cortex_grade is not None]
     return {
         "per_grade": {g: grades.count(g) for g, _ in GRADES},
         "a_or_b": round(sum(g in "AB" for g in grades) / len(grades), 3) if grades else None,
+        "by_hu_a_or_b": round(sum(g in "AB" for g in by_hu) / len(by_hu), 3) if by_hu else None,
         "entering_canal": sum(s.enters_canal for s in screws),
         "colliding_pairs": sum(s.collides for s in screws) // 2,
     }

@@ -98,6 +98,15 @@ def local_mask(labels: Volume, vertebra_id: int) -> LocalMask:
     return LocalMask(inside, lo, LOCAL_SPACING_MM)
 
 
+def local_ct(ct: Volume, mask: LocalMask) -> np.ndarray:
+    """CT HU on ``mask``'s grid (linear interpolation; air outside the scan)."""
+    image = sitk.Cast(ct.to_sitk(), sitk.sitkFloat32)
+    size = [int(n) for n in mask.inside.shape[::-1]]
+    out = sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, [float(v) for v in mask.origin],
+                        [float(mask.spacing)] * 3, np.eye(3).ravel().tolist(), -1024.0, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(out)
+
+
 def vertebra_frame(mask: LocalMask, up_hint: np.ndarray | None = None) -> VertebraFrame:
     """Axes, canal and body centre of one vertebra (see the module text)."""
     pts = mask.points

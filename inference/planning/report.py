@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..io import read_label_map
+from ..io import read_ct, read_label_map
 from ..measure import CUT_AREA_MM2
 from .bundle import CUT_MARGIN_MM, plan_labels, plan_labels_with_models, summary
 
@@ -29,20 +29,24 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data" / "real"
 
 
-def label_maps() -> list[tuple[str, Path]]:
+def label_maps() -> list[tuple[str, Path, Path | None]]:
+    """(name, reference label map, its CT or None) of every real label map there is."""
     d = ROOT / "tests" / "data"
-    maps = [
-        ("ts_abdomen_3mm (TotalSegmentator, 3 mm)", ROOT / "assets/sample/abdomen_vertebrae_totalseg.nii.gz"),
-        ("ts_dicom_thoracolumbar (TotalSegmentator)", d / "ts_dicom_thoracolumbar/example_seg_dicom.nii.gz"),
-        ("tptbox_lumbar_cutout (VerSe-style)", d / "tptbox_ct_lumbar_cutout/sub-ct_seg-vert_label-22_msk.nii.gz"),
+    maps: list[tuple[str, Path, Path | None]] = [
+        ("ts_abdomen_3mm (TotalSegmentator, 3 mm)", ROOT / "assets/sample/abdomen_vertebrae_totalseg.nii.gz",
+         ROOT / "assets/sample/abdomen_ct_3mm.nii.gz"),
+        ("ts_dicom_thoracolumbar (TotalSegmentator)", d / "ts_dicom_thoracolumbar/example_seg_dicom.nii.gz",
+         d / "ts_dicom_thoracolumbar/dicom"),
+        ("tptbox_lumbar_cutout (VerSe-style)", d / "tptbox_ct_lumbar_cutout/sub-ct_seg-vert_label-22_msk.nii.gz",
+         d / "tptbox_ct_lumbar_cutout/sub-ct_label-22_ct.nii.gz"),
     ]
     for sub in ("sub-gl003", "sub-gl017", "sub-verse004", "sub-verse010"):
         for base in (d / "verse_labels_only", SHARED / "verse_labels_only"):
             found = sorted((base / sub).glob("*seg-vert_msk.nii.gz")) if (base / sub).is_dir() else []
             if found:
-                maps.append((f"VerSe {sub} (expert masks)", found[0]))
+                maps.append((f"VerSe {sub} (expert masks)", found[0], None))  # the labels come without CT
                 break
-    return [(name, p) for name, p in maps if p.exists()]
+    return [(name, p, ct if ct is not None and ct.exists() else None) for name, p, ct in maps if p.exists()]
 
 
 CT_CASES = [
@@ -88,9 +92,10 @@ def run_on_own_segmentation() -> dict[str, Any]:
 def run() -> dict[str, Any]:
     cases = {}
     every = []
-    for name, path in label_maps():
+    for name, path, ct_path in label_maps():
         labels = read_label_map(path)
-        result = plan_labels_with_models(labels)
+        ct = read_ct(ct_path) if ct_path is not None else None
+        result = plan_labels_with_models(labels, ct=ct)
         screws = result.screws
         every += screws
         cases[name] = {"path": os.path.relpath(path, ROOT), "summary": summary(screws),
@@ -110,25 +115,30 @@ def markdown(res: dict[str, Any]) -> str:
         "Proposals are starting points for the surgeon to check and edit, not a validated plan. A vertebra "
         f"that the scan's edge cuts across more than {CUT_AREA_MM2:g} mm² of bone, and a screw whose axis would "
         f"pass within {CUT_MARGIN_MM:g} mm of such a cut, are not planned: the bone around the screw is partly "
-        "outside the image. They are listed as not planned, with levels the planner could not model.",
+        "outside the image. They are listed as not planned, with levels the planner could not model. Where the "
+        "map has its CT, *by HU* is a second breach measured against bone in the CT (≥ 200 HU within 3 mm of the "
+        "mask, plus the mask's core): on the 3 mm sample, partial volume dims thin pedicle walls below that, so it "
+        "reads stricter than the mask.",
         "",
         f"**All cases: {res['n_screws']} screws, {o['a_or_b']} grade A or B** — per grade {o['per_grade']}; "
         f"{o['entering_canal']} entering the canal; {o['colliding_pairs']} colliding pairs.",
         "",
-        "| case | level | side | diameter × length (mm) | medial (°) | caudal (°) | breach (mm) | grade | canal | "
-        "collides | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| case | level | side | diameter × length (mm) | medial (°) | caudal (°) | breach (mm) | grade | "
+        "by HU: breach (mm), grade | canal | collides | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, case in res["cases"].items():
         for s in case["screws"]:
+            by_hu = "" if s["ct_breach_grade"] is None else f"{s['ct_breach_mm']}, {s['ct_breach_grade']}"
             lines.append(
                 f"| {name} | {s['level']} | {s['side']} | {s['diameter_mm']:g} × {s['length_mm']:g} | "
                 f"{s['medial_angle_deg']} | {s['caudal_angle_deg']} | {s['breach_mm']} | {s['breach_grade']} | "
+                f"{by_hu} | "
                 f"{'yes' if s['enters_canal'] else ''} | {'yes' if s['collides_with_other_screw'] else ''} | "
                 f"{'; '.join(s['notes'])} |")
         for what, why in case.get("not_planned", {}).items():
             level, _, side = what.partition(" ")
-            lines.append(f"| {name} | {level} | {side or 'both'} | | | | | | | | {why} |")
+            lines.append(f"| {name} | {level} | {side or 'both'} | | | | | | | | | {why} |")
     own = res["own"]
     lines += ["", "## Planned on SpineNav's segmentation, graded on the reference mask", "",
               f"**{own['n_screws']} screws, {own['overall']['a_or_b']} grade A or B** — per grade "
@@ -140,12 +150,14 @@ def markdown(res: dict[str, Any]) -> str:
         for s in case["screws"]:
             lines.append(f"| {name} | {s['level']} | {s['side']} | {s['diameter_mm']:g} × {s['length_mm']:g} | "
                          f"{s['breach_mm']} | {s['breach_grade']} | {'yes' if s['enters_canal'] else ''} |")
-    lines += ["", "## Per case", "", "| case | screws | A or B | per grade | canal | colliding pairs |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "## Per case", "",
+              "| case | screws | A or B | per grade | by HU: A or B | canal | colliding pairs | not planned |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, case in res["cases"].items():
         sm = case["summary"]
         lines.append(f"| {name} | {sum(sm['per_grade'].values())} | {sm['a_or_b']} | {sm['per_grade']} | "
-                     f"{sm['entering_canal']} | {sm['colliding_pairs']} |")
+                     f"{'' if sm['by_hu_a_or_b'] is None else sm['by_hu_a_or_b']} | {sm['entering_canal']} | "
+                     f"{sm['colliding_pairs']} | {', '.join(case.get('not_planned', {})) or ''} |")
     return "\n".join(lines) + "\n"
 
 

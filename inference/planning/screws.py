@@ -7,7 +7,10 @@ are snapped down to common implant sizes. The breach of any screw (proposed or m
 is the largest distance of its surface outside the vertebra mask, graded A–E; screws entering the
 canal and screws of one level that touch each other are reported.
 
-Judged on the mask alone (no HU), so the grade is as good as the segmentation it comes from.
+The grade is judged on the mask, so it is as good as the segmentation it comes from. When the CT
+is given, a second breach is measured against bone by HU (`cortex_bone`): the mask's core, plus
+whatever is brighter than `BONE_HU` within `CT_REACH_MM` of the mask's surface. It catches a
+screw in a mask that leaked into soft tissue, and forgives one in bone the mask missed.
 """
 
 from __future__ import annotations
@@ -20,7 +23,17 @@ from scipy import ndimage
 
 from .. import registry
 from ..volume import Volume
-from .geometry import LEFT, RIGHT, Isthmus, LocalMask, VertebraFrame, find_isthmus, local_mask, vertebra_frame
+from .geometry import (
+    LEFT,
+    RIGHT,
+    Isthmus,
+    LocalMask,
+    VertebraFrame,
+    find_isthmus,
+    local_ct,
+    local_mask,
+    vertebra_frame,
+)
 
 DIAMETERS_MM = tuple(np.round(np.arange(4.0, 8.51, 0.5), 1))
 LENGTHS_MM = tuple(range(25, 56, 5))
@@ -36,6 +49,12 @@ ENTRY_SKIP_MM = 2.0
 """The first millimetres of the shaft sit in the entry hole through the cortex; not graded."""
 TOLERANCE_MM = 0.5
 """Distances up to this count as inside (the local mask grid is 0.5 mm)."""
+BONE_HU = 200.0
+"""Bone by HU: above soft tissue (< 100 HU), at or below cancellous bone (150-400 HU); cortex is brighter."""
+CT_REACH_MM = 3.0
+"""How far beyond the mask the CT may show bone the segmentation missed."""
+CORE_MM = 2.0
+"""Mask voxels deeper than this inside are bone whatever their HU (osteoporotic cancellous bone)."""
 GRADES = (("A", 0.0), ("B", 2.0), ("C", 4.0), ("D", 6.0), ("E", float("inf")))
 """Gertzbein–Robbins: A no breach, B < 2 mm, C 2–4 mm, D 4–6 mm, E ≥ 6 mm."""
 SIDE_NAMES = {LEFT: "left", RIGHT: "right"}
@@ -59,6 +78,12 @@ class Screw:
     enters_canal: bool = False
     collides: bool = False
     notes: list[str] = field(default_factory=list)
+    cortex_breach_mm: float | None = None
+    """Breach against bone by CT HU (None without a CT); `grade` is from ``breach_mm`` (the mask)."""
+
+    @property
+    def cortex_grade(self) -> str | None:
+        return None if self.cortex_breach_mm is None else grade_of(self.cortex_breach_mm)
 
     @property
     def direction(self) -> np.ndarray:
@@ -78,6 +103,8 @@ class Screw:
             "pedicle_width_mm": None if self.pedicle_width_mm is None else round(self.pedicle_width_mm, 2),
             "breach_mm": round(self.breach_mm, 2),
             "breach_grade": self.grade,
+            "ct_breach_mm": None if self.cortex_breach_mm is None else round(self.cortex_breach_mm, 2),
+            "ct_breach_grade": self.cortex_grade,
             "enters_canal": self.enters_canal,
             "collides_with_other_screw": self.collides,
             "notes": list(self.notes),
@@ -95,12 +122,19 @@ class VertebraModel:
     """Distance (mm) of every local voxel to the nearest mask voxel (0 inside)."""
     canal: np.ndarray
     """Local voxels of the spinal canal (the hole in the mid-slab extruded along the spine)."""
+    outside_bone_mm: np.ndarray | None = None
+    """Distance (mm) of every local voxel to bone by HU (`cortex_bone`); None without a CT."""
 
     @classmethod
-    def build(cls, labels: Volume, vertebra_id: int, up_hint: np.ndarray | None = None) -> VertebraModel:
+    def build(cls, labels: Volume, vertebra_id: int, up_hint: np.ndarray | None = None,
+              ct: Volume | None = None) -> VertebraModel:
         mask = local_mask(labels, vertebra_id)
         frame = vertebra_frame(mask, up_hint)
         outside = ndimage.distance_transform_edt(~mask.inside) * mask.spacing
+        outside_bone = None
+        if ct is not None:
+            bone = cortex_bone(local_ct(ct, mask), mask.inside, outside, mask.spacing)
+            outside_bone = ndimage.distance_transform_edt(~bone) * mask.spacing
         canal = np.zeros_like(mask.inside)
         if frame.canal_center is not None:
             # frame coordinates of every local voxel, by broadcasting (the grid is axis-aligned LPS)
@@ -109,7 +143,15 @@ class VertebraModel:
             x = off @ frame.e_x + mask.spacing * (i * frame.e_x[0] + j * frame.e_x[1] + k * frame.e_x[2])
             y = off @ frame.e_y + mask.spacing * (i * frame.e_y[0] + j * frame.e_y[1] + k * frame.e_y[2])
             canal = (np.hypot(x, y) < 0.85 * frame.canal_radius_mm) & ~mask.inside
-        return cls(registry.name_of(vertebra_id), mask, frame, outside, canal)
+        return cls(registry.name_of(vertebra_id), mask, frame, outside, canal, outside_bone)
+
+
+def cortex_bone(hu: np.ndarray, inside: np.ndarray, outside_mm: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """Bone of one vertebra by HU on its local grid: voxels of at least `BONE_HU` within `CT_REACH_MM`
+    of the mask (holes filled), plus the mask's core deeper than `CORE_MM`."""
+    bright = (hu >= BONE_HU) & (outside_mm <= CT_REACH_MM)
+    core = ndimage.distance_transform_edt(inside) * spacing_mm > CORE_MM
+    return ndimage.binary_fill_holes(bright | core)
 
 
 def snap_down(value: float, sizes) -> float:
@@ -170,6 +212,9 @@ def evaluate(model: VertebraModel, screw: Screw) -> Screw:
     dist = ndimage.map_coordinates(model.outside_mm, idx.T, order=1, mode="constant", cval=99.0)
     screw.breach_mm = float(max(dist.max(), 0.0))
     screw.grade = grade_of(screw.breach_mm)
+    if model.outside_bone_mm is not None:
+        by_hu = ndimage.map_coordinates(model.outside_bone_mm, idx.T, order=1, mode="constant", cval=99.0)
+        screw.cortex_breach_mm = float(max(by_hu.max(), 0.0))
     inside_grid = np.all((idx >= 0) & (idx <= np.array(model.canal.shape) - 1), axis=1)
     near = np.rint(idx[inside_grid]).astype(int)
     screw.enters_canal = bool(model.canal[tuple(near.T)].any()) if len(near) else False
@@ -182,10 +227,10 @@ def screws_collide(a: Screw, b: Screw) -> bool:
                                                                                        + b.diameter_mm) / 2
 
 
-def plan_vertebra(labels: Volume, vertebra_id: int, up_hint: np.ndarray | None = None) -> tuple[VertebraModel,
-                                                                                                 list[Screw]]:
-    """Both screws of one level, graded, with their collision checked."""
-    model = VertebraModel.build(labels, vertebra_id, up_hint)
+def plan_vertebra(labels: Volume, vertebra_id: int, up_hint: np.ndarray | None = None,
+                  ct: Volume | None = None) -> tuple[VertebraModel, list[Screw]]:
+    """Both screws of one level, graded (and by CT HU when ``ct`` is given), their collision checked."""
+    model = VertebraModel.build(labels, vertebra_id, up_hint, ct)
     screws = [s for s in (propose(model, LEFT), propose(model, RIGHT)) if s is not None]
     if len(screws) == 2 and screws_collide(*screws):
         for s in screws:

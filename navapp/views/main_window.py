@@ -563,7 +563,7 @@ class MainWindow(QMainWindow):
             self._report_input_error(InputError(None, "open a label map or analyse the CT first: screws are "
                                                 "planned on vertebra masks"), PLAN)
             return False
-        job = partial(plan_screws, session.label_set.labels, session.id_map)
+        job = partial(plan_screws, session.label_set.labels, session.id_map, ct=session.ct)
         return self._start_job(job, "planning screws", PLAN, self._on_plan_done)
 
     @Slot(object)

@@ -30,9 +30,10 @@ from ..state.session import Session
 
 GRADE_COLOURS = {"A": (60, 170, 75), "B": (170, 200, 60), "C": (240, 160, 40), "D": (230, 80, 40), "E": (200, 30, 30)}
 """Gertzbein–Robbins grade → RGB (green: inside bone … red: far outside)."""
-HEADERS = ("Level", "Side", "Size (mm)", "Medial °", "Caudal °", "Breach (mm)", "Grade")
+HEADERS = ("Level", "Side", "Size (mm)", "Medial °", "Caudal °", "Breach (mm)", "Grade", "By HU")
 NOTE = ("Proposals to check and edit. Grades: distance of the screw outside the vertebra mask "
-        "(A none, B < 2 mm, C 2–4, D 4–6, E ≥ 6 mm); not a validated plan.")
+        "(A none, B < 2 mm, C 2–4, D 4–6, E ≥ 6 mm); By HU: the same against bone in the CT (≥ 200 HU near "
+        "the mask), stricter on thick slices; not a validated plan.")
 STEP_MM = 1.0
 
 
@@ -115,12 +116,14 @@ class ScrewPanel(QWidget):
         self.table.blockSignals(True)
         self.table.setRowCount(len(screws))
         for r, s in enumerate(screws):
+            by_hu = "" if s.cortex_grade is None else f"{s.cortex_grade} ({s.cortex_breach_mm:.1f})"
             cells = (s.level, s.side, f"{s.diameter_mm:.1f} × {s.length_mm:.0f}", f"{s.medial_deg:.1f}",
-                     f"{s.caudal_deg:.1f}", f"{s.breach_mm:.1f}", s.grade)
+                     f"{s.caudal_deg:.1f}", f"{s.breach_mm:.1f}", s.grade, by_hu)
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if c == len(cells) - 1:
-                    item.setBackground(QColor(*GRADE_COLOURS[s.grade]))
+                grade = {HEADERS.index("Grade"): s.grade, HEADERS.index("By HU"): s.cortex_grade}.get(c)
+                if grade is not None:
+                    item.setBackground(QColor(*GRADE_COLOURS[grade]))
                 flags = [f for f, on in (("enters the canal", s.enters_canal), ("touches the other screw", s.collides))
                          if on]
                 item.setToolTip("; ".join(flags + s.notes))
