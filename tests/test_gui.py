@@ -1067,3 +1067,11 @@ def test_a_broken_analysis_is_an_internal_error_not_a_table(qtbot, make_window, 
     qtbot.waitUntil(lambda: not window.is_busy())
     assert [d[0] for d in dialogs] == ["critical"] and "repeated names (L1)" in dialogs[0][2]
     assert window.session.analysis is None and window.vertebra_table.names() == []
+
+
+def test_preloading_never_stops_the_app(monkeypatch, caplog):
+    from navapp.workers import preload
+
+    monkeypatch.setattr(preload, "COMPUTE_MODULES", ("inference.pipeline", "no_such_module_here"))
+    assert preload.preload_compute_modules() >= 0.0
+    assert "no_such_module_here" in caplog.text

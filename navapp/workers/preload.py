@@ -33,10 +33,17 @@ COMPUTE_MODULES = (
 
 
 def preload_compute_modules() -> float:
-    """Import `COMPUTE_MODULES`; returns the seconds it took."""
+    """Import `COMPUTE_MODULES`; returns the seconds it took.
+
+    A module that cannot be imported is logged and left for the job that needs it, which then
+    reports the problem as its own error: preloading only moves work, it never stops the app.
+    """
     t0 = time.perf_counter()
     for name in COMPUTE_MODULES:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            LOG.warning("could not import %s before the window opened: %s", name, exc)
     seconds = time.perf_counter() - t0
     LOG.info("computing modules imported in %.1f s", seconds)
     return seconds
