@@ -30,7 +30,10 @@ from ..state.session import Session
 
 GRADE_COLOURS = {"A": (60, 170, 75), "B": (170, 200, 60), "C": (240, 160, 40), "D": (230, 80, 40), "E": (200, 30, 30)}
 """Gertzbein–Robbins grade → RGB (green: inside bone … red: far outside)."""
-HEADERS = ("Level", "Side", "Size (mm)", "Medial °", "Caudal °", "Breach (mm)", "Grade", "By HU")
+HEADERS = ("Level", "Side", "Size (mm)", "Med °", "Caud °", "Breach", "Grade", "By HU")
+HEADER_TIPS = ("", "", "diameter × length", "medial angle in the vertebra's frame",
+               "caudal angle in the vertebra's frame (tip below entry)", "distance outside the vertebra mask (mm)",
+               "Gertzbein–Robbins grade of that breach", "grade and breach (mm) against bone by CT HU")
 NOTE = ("Proposals to check and edit. Grades: distance of the screw outside the vertebra mask "
         "(A none, B < 2 mm, C 2–4, D 4–6, E ≥ 6 mm); By HU: the same against bone in the CT (≥ 200 HU near "
         "the mask), stricter on thick slices; not a validated plan.")
@@ -44,6 +47,8 @@ class ScrewPanel(QWidget):
         self.setObjectName("screw_panel")
         self.table = QTableWidget(0, len(HEADERS), self)
         self.table.setHorizontalHeaderLabels(HEADERS)
+        for c, tip in enumerate(HEADER_TIPS):
+            self.table.horizontalHeaderItem(c).setToolTip(tip)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -116,7 +121,7 @@ class ScrewPanel(QWidget):
         self.table.blockSignals(True)
         self.table.setRowCount(len(screws))
         for r, s in enumerate(screws):
-            by_hu = "" if s.cortex_grade is None else f"{s.cortex_grade} ({s.cortex_breach_mm:.1f})"
+            by_hu = "" if s.cortex_grade is None else f"{s.cortex_grade} {s.cortex_breach_mm:.1f}"
             cells = (s.level, s.side, f"{s.diameter_mm:.1f} × {s.length_mm:.0f}", f"{s.medial_deg:.1f}",
                      f"{s.caudal_deg:.1f}", f"{s.breach_mm:.1f}", s.grade, by_hu)
             for c, text in enumerate(cells):
