@@ -1075,3 +1075,7 @@ def test_preloading_never_stops_the_app(monkeypatch, caplog):
     monkeypatch.setattr(preload, "COMPUTE_MODULES", ("inference.pipeline", "no_such_module_here"))
     assert preload.preload_compute_modules() >= 0.0
     assert "no_such_module_here" in caplog.text
+
+
+def test_the_app_leaves_one_core_to_the_window():
+    assert [analysis_module.gui_threads(n) for n in (1, 2, 8)] == [1, 1, 7]
