@@ -444,8 +444,7 @@ def test_sample_case_fills_table_and_3d_view(qtbot, window, dialogs):
     assert names == SAMPLE_LEVELS
     assert window.vertebra_table.currentWidget() is window.vertebra_table.view
     view = window.view3d
-    assert view._scene_stage != "done"  # the surfaces are drawn in later passes of the event loop
-    qtbot.waitUntil(lambda: view._scene_stage == "done", timeout=2000)
+    qtbot.waitUntil(lambda: view._scene_stage == "done", timeout=2000)  # surfaces come in later passes
     assert sorted(view.vertebra_actors) == sorted(registry.id_of(n) for n in SAMPLE_LEVELS)
     assert not view.message.isVisible()
     for vid, actor in view.vertebra_actors.items():
@@ -920,8 +919,18 @@ def test_lesion_suspicion_shows_in_the_table_and_as_a_3d_overlay(qtbot, make_win
     window.lesions_action.trigger()
     assert view.lesion_actor.GetVisibility() and all(a.prop.opacity < 1 for a in view.vertebra_actors.values())
     assert red_pixels() > off + 200  # the red lesion surfaces show through the vertebrae
+
+    # and as a red heat on the slices, over the vertebra (the fake marks each whole vertebra at 0.9)
+    axial = window.axial_view
+    window.session.select_vertebra(registry.id_of("L2"))
+    rgb = axial.slice_rgb().astype(int)
+    red = (rgb[..., 0] > 150) & (rgb[..., 1] < 100) & (rgb[..., 2] < 100)
+    assert red.sum() > 50
     window.lesions_action.trigger()
-    assert not view.lesion_actor.GetVisibility() and all(a.prop.opacity == 1 for a in view.vertebra_actors.values())
+    assert not view.lesion_actor.GetVisibility()
+    assert max(a.prop.opacity for a in view.vertebra_actors.values()) == 1  # the selected one is opaque again
+    rgb = axial.slice_rgb().astype(int)
+    assert not ((rgb[..., 0] > 150) & (rgb[..., 1] < 100) & (rgb[..., 2] < 100)).any()
     assert not dialogs
 
 

@@ -70,3 +70,23 @@ def compose_overlay(
     blended = rgb[mask].astype(np.float32) * (1.0 - alpha) + colours[ids].astype(np.float32) * alpha
     rgb[mask] = (blended + 0.5).astype(np.uint8)
     return np.ascontiguousarray(rgb)
+
+
+LESION_RGB = np.array([235, 30, 30], np.float32)
+LESION_OPACITY = 0.65
+"""Opacity of the lesion heat where the score reaches the flag threshold (and above)."""
+
+
+def add_lesion_heat(rgb: np.ndarray, heat: np.ndarray, flag: float) -> np.ndarray:
+    """Blend lesion suspicion in red over an RGB slice (in place; returned).
+
+    ``heat`` (rows, cols) is the lesion map, scaled so that ``flag`` is the flag threshold: nothing
+    is drawn below half of it, and the red grows to `LESION_OPACITY` at the threshold.
+    """
+    alpha = np.clip((np.asarray(heat, np.float32) - 0.5 * flag) / (0.5 * flag), 0.0, 1.0) * LESION_OPACITY
+    shown = alpha > 0
+    if shown.any():
+        a = alpha[shown][:, None]
+        rgb[shown] = (rgb[shown].astype(np.float32) * (1.0 - a) + LESION_RGB * a + 0.5).astype(np.uint8)
+    return rgb
+

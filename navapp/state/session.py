@@ -257,12 +257,12 @@ class Session(QObject):
         """
         if result is not None and self.ct is None:
             raise ValueError("an analysis needs its CT")
+        if label_set is not None and not self.ct.same_grid(label_set.labels):
+            raise ValueError("the analysis' labels are not on the CT grid")
+        self.analysis = result  # before labels_changed: the slices take the lesion map from it
         if label_set is not None:
-            if not self.ct.same_grid(label_set.labels):
-                raise ValueError("the analysis' labels are not on the CT grid")
             self.label_set = label_set
             self.labels_changed.emit()
-        self.analysis = result
         self._reset_vertebrae()
 
     def vertebra(self, vertebra_id: int) -> VertebraInfo | None:

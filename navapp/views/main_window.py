@@ -344,9 +344,10 @@ class MainWindow(QMainWindow):
         )
         self.lesions_action = self._action(
             "Lesions",
-            lambda: self.view3d.set_lesions_visible(self.lesions_action.isChecked()),
+            self._on_lesions_toggled,
             "Ctrl+Shift+L",
-            "Show regions of lesion suspicion (red) inside see-through vertebrae: flags for review, not a diagnosis",
+            "Show regions of lesion suspicion in red: inside see-through vertebrae in 3D, as a heat on the slices; "
+            "flags for review, not a diagnosis",
         )
         self.lesions_action.setCheckable(True)
         self.choose_series_action = self._action(
@@ -1004,6 +1005,12 @@ class MainWindow(QMainWindow):
         self.qa_label.setText("\n".join(f"• {n[:1].upper()}{n[1:]}" for n in notes))
         self.qa_label.setVisible(bool(notes))
         self._update_actions()
+
+    def _on_lesions_toggled(self) -> None:
+        visible = self.lesions_action.isChecked()
+        self.view3d.set_lesions_visible(visible)
+        for view in (self.axial_view, self.sagittal_view, self.coronal_view):
+            view.set_lesions_visible(visible)
 
     @Slot(float, float)
     def _on_window_changed(self, width: float, level: float) -> None:

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 from inference import registry
 
 from ..display import PLANES, compose_overlay, label_colour_table, window_to_uint8
+from ..display.imaging import add_lesion_heat
 from ..state.session import SOURCE_ANALYSIS, Session
 from .screw_panel import GRADE_COLOURS
 
@@ -71,6 +72,8 @@ class SliceView(QWidget):
         self._colours = label_colour_table()
         self._ct_display: np.ndarray | None = None  # [s, p, l] view of the CT array
         self._label_display: np.ndarray | None = None
+        self._lesion_display: np.ndarray | None = None  # the analysis' lesion map, [s, p, l]
+        self.lesions_visible = False
         self._label_lut = np.arange(256, dtype=np.uint8)  # label-map id → id drawn (corrections)
         self._crosshair: np.ndarray | None = None  # display indices (l, p, s), continuous
         self._index = 0
@@ -147,6 +150,15 @@ class SliceView(QWidget):
     def _on_labels_changed(self) -> None:
         labels, frame = self.session.labels, self.session.frame
         self._label_display = None if labels is None or frame is None else frame.to_display(labels.array)
+        seg = getattr(self.session.analysis, "segmentation", None)
+        lesions = None if seg is None or labels is None else seg.lesions
+        self._lesion_display = (None if lesions is None or frame is None or not lesions.same_grid(labels)
+                                else frame.to_display(lesions.array))
+        self._invalidate()
+
+    def set_lesions_visible(self, visible: bool) -> None:
+        """Draw the analysis' lesion suspicion as a red heat over the slice (or not)."""
+        self.lesions_visible = bool(visible)
         self._invalidate()
 
     def _on_vertebrae_changed(self, *_: object) -> None:
@@ -188,6 +200,7 @@ class SliceView(QWidget):
             self.session.window,
             self.session.selected_id,
             id(self._label_display),
+            self.lesions_visible and self._lesion_display is not None,
         )
         if key == self._image_key and self._image is not None:
             return
@@ -199,6 +212,10 @@ class SliceView(QWidget):
             else self._label_lut[frame.extract(self._label_display, self.plane, self._index)]
         )
         rgb = compose_overlay(grey, labels, self._colours, selected_id=self.session.selected_id)
+        if self.lesions_visible and self._lesion_display is not None:
+            from inference.segment import LESION_FLAG  # imported with the models already (preload)
+
+            rgb = add_lesion_heat(rgb, frame.extract(self._lesion_display, self.plane, self._index), LESION_FLAG)
         rows, cols = rgb.shape[:2]
         self._rgb = rgb
         self._image = QImage(rgb.data, cols, rows, 3 * cols, QImage.Format.Format_RGB888).copy()
