@@ -132,6 +132,20 @@ CUT_AREA_MM2 = 200.0
 touching the edge is ~50-100 mm², a cut through the body or the arch ~1000 mm² and more."""
 
 
+def field_of_view_cut_areas(labels: Volume) -> dict[int, float]:
+    """mm² of each label's voxels on the faces of the image grid, counted per face as
+    `field_of_view_cut` counts them; labels wholly inside the grid are absent."""
+    a = labels.array
+    spacing_kji = np.asarray(labels.spacing, float)[::-1]
+    areas = np.zeros(1)
+    for axis in range(3):
+        pixel_mm2 = float(np.prod(np.delete(spacing_kji, axis)))
+        for index in (0, a.shape[axis] - 1):
+            part = np.bincount(np.take(a, index, axis=axis).ravel(), minlength=len(areas)) * pixel_mm2
+            areas = np.pad(areas, (0, len(part) - len(areas))) + part
+    return {int(v): float(areas[v]) for v in np.flatnonzero(areas[1:]) + 1}
+
+
 def field_of_view_cut(labels, vertebra_id: int) -> tuple[np.ndarray | None, float]:
     """Where the field of view cuts ``vertebra_id``: LPS points (N, 3) of its voxels on the faces of
     the image grid (None when it lies wholly inside) and the area of that cut in mm²."""

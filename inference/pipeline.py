@@ -19,7 +19,7 @@ from . import registry
 from .errors import InputError, WeightsError
 from .label import LEVELS, decode, is_anchored
 from .localize import LocalizerOutput, drop_off_column, find_candidates, order_head_to_foot, run_localizer
-from .measure import CUT_AREA_MM2, field_of_view_cut, vertebra_voxel_counts
+from .measure import CUT_AREA_MM2, field_of_view_cut_areas, vertebra_voxel_counts
 from .models.localizer import LocalizerNet
 from .models.segmenter import SegmenterNet
 from .models.weights import load_state
@@ -282,20 +282,13 @@ def _qa(vertebrae: list[VertebraResult], ct: Volume, seg: SegmentationOutput | N
             if v.id not in present:
                 v.qa_flags.append("no_mask")
                 notes.append(f"{v.name} was found but the segmentation left no voxel of it: check it by eye")
+        cut_mm2 = field_of_view_cut_areas(seg.labels)  # masks reaching a face of the grid
         for v in vertebrae:  # a mask the scan's edge cuts across more than a process tip
-            if (v.id in present and "partial_at_border" not in v.qa_flags
-                    and field_of_view_cut(seg.labels, v.id)[1] > CUT_AREA_MM2):
+            if "partial_at_border" not in v.qa_flags and cut_mm2.get(v.id, 0.0) > CUT_AREA_MM2:
                 v.qa_flags.append("partial_at_border")
-        partial = {v.id for v in vertebrae if "partial_at_border" in v.qa_flags} | _touching_border(seg.labels)
+        partial = {v.id for v in vertebrae if "partial_at_border" in v.qa_flags} | set(cut_mm2)
         flags, mask_notes = mask_flags(seg.labels, partial)
         for v in vertebrae:
             v.qa_flags += [f for f in flags.get(v.id, []) if f not in v.qa_flags]
         notes += mask_notes
     return notes
-
-
-def _touching_border(labels: Volume) -> set[int]:
-    """Ids whose mask reaches a face of the grid (cut by the field of view)."""
-    a = labels.array
-    faces = [a[0], a[-1], a[:, 0], a[:, -1], a[:, :, 0], a[:, :, -1]]
-    return {int(v) for f in faces for v in np.unique(f) if v}

@@ -113,7 +113,7 @@ def test_slab_by_slab_passes_match_whole_map_passes(monkeypatch):
 
 
 def test_field_of_view_cut_gives_the_bone_on_the_grid_faces_in_mm2():
-    from inference.measure import field_of_view_cut
+    from inference.measure import field_of_view_cut, field_of_view_cut_areas
 
     arr = np.zeros((10, 12, 14), np.uint8)
     arr[0:4, 3:7, 2:5] = 20  # touches the k = 0 face: 4 x 3 voxels of 1.1 x 0.8 mm
@@ -123,3 +123,4 @@ def test_field_of_view_cut_gives_the_bone_on_the_grid_faces_in_mm2():
     assert area == pytest.approx(12 * 0.8 * 1.1) and points.shape == (12, 3)
     assert np.allclose(points, vol.index_to_lps(np.argwhere(arr[:1] == 20)[:, ::-1].astype(float)))
     assert field_of_view_cut(vol, 21) == (None, 0.0)
+    assert field_of_view_cut_areas(vol) == {20: pytest.approx(area)}  # every label in one pass, 21 absent

@@ -87,6 +87,7 @@ def plan_labels_with_models(labels, levels: list[int] | None = None, *, ct=None,
     wanted = [vid for vid in present if (levels is None and registry.by_id(vid).region in PLANNED_REGIONS)
               or (levels is not None and vid in levels)]
     result = PlanResult({}, [])
+    ct_image = None if ct is None else ct.to_sitk()  # once, not once per vertebra
     for n, vid in enumerate(wanted):
         check_cancel(cancel)
         name = registry.name_of(vid)
@@ -95,19 +96,19 @@ def plan_labels_with_models(labels, levels: list[int] | None = None, *, ct=None,
         up = None
         if 0 < k < len(present) - 1:
             up = centers[present[k - 1]] - centers[present[k + 1]]  # cranial neighbour minus caudal one
-        try:
-            model, level_screws = plan_vertebra(labels, vid, up_hint=None if up is None else up / np.linalg.norm(up),
-                                                ct=ct)
-        except ValueError as exc:
-            result.not_planned[name] = f"not planned: {exc}"
-            continue
-        result.models[model.level] = model
         cut, cut_mm2 = field_of_view_cut(labels, vid)
-        if cut_mm2 > CUT_AREA_MM2:
+        if cut_mm2 > CUT_AREA_MM2:  # decided before the vertebra's model is built
             result.not_planned[name] = (
                 f"not planned: the scan's edge cuts {name} across {cut_mm2:.0f} mm² of bone (more than a process "
                 "tip); plan it on a scan that shows the whole vertebra")
             continue
+        try:
+            model, level_screws = plan_vertebra(labels, vid, up_hint=None if up is None else up / np.linalg.norm(up),
+                                                ct=ct_image)
+        except ValueError as exc:
+            result.not_planned[name] = f"not planned: {exc}"
+            continue
+        result.models[model.level] = model
         kept = []
         for s in level_screws:
             gap = None if cut is None else _distance_to_segment(cut, s.entry_lps, s.target_lps).min()

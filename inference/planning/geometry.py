@@ -98,9 +98,10 @@ def local_mask(labels: Volume, vertebra_id: int) -> LocalMask:
     return LocalMask(inside, lo, LOCAL_SPACING_MM)
 
 
-def local_ct(ct: Volume, mask: LocalMask) -> np.ndarray:
-    """CT HU on ``mask``'s grid (linear interpolation; air outside the scan)."""
-    image = sitk.Cast(ct.to_sitk(), sitk.sitkFloat32)
+def local_ct(ct: Volume | sitk.Image, mask: LocalMask) -> np.ndarray:
+    """CT HU on ``mask``'s grid (linear interpolation; air outside the scan). Planning several
+    vertebrae converts the CT to an image once and passes that."""
+    image = ct if isinstance(ct, sitk.Image) else ct.to_sitk()
     size = [int(n) for n in mask.inside.shape[::-1]]
     out = sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, [float(v) for v in mask.origin],
                         [float(mask.spacing)] * 3, np.eye(3).ravel().tolist(), -1024.0, sitk.sitkFloat32)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import registry
@@ -127,7 +128,7 @@ class VertebraModel:
 
     @classmethod
     def build(cls, labels: Volume, vertebra_id: int, up_hint: np.ndarray | None = None,
-              ct: Volume | None = None) -> VertebraModel:
+              ct: Volume | sitk.Image | None = None) -> VertebraModel:
         mask = local_mask(labels, vertebra_id)
         frame = vertebra_frame(mask, up_hint)
         outside = ndimage.distance_transform_edt(~mask.inside) * mask.spacing
@@ -228,7 +229,7 @@ def screws_collide(a: Screw, b: Screw) -> bool:
 
 
 def plan_vertebra(labels: Volume, vertebra_id: int, up_hint: np.ndarray | None = None,
-                  ct: Volume | None = None) -> tuple[VertebraModel, list[Screw]]:
+                  ct: Volume | sitk.Image | None = None) -> tuple[VertebraModel, list[Screw]]:
     """Both screws of one level, graded (and by CT HU when ``ct`` is given), their collision checked."""
     model = VertebraModel.build(labels, vertebra_id, up_hint, ct)
     screws = [s for s in (propose(model, LEFT), propose(model, RIGHT)) if s is not None]
