@@ -105,6 +105,11 @@ class View3D(QWidget):
         session.crosshair_changed.connect(self._on_crosshair_changed)
         session.screws_changed.connect(self._on_screws_changed)
 
+    @property
+    def _plotter_open(self) -> bool:
+        """False once the plotter is closed (or not yet set up): nothing may touch its window then."""
+        return not getattr(self.plotter, "_closed", True)
+
     def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
         self._place_message()
@@ -162,7 +167,7 @@ class View3D(QWidget):
         """Redraw at the next pass of the event loop: Qt merges the requests of one pass into one
         paint, so a slot that changes many actors costs one render, after it returns (no-op once
         the plotter is closed)."""
-        if not getattr(self.plotter, "_closed", True):
+        if self._plotter_open:
             QWidget.update(self.plotter)  # the widget's repaint, not pyvista's Plotter.update
 
     def adapt_to_renderer(self) -> None:
@@ -184,7 +189,7 @@ class View3D(QWidget):
     def render_now(self) -> None:
         """Draw the scene now, surfaces included (for a screenshot; no-op once the plotter is closed)."""
         self.build_surfaces()
-        if not getattr(self.plotter, "_closed", True):
+        if self._plotter_open:
             self.plotter.render()
 
     def close_plotter(self) -> None:
@@ -297,12 +302,11 @@ class View3D(QWidget):
         self._vertebra_actors.clear()
         self.plotter.remove_actor("lesions", render=False)
         self._lesion_actor = None
-        # The new scene (surfaces, markers, names) is built in a later pass of the event loop.
-        # Its first frame uploads every triangle (~50 ms for a spine with a software renderer);
-        # done here, it would be painted in the same pass as the table and the slices that follow
+        # The new scene comes in two later passes of the event loop, each with its own paint: first
+        # the actors (hidden) with the markers, names and camera, then the surfaces shown, whose
+        # first frame uploads every triangle (~50 ms for a spine with a software renderer). Done
+        # here, all of it would be painted in the same pass as the table and the slices that follow
         # this signal, one long freeze. Whoever reads the actors before then gets them built.
-        # Two later passes, each with its own paint: first the actors (hidden) with the markers,
-        # names and camera, then the surfaces shown, which uploads their triangles.
         if self.session.label_set is not None:
             if self._scene_stage == _DONE:
                 # a real delay: a zero-delay call would still run in this pass, before the paint
@@ -311,11 +315,11 @@ class View3D(QWidget):
 
     def build_surfaces(self) -> None:
         """Finish the scene of new labels now if that is still to do (see `_on_labels_changed`)."""
-        while self._scene_stage != _DONE and not getattr(self.plotter, "_closed", True):
+        while self._scene_stage != _DONE and self._plotter_open:
             self._advance_scene(reschedule=False)
 
     def _advance_scene(self, reschedule: bool = True) -> None:
-        if getattr(self.plotter, "_closed", True):
+        if not self._plotter_open:
             return
         if self._scene_stage == _BUILD:
             self._scene_stage = _REVEAL
@@ -344,8 +348,7 @@ class View3D(QWidget):
                 _LESION_COLOUR,
                 name="lesions",
                 pickable=False,
-            )
-            self._lesion_actor.SetVisibility(self.lesions_visible)
+            )  # shown or not when the scene is revealed (`_advance_scene`)
         for info in label_set.vertebrae:
             surface = label_set.surfaces.get(info.id)
             if surface is None:
