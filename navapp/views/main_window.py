@@ -208,7 +208,7 @@ class MainWindow(QMainWindow):
             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
         )
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        self.resizeDocks([dock], [400], Qt.Orientation.Horizontal)
+        self.resizeDocks([dock], [520], Qt.Orientation.Horizontal)
         self.screw_panel = ScrewPanel(self.session)
         self.screw_dock = QDockWidget("Screws", self)
         self.screw_dock.setObjectName("screw_dock")

@@ -53,8 +53,9 @@ _Index = QModelIndex | QPersistentModelIndex
 class VertebraTableModel(QAbstractTableModel):
     """Rows = the session's vertebrae as shown now (after corrections), head to foot."""
 
-    HEADERS = ("Level", "Confidence", "Lesion", "QA", "Volume (ml)", "Centre L, P, S (mm)")
-    LEVEL, CONFIDENCE, LESION, QA, VOLUME, CENTRE = range(6)
+    HEADERS = ("Level", "Confidence", "Lesion", "Vol. (ml)", "Centre LPS (mm)", "QA")
+    LEVEL, CONFIDENCE, LESION, VOLUME, CENTRE, QA = range(6)
+    """QA last: it is the one column of free text, stretched and wrapped to the table's width."""
 
     def __init__(self, session: Session) -> None:
         super().__init__(session)
@@ -102,7 +103,7 @@ class VertebraTableModel(QAbstractTableModel):
                 return ", ".join(QA_TEXT.get(f, f) for f in v.qa_flags)
             if col == self.VOLUME:
                 return "—" if math.isnan(v.volume_ml) else f"{v.volume_ml:.1f}"
-            return ", ".join(f"{c:.1f}" for c in v.center_lps)
+            return ", ".join(f"{round(float(c)):d}" for c in v.center_lps)  # whole mm; the tooltip has 0.1 mm
         if role == Qt.ItemDataRole.DecorationRole and col == self.LEVEL:
             return QColor(*v.colour)
         if role == Qt.ItemDataRole.BackgroundRole and col in (self.CONFIDENCE, self.QA):
@@ -124,6 +125,8 @@ class VertebraTableModel(QAbstractTableModel):
         if v.lesion_score is not None:
             lines.append(f"lesion suspicion {v.lesion_score:.2f}" + (f" ({v.lesion_type})" if v.lesion_type else "")
                          + ": flags a region to review, not a diagnosis")
+        if v.rib_ml is not None:
+            lines.append(f"rib found beside it: {v.rib_ml:.2f} ml (the labeling's rib cue)")
         if v.qa_flags:
             lines.append("flags: " + ", ".join(v.qa_flags))
         lines.append("centre: " + ", ".join(f"{c:.1f}" for c in v.center_lps) + " mm LPS")
@@ -154,6 +157,8 @@ class VertebraTable(QStackedWidget):
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.view.verticalHeader().setVisible(False)
         self.view.setAlternatingRowColors(True)
+        self.view.setWordWrap(True)
+        self.view.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header = self.view.horizontalHeader()
         for col in range(self.model.columnCount()):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
@@ -209,7 +214,8 @@ class VertebraTable(QStackedWidget):
         self.view.setColumnHidden(m.QA, source == SOURCE_LABELS)
         self.view.setColumnHidden(m.VOLUME, not has_volumes)
         header = self.view.horizontalHeader()
-        header.setSectionResizeMode(m.QA, QHeaderView.ResizeMode.ResizeToContents)
+        for col in (m.QA, m.CENTRE):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         stretch = m.QA if source == SOURCE_ANALYSIS else m.CENTRE
         header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
         if self.model.rowCount() > 0:
