@@ -70,13 +70,13 @@ def contour_figure(out: Path, ct, labels, truth, title: str, centers: dict[int, 
         for vid in np.unique(lb):
             if vid == 0:
                 continue
-            ax.contour((lb == vid).astype(float), levels=[0.5], colors=[_colour(int(vid))], linewidths=1.2,
-                       origin="lower" if name == "sagittal" else "upper")
+            # contour coordinates are array indices (no origin flip), the same as imshow's in both origins
+            ax.contour((lb == vid).astype(float), levels=[0.5], colors=[_colour(int(vid))], linewidths=1.2)
         if rf is not None:
             for vid in np.unique(rf):
                 if vid:
                     ax.contour((rf == vid).astype(float), levels=[0.5], colors="white", linewidths=0.7,
-                               linestyles="dashed", origin="lower" if name == "sagittal" else "upper")
+                               linestyles="dashed")
         if name == "sagittal":
             for vid, p in idx.items():
                 ax.annotate(registry.name_of(vid), (p[1], p[2]), xytext=(30, 0), textcoords="offset points",
