@@ -29,6 +29,9 @@ P_FALSE = 0.05
 """Prior probability that a candidate is a false detection (not a vertebra center)."""
 EMISSION_FLOOR = 1e-4
 """Smallest emission probability: one confident but wrong voxel vote cannot veto a whole column."""
+EMISSION_TEMPERATURE = 3.0
+"""The localizer's level probabilities are raised to 1 / this before decoding (see `decode`); chosen with
+the rib table below on held-out synthetic CT (docs/labeling_calibration.md)."""
 
 _T12, _T13, _L1 = registry.id_of("T12"), registry.id_of("T13"), registry.id_of("L1")
 _L5, _L6, _S1 = registry.id_of("L5"), registry.id_of("L6"), registry.id_of("S1")
@@ -148,7 +151,7 @@ def _extended_transitions() -> tuple[np.ndarray, np.ndarray]:
 _LOG_TX, _LOG_START_X = _extended_transitions()
 
 
-def decode(emissions: np.ndarray, scores: np.ndarray | None = None) -> Decoded:
+def decode(emissions: np.ndarray, scores: np.ndarray | None = None, cues: np.ndarray | None = None) -> Decoded:
     """Decode labels for candidates ordered head to foot.
 
     Parameters
@@ -169,6 +172,13 @@ def decode(emissions: np.ndarray, scores: np.ndarray | None = None) -> Decoded:
     s = np.ones(n) if scores is None else np.clip(np.asarray(scores, dtype=float).reshape(n), 0.01, 0.99)
     e = np.clip(e, 0, None)
     e = e / np.maximum(e.sum(axis=1, keepdims=True), 1e-12)
+    e = np.maximum(e, EMISSION_FLOOR) ** (1.0 / EMISSION_TEMPERATURE)
+    if cues is not None:
+        c = np.asarray(cues, dtype=float)
+        if c.shape != e.shape:
+            raise ValueError(f"cues must have shape {e.shape}, got {c.shape}")
+        e = e * c
+    e = e / np.maximum(e.sum(axis=1, keepdims=True), 1e-300)
     # emissions over the extended states: a level k: score × p(k); a false detection: (1 − score) / L
     log_e = np.concatenate([
         np.log(np.maximum(e, EMISSION_FLOOR)) + np.log(s)[:, None],
@@ -220,9 +230,67 @@ the last rib (T12 or T13 above L1) and the sacrum. A set of labels is anchored w
 one of these tuples are among them."""
 
 
-def is_anchored(names: list[str] | set[str]) -> bool:
+def is_anchored(names: list[str] | set[str], ribs: dict[str, float | None] | None = None) -> bool:
     """True when the labelled column holds one of `ANCHORS`, so its levels were counted from a
-    landmark in view rather than guessed from the shape of a few vertebrae."""
-    present = set(names)
-    return any(set(anchor) <= present for anchor in ANCHORS)
+    landmark in view rather than guessed from the shape of a few vertebrae.
 
+    ``ribs`` (name → rib cue in ml, `inference.ribs`) checks the last-rib anchor: it counts only when
+    the rib cue of the last thoracic vertebra is above the first bin edge and that of L1 below it.
+    Without ``ribs`` the names alone decide (the localizer's own guess of where the ribs stop).
+    """
+    present = set(names)
+    for anchor in ANCHORS:
+        if not set(anchor) <= present:
+            continue
+        if ribs is not None and anchor[-1] == "L1":
+            last, first = ribs.get(anchor[0]), ribs.get("L1")
+            if last is None or first is None or rib_bin(last) == 0 or rib_bin(first) != 0:
+                continue
+        return True
+    return False
+
+
+# ---- the rib cue ------------------------------------------------------------------------------
+RIB_BINS_ML = (0.25, 1.0)
+"""Edges of the rib-cue bins (rib volume in ml beside the vertebra, `inference.ribs`)."""
+RIB_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("C1-C6", ("C1", "C2", "C3", "C4", "C5", "C6")),
+    ("C7", ("C7",)),
+    ("T1-T10", ("T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10")),
+    ("T11-T13", ("T11", "T12", "T13")),
+    ("L1", ("L1",)),
+    ("L2-L4", ("L2", "L3", "L4")),
+    ("L5-S1", ("L5", "L6", "S1")),
+)
+"""Levels that share one row of `RIB_LIKELIHOOD`."""
+RIB_LIKELIHOOD: dict[str, tuple[float, float, float]] = {
+    "C1-C6": (0.9879, 0.0061, 0.0061),
+    "C7": (0.875, 0.0833, 0.0417),
+    "T1-T10": (0.0844, 0.0823, 0.8333),
+    "T11-T13": (0.2738, 0.2381, 0.4881),
+    "L1": (0.6067, 0.191, 0.2022),
+    "L2-L4": (0.9764, 0.0197, 0.0039),
+    "L5-S1": (0.9773, 0.0114, 0.0114),
+}
+"""P(rib-cue bin | level group), measured on held-out synthetic CT with localizer 1.0-step11273 and
+segmenter 1.1-ft3180 by `python -m inference.train.calibrate_labeling` (docs/labeling_calibration.md):
+re-measure it whenever either model changes."""
+
+
+def rib_bin(ml: float | None) -> int | None:
+    """Bin index of a rib-cue value (None stays None: unknown)."""
+    if ml is None:
+        return None
+    return int(np.searchsorted(RIB_BINS_ML, ml, side="right"))
+
+
+def rib_likelihoods(ribs: list[float | None]) -> np.ndarray:
+    """(n, len(LEVELS)) likelihood of each candidate's rib cue under each level (1 where unknown)."""
+    group_of = {registry.id_of(name): g for g, names in RIB_GROUPS for name in names}
+    out = np.ones((len(ribs), len(LEVELS)))
+    for n, ml in enumerate(ribs):
+        b = rib_bin(ml)
+        if b is None:
+            continue
+        out[n] = [RIB_LIKELIHOOD[group_of[vid]][b] for vid in LEVELS]
+    return out

@@ -17,15 +17,15 @@ import torch
 
 from . import registry
 from .errors import InputError, WeightsError
-from .label import LEVELS, decode, is_anchored
-from .localize import LocalizerOutput, drop_off_column, find_candidates, order_head_to_foot, run_localizer
+from .label import LEVELS, decode, is_anchored, rib_likelihoods
+from .localize import Candidate, LocalizerOutput, drop_off_column, find_candidates, order_head_to_foot, run_localizer
 from .measure import CUT_AREA_MM2, field_of_view_cut_areas, vertebra_voxel_counts
 from .models.localizer import LocalizerNet
 from .models.segmenter import SegmenterNet
 from .models.weights import load_state
 from .progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
 from .qa import mask_flags
-from .segment import LESION_FLAG, SegmentationOutput, segment_vertebrae
+from .segment import LESION_FLAG, SegmentationOutput, relabel, segment_vertebrae
 from .volume import Volume
 
 LOCALIZER = "localizer"
@@ -73,6 +73,9 @@ class VertebraResult:
     lesion_type: str | None = None
     """Lesion type with that score when it reaches the flag threshold, else None."""
     lesion_scores: dict[str, float] = field(default_factory=dict)
+    rib_ml: float | None = None
+    """The rib cue: volume called rib beside the vertebra (`inference.ribs`); None without
+    segmentation or where that zone is out of the scan."""
 
 
 @dataclass
@@ -174,12 +177,22 @@ class Pipeline:
         out = self._run_localizer(ct, cancel)
         timings["localize"] = time.perf_counter() - t0
         check_cancel(cancel)
+        cands = self.candidates(out)
+        seg, ribs = None, None
+        if self.segmenter is not None:
+            # masks first, under provisional tags 1…n: the rib cue of the labeling is measured on them
+            check_cancel(cancel)
+            t2 = time.perf_counter()
+            seg = self._run_segmenter(ct, [(n + 1, c.center_lps) for n, c in enumerate(cands)],
+                                      sub_progress(tell, 0.5, 0.95), cancel)
+            ribs = [seg.masks[n + 1].rib_ml if n + 1 in seg.masks else None for n in range(len(cands))]
+            timings["segment"] = time.perf_counter() - t2
+        check_cancel(cancel)
         t1 = time.perf_counter()
-        tell(0.5 if self.segmenter is not None else 0.8, "labeling the column")
-        cands = find_candidates(out)
-        cands = order_head_to_foot(drop_off_column(sorted(cands, key=lambda c: -c.score)[:MAX_CANDIDATES]))
+        tell(0.96 if self.segmenter is not None else 0.8, "labeling the column")
         dec = decode(np.array([c.level_probs for c in cands]).reshape(len(cands), len(LEVELS)),
-                     scores=np.array([min(1.0, c.score) for c in cands]))
+                     scores=np.array([min(1.0, c.score) for c in cands]),
+                     cues=None if ribs is None else rib_likelihoods(ribs))
         vertebrae = []
         for n, c in enumerate(cands):
             vid = int(dec.ids[n])
@@ -197,20 +210,18 @@ class Pipeline:
                     float(dec.p_shift_caudal[n]),
                     c.score,
                     alts,
+                    rib_ml=None if ribs is None or ribs[n] is None else round(ribs[n], 2),
                 )
             )
-        if vertebrae and not is_anchored([v.name for v in vertebrae]):
+        if vertebrae and not is_anchored([v.name for v in vertebrae],
+                                         None if ribs is None else {v.name: v.rib_ml for v in vertebrae}):
             # no landmark in view: the levels come from the look of a few vertebrae, which on real
             # small fields of view was wrong for every vertebra (docs/localization.md)
             for v in vertebrae:
                 v.confidence = min(v.confidence, UNANCHORED_CAP)
                 v.qa_flags.append("label_unanchored")
-        timings["label"] = time.perf_counter() - t1
-        seg = None
-        if self.segmenter is not None:
-            check_cancel(cancel)
-            t2 = time.perf_counter()
-            seg = self._run_segmenter(ct, vertebrae, sub_progress(tell, 0.55, 0.98), cancel)
+        if seg is not None:
+            seg = relabel(seg, {n + 1: int(dec.ids[n]) for n in range(len(cands))})
             for v in vertebrae:
                 m = seg.masks.get(v.id)
                 if m is None:
@@ -220,13 +231,17 @@ class Pipeline:
                 v.lesion_type = m.lesion_type
                 if m.lesion_score >= LESION_FLAG:
                     v.qa_flags.append(f"lesion_suspected:{m.lesion_type}")
-            timings["segment"] = time.perf_counter() - t2
+        timings["label"] = time.perf_counter() - t1
         qa = _qa(vertebrae, ct, seg)
         tell(1.0, f"{len(vertebrae)} vertebrae")
         return AnalysisResult(vertebrae, qa, timings, list(self.models), str(self.device), out, seg)
 
-    def _run_segmenter(self, ct: Volume, vertebrae: list[VertebraResult], progress, cancel) -> SegmentationOutput:
-        items = [(v.id, v.center_lps) for v in vertebrae]
+    def candidates(self, out: LocalizerOutput) -> list[Candidate]:
+        """The localizer's candidates that the labeling decodes, head to foot."""
+        cands = find_candidates(out)
+        return order_head_to_foot(drop_off_column(sorted(cands, key=lambda c: -c.score)[:MAX_CANDIDATES]))
+
+    def _run_segmenter(self, ct: Volume, items: list[tuple[int, np.ndarray]], progress, cancel) -> SegmentationOutput:
         kwargs = {"adapt_intensity": self.adapt_intensity, "lesion_thresholds": self.lesion_thresholds,
                   "progress": progress, "cancel": cancel}
         try:

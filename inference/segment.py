@@ -21,9 +21,21 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .models.segmenter import INPUT_SPACING_MM, LESION_TYPES, PATCH, SegmenterNet, center_channels, crop, crop_start
+from .measure import SLAB_VOXELS
+from .models.segmenter import (
+    INPUT_SPACING_MM,
+    LESION_CHANNELS,
+    LESION_TYPES,
+    PATCH,
+    RIB_CHANNEL,
+    SegmenterNet,
+    center_channels,
+    crop,
+    crop_start,
+)
 from .preprocess import AIR_HU, WorkingGrid, normalize_hu, resample_ct, working_grid
 from .progress import CancelToken, ProgressCallback, check_cancel, report
+from .ribs import rib_zone_ml
 from .volume import Volume
 
 MASK_THRESHOLD = 0.5
@@ -48,6 +60,8 @@ class VertebraMask:
     id: int
     voxels_2mm: int
     lesion_scores: dict[str, float] = field(default_factory=dict)
+    rib_ml: float | None = None
+    """The rib cue (`inference.ribs.rib_zone_ml`); None where its zone is mostly outside the crop."""
 
     @property
     def lesion_score(self) -> float:
@@ -139,7 +153,7 @@ def segment_vertebrae(
         with torch.inference_mode():
             out = model(x)
             prob = torch.sigmoid(out.float()).cpu().numpy()
-        prob[:, 1:] = np.minimum(prob[:, 1:] * scale[None, :, None, None, None], 1.0)
+        prob[:, LESION_CHANNELS] = np.minimum(prob[:, LESION_CHANNELS] * scale[None, :, None, None, None], 1.0)
         for n, start, p in zip(idx, starts, prob, strict=True):
             vid = int(vertebrae[n][0])
             inside = p[0] > MASK_THRESHOLD
@@ -151,9 +165,11 @@ def segment_vertebrae(
                     scores[name] = float(np.sort(vals)[-top:].mean())
                 else:
                     scores[name] = 0.0
-            masks[vid] = VertebraMask(vid, int(inside.sum()), scores)
+            rib_ml = rib_zone_ml(p[RIB_CHANNEL], local[n] - start, sub.spacing, (-start, np.array(hu.shape) - start),
+                                 own=inside)
+            masks[vid] = VertebraMask(vid, int(inside.sum()), scores, rib_ml)
             origin = np.asarray(sub.origin) + sub.spacing * start[::-1]
-            _paste(ct, origin, sub.spacing, p[0], p[1:].max(axis=0), vid, labels, best, lesion_map)
+            _paste(ct, origin, sub.spacing, p[0], p[LESION_CHANNELS].max(axis=0), vid, labels, best, lesion_map)
         tell(0.05 + 0.9 * min(1.0, (b0 + len(idx)) / len(order)), f"segmented {b0 + len(idx)}/{len(order)}")
     lesion_map[labels == 0] = 0.0
     return SegmentationOutput(_on_ct(ct, labels), _on_ct(ct, lesion_map), masks, shift)
@@ -191,3 +207,23 @@ def _paste(ct: Volume, origin_lps: np.ndarray, spacing: float, mask_p: np.ndarra
     labels[box][win] = vid
     best[box][win] = q[win]
     lesion_map[box][win] = probs[1][win]
+
+
+def relabel(seg: SegmentationOutput, mapping: dict[int, int]) -> SegmentationOutput:
+    """The same segmentation with each label ``a`` renamed ``mapping[a]``; labels mapped to 0 or not in
+    ``mapping`` are removed (with their lesion suspicion). Used when masks were made under
+    provisional tags before the column was named. Works slab by slab on the CT-size maps."""
+    lut = np.zeros(256, np.uint8)
+    for a, b in mapping.items():
+        lut[int(a)] = int(b)
+    labels = seg.labels.array
+    lesions = seg.lesions.array
+    out = np.empty_like(labels)
+    step = max(1, SLAB_VOXELS // max(1, labels[0].size))
+    for k0 in range(0, labels.shape[0], step):
+        sl = slice(k0, k0 + step)
+        out[sl] = lut[labels[sl]]
+        lesions[sl][out[sl] == 0] = 0.0
+    masks = {lut[a]: VertebraMask(int(lut[a]), m.voxels_2mm, dict(m.lesion_scores), m.rib_ml)
+             for a, m in seg.masks.items() if lut[a]}
+    return SegmentationOutput(seg.labels.with_array(out), seg.lesions, masks, seg.intensity_shift_hu)

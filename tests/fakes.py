@@ -75,7 +75,7 @@ class FakeLocalizer(nn.Module):
 
 
 class FakeSegmenter(nn.Module):
-    """Mask = bright voxels near this vertebra's center channel; lesion channels fixed per type.
+    """Mask = bright voxels near this vertebra's center channel; lesion channels fixed per type; no ribs.
 
     ``lesion`` (0–1 per type, e.g. ``{"lytic": 0.9}``) is the probability every voxel gets.
     """
@@ -96,7 +96,8 @@ class FakeSegmenter(nn.Module):
         for name in LESION_TYPES:
             p = min(max(self.lesion.get(name, 0.0), 1e-4), 1 - 1e-4)
             les.append(torch.full_like(mask, float(np.log(p / (1 - p)))))
-        return torch.stack([mask, *les], dim=1)
+        no_rib = torch.full_like(mask, -10.0)
+        return torch.stack([mask, *les, no_rib], dim=1)
 
 
 def fake_pipeline(ct: Volume, centers: dict[str, np.ndarray], *, seconds: float = 0.0,

@@ -9,6 +9,13 @@ from inference import registry
 from inference.label import LEVELS, decode, transition_matrix
 
 
+@pytest.fixture(autouse=True)
+def _untempered(monkeypatch):
+    """These tests check the decoding itself on the emissions as written; the calibrated temperature
+    (which flattens them) has its own test in test_ribs.py."""
+    monkeypatch.setattr("inference.label.EMISSION_TEMPERATURE", 1.0)
+
+
 def _emission(name: str, p_true: float = 0.6, p_neighbour: float = 0.18) -> np.ndarray:
     e = np.full(len(LEVELS), 1e-3)
     k = LEVELS.index(registry.id_of(name))

@@ -51,3 +51,42 @@ def test_bone_window_export_keeps_bone_and_flattens_the_rest():
     changed = out != hu
     assert changed.any() and len(np.unique(out[changed])) == 1  # one fill value
     assert hu[changed].max() < 300 and np.array_equal(out[hu >= 300], hu[hu >= 300])  # bone untouched
+
+
+def _seg_case(with_ribs: bool) -> dict[str, np.ndarray]:
+    """A 2 mm pool case: one box vertebra (L1) and, beside it, a bright rib bar."""
+    hu = np.full((60, 80, 80), 40, np.int16)
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[25:35, 35:45, 35:45] = 20
+    hu[labels > 0] = 300
+    ribs = np.zeros(hu.shape, np.uint8)
+    ribs[29:32, 46:49, 47:70] = 1
+    hu[ribs > 0] = 1500
+    case = {"hu": hu, "labels": labels, "lesions": np.zeros_like(labels), "ids": np.array([20]),
+            "centers": np.array([[40.0, 40.0, 30.0]], np.float32)}
+    if with_ribs:
+        case["ribs"] = ribs
+    return case
+
+
+def test_segmenter_samples_carry_the_rib_target_and_dim_ribs_sometimes():
+    import torch
+
+    from inference.train import train_segmenter as ts
+
+    rng = np.random.default_rng(0)
+    samples = [ts.sample(_seg_case(True), rng) for _ in range(12)]
+    assert all(s["ribs"].sum() == 3 * 3 * 23 for s in samples)  # the whole bar is inside every crop
+    rib_hu = [float(s["x"][0][s["ribs"] > 0].mean()) * 1000 for s in samples]
+    assert min(rib_hu) < 1000 < max(rib_hu)  # dimmed in some samples, not in others
+    no_map = ts.sample(_seg_case(False), rng)
+    assert np.isnan(no_map["ribs"]).all()
+    # the loss skips the rib term for samples without a rib map
+    out = torch.zeros((2, 5, *no_map["y"].shape))
+    y = torch.from_numpy(np.stack([samples[0]["y"], no_map["y"]]))
+    les = torch.zeros((2, 3, *no_map["y"].shape))
+    ribs = torch.from_numpy(np.stack([samples[0]["ribs"], no_map["ribs"]]))
+    _, parts = ts.loss_fn(out, y, torch.ones_like(y), les, ribs=ribs)
+    assert np.isfinite(parts["rib"])
+    _, parts = ts.loss_fn(out, y, torch.ones_like(y), les, ribs=ribs[1:2].expand(2, -1, -1, -1))
+    assert "rib" not in parts

@@ -7,9 +7,11 @@ the vertebra's detected center, with three input channels
 - a Gaussian (σ = ``CENTER_SIGMA_MM``) at this vertebra's center ("segment this one"),
 - the maximum of Gaussians at the other detected centers ("not those"),
 
-and four output channels: the vertebra's mask logit, then voxel logits for the lesion types of
-`LESION_TYPES` (suspicion maps for lytic, blastic and compression-fracture regions). Crops of all
-vertebrae are batched; `inference.segment` pastes the probabilities back onto the CT grid.
+and five output channels: the vertebra's mask logit, voxel logits for the lesion types of
+`LESION_TYPES` (suspicion maps for lytic, blastic and compression-fracture regions), and a rib logit
+(`RIB_CHANNEL`: any rib, outside the vertebrae; `inference.ribs` reads the labeling's rib cue from
+it). Crops of all vertebrae are batched; `inference.segment` pastes the probabilities back onto the
+CT grid.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ CENTER_SIGMA_MM = 8.0
 LESION_TYPES = ("lytic", "blastic", "fracture")
 """Lesion channels 1…3 ↔ the synthetic engine's lesion codes 1, 2, 3."""
 WIDTHS = (16, 24, 40, 64)
+LESION_CHANNELS = slice(1, 1 + len(LESION_TYPES))
+RIB_CHANNEL = 1 + len(LESION_TYPES)
+N_OUTPUTS = RIB_CHANNEL + 1
 
 
 def crop_start(center_kji: np.ndarray, shape=PATCH) -> np.ndarray:
@@ -68,11 +73,11 @@ def center_channels(centers_kji: np.ndarray, target: int, shape=PATCH) -> np.nda
 
 
 class SegmenterNet(nn.Module):
-    """`UNet3D` with 3 input channels (HU, this center, other centers) and 1 + len(LESION_TYPES) outputs."""
+    """`UNet3D` with 3 input channels (HU, this center, other centers) and `N_OUTPUTS` outputs."""
 
     def __init__(self, widths=WIDTHS) -> None:
         super().__init__()
-        self.unet = UNet3D(3, 1 + len(LESION_TYPES), widths=widths)
+        self.unet = UNet3D(3, N_OUTPUTS, widths=widths)
 
     @property
     def divisor(self) -> int:
@@ -80,3 +85,19 @@ class SegmenterNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.unet(x)
+
+
+def widen_head(state: dict[str, torch.Tensor], model: SegmenterNet) -> dict[str, torch.Tensor]:
+    """A state dict of an older segmenter with fewer output channels, its head padded with new
+    channels that start at zero weight and a low bias (probability ~2 %), to fine-tune from."""
+    out = dict(state)
+    target = model.state_dict()
+    for key in ("unet.head.weight", "unet.head.bias"):
+        old, new = state[key], target[key]
+        if old.shape == new.shape:
+            continue
+        pad = torch.zeros((new.shape[0] - old.shape[0], *old.shape[1:]), dtype=old.dtype)
+        if key.endswith("bias"):
+            pad -= 4.0
+        out[key] = torch.cat([old, pad])
+    return out

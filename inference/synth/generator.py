@@ -50,6 +50,8 @@ class SynthCase:
     lesions: Volume
     params: dict[str, Any]
     tissue: Volume | None = None
+    ribs: Volume | None = None
+    """uint8 on the CT grid: 1 where a rib was painted (the target of the segmenter's rib channel)."""
 
 
 def _u(rng: np.random.Generator, r: tuple[float, float]) -> float:
@@ -81,13 +83,15 @@ def generate(seed: int, config: SynthConfig | None = None, device: str | torch.d
     with torch.inference_mode():
         vols, tissue_params = _paint(rng, tg, cfg, layout, grid, lib)
         hu, hu_table = _appearance(rng, tg, cfg, vols, grid, out_geom)
-        ct, labels, lesions, tissue = _resample(hu, vols["labels"], vols["lesions"], vols["tissue"], grid, out_geom)
+        ct, (labels, lesions, tissue, ribs) = _resample(
+            hu, [vols["labels"], vols["lesions"], vols["tissue"], vols["ribs"].to(torch.uint8)], grid, out_geom)
         ct, post = _scanner(rng, tg, cfg, ct, labels, lesions, tissue, out_geom)
     geom = dict(spacing=out_geom["spacing"], origin=out_geom["origin"], direction=out_geom["direction"])
     ct_np = ct.cpu().numpy().astype(np.int16)
     lab_np = labels.cpu().numpy().astype(np.uint8)
     les_np = lesions.cpu().numpy().astype(np.uint8)
     tis_np = tissue.cpu().numpy().astype(np.uint8)
+    rib_np = ribs.cpu().numpy().astype(np.uint8)
     present = sorted(int(v) for v in np.unique(lab_np) if v)
     params = {
         "seed": int(seed),
@@ -106,7 +110,8 @@ def generate(seed: int, config: SynthConfig | None = None, device: str | torch.d
     }
     md = {"source_format": "synthetic", "modality": "CT", "synth_seed": int(seed)}
     ct_vol = Volume(ct_np, **geom, metadata=dict(md))
-    return SynthCase(ct_vol, ct_vol.with_array(lab_np), ct_vol.with_array(les_np), params, ct_vol.with_array(tis_np))
+    return SynthCase(ct_vol, ct_vol.with_array(lab_np), ct_vol.with_array(les_np), params, ct_vol.with_array(tis_np),
+                     ct_vol.with_array(rib_np))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -196,6 +201,7 @@ def _paint(rng, tg, cfg: SynthConfig, layout: Layout, grid: R.Grid, lib) -> tupl
         "disc": torch.zeros(shp, dtype=torch.bool, device=dev),
         "dense": torch.zeros(shp, dtype=torch.bool, device=dev),
         "posterior": torch.zeros(shp, dtype=torch.bool, device=dev),
+        "ribs": torch.zeros(shp, dtype=torch.bool, device=dev),
     }
     levels = layout.levels
     fused = {(d["upper"], d["lower"]) for d in layout.discs if d["fused"]}
@@ -424,6 +430,7 @@ def _splat_tubes(pts: np.ndarray, box, grid: R.Grid, vols, radius: float) -> Non
     g = R.gaussian_blur(acc, (sigma / grid.spacing,) * 3)
     thr = float(np.exp(-(radius**2) / (2 * sigma**2)))
     vols["bone"][box] |= g > thr
+    vols["ribs"][box] |= g > thr
 
 
 def _paint_metal(rng, cfg: SynthConfig, layout: Layout, grid: R.Grid, tissue: torch.Tensor) -> dict | None:
@@ -555,9 +562,10 @@ def _metal_streaks(rng, tg, metal: torch.Tensor, grid: R.Grid) -> torch.Tensor:
 # output grid
 
 
-def _resample(hu: torch.Tensor, labels: torch.Tensor, lesions: torch.Tensor, tissue: torch.Tensor, grid: R.Grid,
-              out: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Working grid → scanner grid: linear for HU, nearest for labels, lesions and tissue. Arrays [k, j, i]."""
+def _resample(hu: torch.Tensor, classes: list[torch.Tensor], grid: R.Grid, out: dict
+              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Working grid → scanner grid: linear for HU, nearest for the class volumes (labels, lesions,
+    tissue, ribs). Arrays [k, j, i]."""
     d = np.asarray(out["direction"])
     sp, size, origin = np.array(out["spacing"]), np.array(out["size"]), np.array(out["origin"])
     dev = grid.device
@@ -565,7 +573,7 @@ def _resample(hu: torch.Tensor, labels: torch.Tensor, lesions: torch.Tensor, tis
     if not out["oblique"] and np.allclose(np.abs(d), np.eye(3)[perm].T):
         # axis-aligned: resample each world axis separately (cheap), then permute into array order;
         # the axis that shrinks the volume most goes first (thick slices: z), so later passes move less
-        a, cls = hu, torch.stack([labels, lesions, tissue])
+        a, cls = hu, torch.stack(classes)
         shrink = [size[o] / hu.shape[2 - int(perm[o])] for o in range(3)]
         for out_axis in sorted(range(3), key=lambda o: shrink[o]):
             w = int(perm[out_axis])
@@ -577,7 +585,7 @@ def _resample(hu: torch.Tensor, labels: torch.Tensor, lesions: torch.Tensor, tis
             cls = _take(cls, dim + 1, near)
         order = [2 - int(perm[2]), 2 - int(perm[1]), 2 - int(perm[0])]  # array [k, j, i] ← output axes 2, 1, 0
         cls = cls.permute([0] + [o + 1 for o in order]).contiguous()
-        return a.permute(order).contiguous(), cls[0], cls[1], cls[2]
+        return a.permute(order).contiguous(), list(cls)
     # oblique: full grid_sample
     ii = torch.arange(size[0], device=dev, dtype=torch.float32)
     jj = torch.arange(size[1], device=dev, dtype=torch.float32)
@@ -590,9 +598,9 @@ def _resample(hu: torch.Tensor, labels: torch.Tensor, lesions: torch.Tensor, tis
     g = 2 * (pts - torch.tensor(grid.origin, dtype=torch.float32, device=dev)) / (grid.spacing * n) - 1
     del pts
     ct = F.grid_sample(hu[None, None], g[None], mode="bilinear", padding_mode="border", align_corners=True)[0, 0]
-    ll = torch.stack([labels, lesions, tissue]).float()[None]
+    ll = torch.stack(classes).float()[None]
     nl = F.grid_sample(ll, g[None], mode="nearest", padding_mode="zeros", align_corners=True)[0]
-    return ct, nl[0].to(torch.uint8), nl[1].to(torch.uint8), nl[2].to(torch.uint8)
+    return ct, [c.to(torch.uint8) for c in nl]
 
 
 def _lerp_axis(a: torch.Tensor, idx: torch.Tensor, dim: int) -> torch.Tensor:

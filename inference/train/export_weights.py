@@ -27,11 +27,14 @@ WIDTHS = (16, 32, 48, 64)
 SEGMENTER_SCHEDULE = (
     "steps 0-865 the recipe above without low-density marrow; 865-3542 with it; from 3542 lesion fine-tuning "
     "(--lesion-weight 3 --lesion-pos-weight 30 --lesion-focus 0.5: half of the samples from vertebrae with a "
-    "lesion), after the lesion head had learned nothing (held-out synthetic AP 0.03-0.06 at step 3542)"
+    "lesion), after the lesion head had learned nothing (held-out synthetic AP 0.03-0.06 at step 3542); that run "
+    "(1.0-step4653) was then widened with the rib channel (--init, inference.models.segmenter.widen_head) and "
+    "fine-tuned with the same lesion settings at lr 5e-4 on a regenerated pool (same seeds, now with rib maps); "
+    "the step count below is that fine-tune's"
 )
 
 
-def _write_weights(ckpt: Path, out: Path, name: str) -> tuple[dict, dict]:
+def _write_weights(ckpt: Path, out: Path, name: str, version: str | None = None) -> tuple[dict, dict]:
     """The checkpoint's model weights alone (float32) as ``out/<name>.pt``; the checkpoint and manifest header."""
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     out.mkdir(parents=True, exist_ok=True)
@@ -41,7 +44,7 @@ def _write_weights(ckpt: Path, out: Path, name: str) -> tuple[dict, dict]:
     tmp.replace(weights)
     header = {
         "name": name,
-        "version": f"1.0-step{state['step']}",
+        "version": version or f"1.0-step{state['step']}",
         "file": weights.name,
         "sha256": sha256_of(weights),
         "bytes": weights.stat().st_size,
@@ -114,10 +117,10 @@ def export(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict |
 
 
 def export_segmenter(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict | None,
-                     synthetic: dict | None = None) -> Path:
+                     synthetic: dict | None = None, version: str | None = None) -> Path:
     from ..models import segmenter as sm
 
-    state, manifest = _write_weights(ckpt, out, "segmenter")
+    state, manifest = _write_weights(ckpt, out, "segmenter", version)
     manifest |= {
         "architecture": {
             "class": "inference.models.segmenter.SegmenterNet",
@@ -125,7 +128,8 @@ def export_segmenter(ckpt: Path, out: Path, metrics: dict | None, notes: str, po
             "input": f"3 channels on a {sm.INPUT_SPACING_MM} mm LPS-aligned crop {list(sm.PATCH)} (k, j, i) around "
             f"one vertebra center: HU clipped to [-1000, 1500] / 1000, Gaussian (sigma {sm.CENTER_SIGMA_MM} mm) "
             "at this center, max of Gaussians at the other centers",
-            "output": "channel 0 mask logit of this vertebra; channels 1-3 lesion logits " + ", ".join(sm.LESION_TYPES),
+            "output": "channel 0 mask logit of this vertebra; channels 1-3 lesion logits " + ", ".join(sm.LESION_TYPES)
+            + f"; channel {sm.RIB_CHANNEL} rib logit (any rib outside the vertebrae; the labeling's rib cue)",
         },
         "training": {
             "code": "inference/train/pool.py (--spacing 2.0), inference/train/train_segmenter.py",
@@ -134,10 +138,11 @@ def export_segmenter(ckpt: Path, out: Path, metrics: dict | None, notes: str, po
             "synth_config": "inference.train.pool.POOL_CONFIG",
             "loss": f"BCE weighted (1 + {ts.BOUNDARY_WEIGHT}) within {ts.BOUNDARY_MM} mm of the surface + soft Dice + "
             f"{ts.VOLUME_WEIGHT} x squared normalized volume error + {ts.LESION_WEIGHT} x lesion BCE (pos weight "
-            f"{ts.LESION_POS_WEIGHT})",
+            f"{ts.LESION_POS_WEIGHT}) + {ts.RIB_WEIGHT} x rib BCE (pos weight {ts.RIB_POS_WEIGHT})",
             "augmentation": f"center jitter {ts.CENTER_JITTER_MM} mm (x2.5 for 15% of samples), neighbour centers "
             f"dropped with p {ts.P_DROP_NEIGHBOUR}, HU gain 0.92-1.08, offset +-30, noise 0-25 HU, left-right mirror; "
-            f"low-density marrow (p {ts.P_LOW_DENSITY}) from step 865",
+            f"low-density marrow (p {ts.P_LOW_DENSITY}) from step 865; in the rib fine-tune from its step 582, ribs "
+            f"dimmed toward soft tissue (p {ts.P_DIM_RIBS}, gain {ts.RIB_GAIN[0]}-{ts.RIB_GAIN[1]})",
             "schedule": SEGMENTER_SCHEDULE,
         },
         # raw lesion score per type that flags (5 % false alarms on synthetic training cases); see inference.segment
@@ -155,6 +160,7 @@ def main() -> None:
     parser.add_argument("--pool", type=Path, help="pool folder (its pool.json is recorded)")
     parser.add_argument("--notes", default="", help="where it was trained (CPU model, threads, wall time)")
     parser.add_argument("--synthetic", type=Path, help="JSON of the held-out synthetic validation")
+    parser.add_argument("--version", help="segmenter version (default 1.0-step<checkpoint step>)")
     args = parser.parse_args()
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
     pool = None
@@ -164,8 +170,10 @@ def main() -> None:
         pool.pop("config", None)
     synthetic = json.loads(args.synthetic.read_text()) if args.synthetic else None
     out = args.out or WEIGHTS_ROOT / args.model
-    writer = export if args.model == "localizer" else export_segmenter
-    writer(args.ckpt, out, metrics, args.notes, pool, synthetic)
+    if args.model == "localizer":
+        export(args.ckpt, out, metrics, args.notes, pool, synthetic)
+    else:
+        export_segmenter(args.ckpt, out, metrics, args.notes, pool, synthetic, args.version)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Generating a synthetic CT takes about a second on a CPU; training reads each case many times with
 random crops and flips. So the cases are generated once (`make_pool`), resampled onto the working
 grid exactly as a real CT is at inference (`inference.preprocess`), and stored as one ``.npz`` per
-case: ``hu`` (int16 [k, j, i]), ``labels`` (uint8, VerSe ids), ``lesions`` (uint8), ``ids`` and
+case: ``hu`` (int16 [k, j, i]), ``labels`` (uint8, VerSe ids), ``lesions`` (uint8), ``ribs`` (uint8,
+1 on rib voxels outside the vertebrae), ``ids`` and
 ``centers`` (LPS-mm mask centroids measured on the full-resolution synthetic labels, converted to
 working-grid indices (i, j, k)), ``origin`` and ``spacing``.
 
@@ -39,6 +40,7 @@ def pool_case(seed: int, spacing: float, config: SynthConfig = POOL_CONFIG) -> d
     hu = resample_ct(case.ct, grid)
     labels = resample_labels(case.labels, grid)
     lesions = resample_labels(case.lesions, grid)
+    ribs = resample_labels(case.ribs, grid) if case.ribs is not None else np.zeros_like(labels)
     centers = vertebra_centers(case.labels)
     ids = np.array(sorted(centers), dtype=np.int16)
     ijk = np.array([grid.lps_to_index(centers[i]) for i in ids], dtype=np.float32).reshape(-1, 3)
@@ -46,6 +48,7 @@ def pool_case(seed: int, spacing: float, config: SynthConfig = POOL_CONFIG) -> d
         "hu": np.clip(np.rint(hu), -1024, 3071).astype(np.int16),
         "labels": labels,
         "lesions": lesions,
+        "ribs": ((ribs > 0) & (labels == 0)).astype(np.uint8),
         "ids": ids,
         "centers": ijk,
         "origin": np.array(grid.origin, dtype=np.float64),

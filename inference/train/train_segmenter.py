@@ -11,7 +11,12 @@ as the localizer may miss one. Loss (region + boundary + volume, as seed 003 arg
 - cross-entropy weighted up within ``BOUNDARY_MM`` of the true surface (keeps thin processes and
   the disc gaps between neighbours);
 - squared normalized volume error (Δ/(predicted + true), keeps the total size honest when the overlap term saturates);
-- lesion channels: binary cross-entropy with positive weight ``LESION_POS_WEIGHT``.
+- lesion channels: binary cross-entropy with positive weight ``LESION_POS_WEIGHT``;
+- rib channel: binary cross-entropy (positive weight ``RIB_POS_WEIGHT``) against the engine's painted
+  ribs outside the vertebrae (pool cases without ``ribs`` leave it out).
+
+``--init WEIGHTS`` starts from another segmenter's weights (a checkpoint or a shipped ``.pt``); an
+older head with fewer output channels is padded (`inference.models.segmenter.widen_head`).
 
 Cases with index ≥ ``--val-from`` are held out. CUDA when present, else CPU. Checkpoints every few
 minutes to ``OUT/last.pt``; a run resumes from there.
@@ -29,7 +34,17 @@ import torch
 from scipy import ndimage
 from torch.nn import functional as F
 
-from ..models.segmenter import INPUT_SPACING_MM, LESION_TYPES, SegmenterNet, center_channels, crop, crop_start
+from ..models.segmenter import (
+    INPUT_SPACING_MM,
+    LESION_CHANNELS,
+    LESION_TYPES,
+    RIB_CHANNEL,
+    SegmenterNet,
+    center_channels,
+    crop,
+    crop_start,
+    widen_head,
+)
 from ..preprocess import normalize_hu
 from .common import (
     optimizer_step,
@@ -47,16 +62,25 @@ BOUNDARY_WEIGHT = 4.0
 VOLUME_WEIGHT = 0.5
 LESION_WEIGHT = 0.5
 LESION_POS_WEIGHT = 5.0
+RIB_WEIGHT = 0.5
+RIB_POS_WEIGHT = 3.0
 CENTER_JITTER_MM = 3.0
 P_DROP_NEIGHBOUR = 0.2
 P_LOW_DENSITY = 0.25
 """Share of samples whose marrow is made less dense (added at step 865 of the shipped run, after the
 real TPTBox L3, a low-density body, came out under-segmented)."""
+P_DIM_RIBS = 0.7
+RIB_GAIN = (0.2, 0.9)
+"""Share of samples whose ribs are dimmed toward soft tissue by a gain drawn from ``RIB_GAIN``: the
+engine paints ribs as tubes with a cortex one painting voxel (2 mm in the pool) thick at the cortical
+HU (~1500), far brighter than real ribs, whose thin cortex is partial-volumed at 2-3 mm (added at
+step 582 of the rib fine-tune, after the rib channel found synthetic ribs but none on real CT)."""
 
 
 def load_case(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as z:
-        return {k: z[k] for k in ("hu", "labels", "lesions", "ids", "centers")}
+        keys = ("hu", "labels", "lesions", "ids", "centers", "ribs")
+        return {k: z[k] for k in keys if k in z.files}
 
 
 def lesion_ids(case: dict[str, np.ndarray]) -> np.ndarray:
@@ -66,7 +90,8 @@ def lesion_ids(case: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def sample(case: dict[str, np.ndarray], rng: np.random.Generator, p_lesion: float = 0.0) -> dict[str, np.ndarray]:
-    """One training crop: inputs [3, k, j, i], mask target, lesion targets [3, k, j, i]."""
+    """One training crop: inputs [3, k, j, i], mask target, lesion targets [3, k, j, i], rib target
+    (NaN-filled when the case has no rib map)."""
     ids = case["ids"]
     centers = case["centers"][:, ::-1].astype(np.float64)  # (i, j, k) → (k, j, i)
     t = int(rng.integers(len(ids)))
@@ -81,6 +106,10 @@ def sample(case: dict[str, np.ndarray], rng: np.random.Generator, p_lesion: floa
     hu = crop(case["hu"], start, -1024).astype(np.float32)
     labels = crop(case["labels"], start, 0)
     lesions = crop(case["lesions"], start, 0)
+    if "ribs" in case:
+        ribs = crop(case["ribs"], start, 0).astype(np.float32)
+    else:
+        ribs = np.full(labels.shape, np.nan, np.float32)
     local = seen - start
     keep = rng.random(len(ids)) >= P_DROP_NEIGHBOUR
     keep[t] = True
@@ -88,6 +117,9 @@ def sample(case: dict[str, np.ndarray], rng: np.random.Generator, p_lesion: floa
     chans = center_channels(local, t)
     y = (labels == ids[t]).astype(np.float32)
     les = np.stack([(lesions == code).astype(np.float32) for code in range(1, len(LESION_TYPES) + 1)])
+    if "ribs" in case and rng.random() < P_DIM_RIBS:
+        rib = ndimage.binary_dilation(ribs > 0) & (labels == 0)  # with the partial-volume rim around them
+        hu[rib] = 50.0 + rng.uniform(*RIB_GAIN) * (hu[rib] - 50.0)
     if rng.random() < P_LOW_DENSITY:
         # low-density (osteoporotic) marrow: pull the vertebrae's cancellous voxels toward soft tissue
         marrow = (labels > 0) & (hu < 500)
@@ -96,8 +128,9 @@ def sample(case: dict[str, np.ndarray], rng: np.random.Generator, p_lesion: floa
     hu = hu * rng.uniform(0.92, 1.08) + rng.uniform(-30, 30) + rng.normal(0, rng.uniform(0, 25), hu.shape)
     x = np.concatenate([normalize_hu(hu)[None], chans])
     if rng.random() < 0.5:  # left-right mirror
-        x, y, les = x[..., ::-1], y[..., ::-1], les[..., ::-1]
-    return {"x": np.ascontiguousarray(x), "y": np.ascontiguousarray(y), "les": np.ascontiguousarray(les)}
+        x, y, les, ribs = x[..., ::-1], y[..., ::-1], les[..., ::-1], ribs[..., ::-1]
+    return {"x": np.ascontiguousarray(x), "y": np.ascontiguousarray(y), "les": np.ascontiguousarray(les),
+            "ribs": np.ascontiguousarray(ribs)}
 
 
 def boundary_weight(y: np.ndarray) -> np.ndarray:
@@ -117,6 +150,7 @@ def loss_fn(
     les: torch.Tensor,
     lesion_weight: float = LESION_WEIGHT,
     lesion_pos_weight: float = LESION_POS_WEIGHT,
+    ribs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
     logit = out[:, 0]
     bce = (F.binary_cross_entropy_with_logits(logit, y, reduction="none") * w).mean()
@@ -126,15 +160,24 @@ def loss_fn(
     dice = 1 - (2 * inter + 1) / (p.sum(dims) + y.sum(dims) + 1)
     vol = ((p.sum(dims) - y.sum(dims)) / (p.sum(dims) + y.sum(dims) + 1)) ** 2  # bounded in [0, 1)
     pos_weight = torch.full((len(LESION_TYPES), 1, 1, 1), lesion_pos_weight, device=out.device)
-    les_bce = F.binary_cross_entropy_with_logits(out[:, 1:], les, pos_weight=pos_weight)
+    les_bce = F.binary_cross_entropy_with_logits(out[:, LESION_CHANNELS], les, pos_weight=pos_weight)
     loss = bce + dice.mean() + VOLUME_WEIGHT * vol.mean() + lesion_weight * les_bce
     parts = {"bce": bce, "dice": 1 - dice.mean(), "vol": vol.mean(), "les": les_bce}
+    if ribs is not None:
+        known = torch.isfinite(ribs[:, 0, 0, 0])  # samples from cases with a rib map
+        if known.any():
+            rib_bce = F.binary_cross_entropy_with_logits(
+                out[known, RIB_CHANNEL], ribs[known], pos_weight=torch.tensor(RIB_POS_WEIGHT, device=out.device))
+            loss = loss + RIB_WEIGHT * rib_bce
+            parts["rib"] = rib_bce
     return loss, {k: float(v.detach()) for k, v in parts.items()}
 
 
 def train(pool: Path, out: Path, minutes: float, batch: int, lr: float, val_from: int, seed: int,
-          threads: int, lesion: tuple[float, float, float] = (LESION_WEIGHT, LESION_POS_WEIGHT, 0.0)) -> None:
-    """``lesion``: (loss weight, positive weight, share of samples drawn from vertebrae with a lesion)."""
+          threads: int, lesion: tuple[float, float, float] = (LESION_WEIGHT, LESION_POS_WEIGHT, 0.0),
+          init: Path | None = None) -> None:
+    """``lesion``: (loss weight, positive weight, share of samples drawn from vertebrae with a lesion);
+    ``init``: weights to start from when ``out`` holds no checkpoint yet."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -145,6 +188,10 @@ def train(pool: Path, out: Path, minutes: float, batch: int, lr: float, val_from
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     ckpt = out / "last.pt"
     step, log = resume(ckpt, model, opt, device)
+    if step == 0 and init is not None:
+        state = torch.load(init, map_location=device)
+        model.load_state_dict(widen_head(state.get("model", state), model))
+        LOG.info("initialized from %s", init)
     cache: dict[Path, dict[str, np.ndarray]] = {}
     t_end = time.time() + minutes * 60
     t_ckpt = time.time()
@@ -168,8 +215,9 @@ def train(pool: Path, out: Path, minutes: float, batch: int, lr: float, val_from
         y = torch.from_numpy(np.stack([it["y"] for it in items])).to(device)
         w = torch.from_numpy(np.stack([boundary_weight(it["y"]) for it in items])).to(device)
         les = torch.from_numpy(np.stack([it["les"] for it in items])).to(device)
+        ribs = torch.from_numpy(np.stack([it["ribs"] for it in items])).to(device)
         model.train()
-        loss, parts = loss_fn(model(x), y, w, les, lesion[0], lesion[1])
+        loss, parts = loss_fn(model(x), y, w, les, lesion[0], lesion[1], ribs)
         optimizer_step(model, opt, loss)
         step += 1
         update_running(running, parts)
@@ -192,10 +240,11 @@ def main() -> None:
     parser.add_argument("--lesion-pos-weight", type=float, default=LESION_POS_WEIGHT)
     parser.add_argument("--lesion-focus", type=float, default=0.0,
                         help="share of samples taken from vertebrae with a lesion (lesion fine-tuning)")
+    parser.add_argument("--init", type=Path, help="segmenter weights to start from (a checkpoint or a shipped .pt)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, args.threads,
-          (args.lesion_weight, args.lesion_pos_weight, args.lesion_focus))
+          (args.lesion_weight, args.lesion_pos_weight, args.lesion_focus), args.init)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ class VertebraInfo:
         Quality flags of the analysis (``label_uncertain``, ``gap_above``, …).
     lesion_score, lesion_type : float or None, str or None
         The analysis' lesion suspicion (0–1) and its type when flagged; None without segmentation.
+    rib_ml : float or None
+        The analysis' rib cue: rib volume found beside the vertebra (`inference.ribs`); None when not measured.
     """
 
     id: int
@@ -67,6 +69,7 @@ class VertebraInfo:
     qa_flags: tuple[str, ...] = ()
     lesion_score: float | None = None
     lesion_type: str | None = None
+    rib_ml: float | None = None
 
     def shown_as(self, vertebra_id: int) -> VertebraInfo:
         """This vertebra under another (corrected) id."""
@@ -74,7 +77,7 @@ class VertebraInfo:
         flags = self.qa_flags if CORRECTED_FLAG in self.qa_flags else (*self.qa_flags, CORRECTED_FLAG)
         return VertebraInfo(
             v.id, v.name, self.center_lps, self.volume_ml, v.color, self.source_id or self.id, self.confidence, flags,
-            self.lesion_score, self.lesion_type,
+            self.lesion_score, self.lesion_type, self.rib_ml,
         )
 
 
@@ -153,6 +156,7 @@ def analysis_infos(result: AnalysisResult, volumes_ml: dict[int, float] | None =
             tuple(v.qa_flags),
             None if v.lesion_score is None else float(v.lesion_score),
             v.lesion_type,
+            v.rib_ml,
         )
         for v in result.vertebrae
     ]
