@@ -171,3 +171,19 @@ def test_a_vertebra_cut_by_the_scan_is_not_planned_but_a_process_tip_at_the_edge
     assert 0 < touching.sum() < CUT_AREA_MM2
     result = plan_labels_with_models(tip)
     assert [s.side for s in result.screws] == ["left", "right"] and result.not_planned == {}
+
+
+def test_a_side_without_bone_depth_is_not_planned_and_says_why():
+    """The body cut away on the left (a broken mask): the left pedicle leads nowhere, so no left
+    screw is proposed, the reason is kept, and `plan_bundle`-style callers can report it."""
+    from inference.planning.screws import MIN_BONE_DEPTH_MM
+
+    v = _vertebra()
+    arr = v.array.copy()
+    k, j, i = np.meshgrid(*[np.arange(s) for s in arr.shape], indexing="ij")
+    x, y = v.origin[0] + v.spacing[0] * i, v.origin[1] + v.spacing[1] * j
+    arr[(x > 2) & (y < -8)] = 0  # the left half of the body gone: nothing in front of the left pedicle
+    model, screws = plan_vertebra(v.with_array(arr), L3)
+    assert [s.side for s in screws] == ["right"]
+    assert "left" in model.skipped and "bone depth" in model.skipped["left"]
+    assert MIN_BONE_DEPTH_MM > 0

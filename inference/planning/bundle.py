@@ -109,6 +109,8 @@ def plan_labels_with_models(labels, levels: list[int] | None = None, *, ct=None,
             result.not_planned[name] = f"not planned: {exc}"
             continue
         result.models[model.level] = model
+        for side, why in model.skipped.items():
+            result.not_planned[f"{model.level} {side}"] = f"not planned: {why}"
         kept = []
         for s in level_screws:
             gap = None if cut is None else _distance_to_segment(cut, s.entry_lps, s.target_lps).min()

@@ -23,6 +23,7 @@ from typing import Any
 from ..io import read_ct, read_label_map
 from ..measure import CUT_AREA_MM2
 from .bundle import CUT_MARGIN_MM, plan_labels, plan_labels_with_models, summary
+from .screws import MIN_BONE_DEPTH_MM
 
 LOG = logging.getLogger("spinenav.planning.report")
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +116,9 @@ def markdown(res: dict[str, Any]) -> str:
         "Proposals are starting points for the surgeon to check and edit, not a validated plan. A vertebra "
         f"that the scan's edge cuts across more than {CUT_AREA_MM2:g} mm² of bone, and a screw whose axis would "
         f"pass within {CUT_MARGIN_MM:g} mm of such a cut, are not planned: the bone around the screw is partly "
-        "outside the image. They are listed as not planned, with levels the planner could not model. Where the "
+        "outside the image. Nor is a side whose pedicle axis finds less than "
+        f"{MIN_BONE_DEPTH_MM:g} mm of bone (entry to the front cortex, less the tip margin) in the mask. They are "
+        "listed as not planned, with levels the planner could not model. Where the "
         "map has its CT, *by HU* is a second breach measured against bone in the CT (≥ 200 HU within 3 mm of the "
         "mask, plus the mask's core): on the 3 mm sample, partial volume dims thin pedicle walls below that, so it "
         "reads stricter than the mask.",

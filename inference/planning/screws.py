@@ -48,6 +48,9 @@ MAX_ENTRY_DEPTH_MM = 16.0
 """The entry lies at most this far behind the isthmus (further out the line runs along a process)."""
 ENTRY_SKIP_MM = 2.0
 """The first millimetres of the shaft sit in the entry hole through the cortex; not graded."""
+MIN_BONE_DEPTH_MM = 15.0
+"""Below this bone depth along the pedicle axis (entry to the front cortex, less the tip margin) the
+mask holds no usable trajectory on that side (a broken or mis-shaped mask): no screw is proposed."""
 TOLERANCE_MM = 0.5
 """Distances up to this count as inside (the local mask grid is 0.5 mm)."""
 BONE_HU = 200.0
@@ -125,6 +128,8 @@ class VertebraModel:
     """Local voxels of the spinal canal (the hole in the mid-slab extruded along the spine)."""
     outside_bone_mm: np.ndarray | None = None
     """Distance (mm) of every local voxel to bone by HU (`cortex_bone`); None without a CT."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Sides (``"left"``/``"right"``) `propose` found no trajectory for, with the reason."""
 
     @classmethod
     def build(cls, labels: Volume, vertebra_id: int, up_hint: np.ndarray | None = None,
@@ -171,11 +176,16 @@ def propose(model: VertebraModel, side: int) -> Screw | None:
     """The proposed screw for one side, graded; None when the pedicle cannot be found in the mask."""
     isthmus = find_isthmus(model.mask, model.frame, side)
     if isthmus is None:
+        model.skipped[SIDE_NAMES[side]] = "no pedicle found in the mask"
         return None
     d = _direction(model.frame, isthmus)
     entry = _march(model.mask, isthmus.point, -d, max_mm=MAX_ENTRY_DEPTH_MM)
     exit_front = _march(model.mask, isthmus.point, d)
     depth = float(np.linalg.norm(exit_front - entry)) - TIP_MARGIN_MM
+    if depth < MIN_BONE_DEPTH_MM:
+        model.skipped[SIDE_NAMES[side]] = (
+            f"bone depth along the pedicle axis {depth:.0f} mm: no trajectory through this mask (check the mask)")
+        return None
     notes = []
     length = snap_down(depth, LENGTHS_MM)
     if depth < LENGTHS_MM[0]:
