@@ -151,7 +151,8 @@ def _extended_transitions() -> tuple[np.ndarray, np.ndarray]:
 _LOG_TX, _LOG_START_X = _extended_transitions()
 
 
-def decode(emissions: np.ndarray, scores: np.ndarray | None = None, cues: np.ndarray | None = None) -> Decoded:
+def decode(emissions: np.ndarray, scores: np.ndarray | None = None, cues: np.ndarray | None = None,
+           temperature: float | None = None) -> Decoded:
     """Decode labels for candidates ordered head to foot.
 
     Parameters
@@ -172,7 +173,8 @@ def decode(emissions: np.ndarray, scores: np.ndarray | None = None, cues: np.nda
     s = np.ones(n) if scores is None else np.clip(np.asarray(scores, dtype=float).reshape(n), 0.01, 0.99)
     e = np.clip(e, 0, None)
     e = e / np.maximum(e.sum(axis=1, keepdims=True), 1e-12)
-    e = np.maximum(e, EMISSION_FLOOR) ** (1.0 / EMISSION_TEMPERATURE)
+    t = EMISSION_TEMPERATURE if temperature is None else float(temperature)
+    e = np.maximum(e, EMISSION_FLOOR) ** (1.0 / t)
     if cues is not None:
         c = np.asarray(cues, dtype=float)
         if c.shape != e.shape:
@@ -263,6 +265,8 @@ RIB_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("L5-S1", ("L5", "L6", "S1")),
 )
 """Levels that share one row of `RIB_LIKELIHOOD`."""
+RIB_GROUP_OF: dict[int, str] = {registry.id_of(name): g for g, names in RIB_GROUPS for name in names}
+"""VerSe id → its `RIB_GROUPS` name."""
 RIB_LIKELIHOOD: dict[str, tuple[float, float, float]] = {
     "C1-C6": (0.9879, 0.0061, 0.0061),
     "C7": (0.875, 0.0833, 0.0417),
@@ -284,13 +288,15 @@ def rib_bin(ml: float | None) -> int | None:
     return int(np.searchsorted(RIB_BINS_ML, ml, side="right"))
 
 
-def rib_likelihoods(ribs: list[float | None]) -> np.ndarray:
-    """(n, len(LEVELS)) likelihood of each candidate's rib cue under each level (1 where unknown)."""
-    group_of = {registry.id_of(name): g for g, names in RIB_GROUPS for name in names}
+def rib_likelihoods(ribs: list[float | None], table: dict[str, tuple[float, float, float]] | None = None
+                    ) -> np.ndarray:
+    """(n, len(LEVELS)) likelihood of each candidate's rib cue under each level (1 where unknown), from
+    ``table`` (default `RIB_LIKELIHOOD`; the calibration passes the table it is testing)."""
+    table = RIB_LIKELIHOOD if table is None else table
     out = np.ones((len(ribs), len(LEVELS)))
     for n, ml in enumerate(ribs):
         b = rib_bin(ml)
         if b is None:
             continue
-        out[n] = [RIB_LIKELIHOOD[group_of[vid]][b] for vid in LEVELS]
+        out[n] = [table[RIB_GROUP_OF[vid]][b] for vid in LEVELS]
     return out

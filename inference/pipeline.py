@@ -180,12 +180,8 @@ class Pipeline:
         cands = self.candidates(out)
         seg, ribs = None, None
         if self.segmenter is not None:
-            # masks first, under provisional tags 1…n: the rib cue of the labeling is measured on them
-            check_cancel(cancel)
             t2 = time.perf_counter()
-            seg = self._run_segmenter(ct, [(n + 1, c.center_lps) for n, c in enumerate(cands)],
-                                      sub_progress(tell, 0.5, 0.95), cancel)
-            ribs = [seg.masks[n + 1].rib_ml if n + 1 in seg.masks else None for n in range(len(cands))]
+            seg, ribs = self.segment_candidates(ct, cands, sub_progress(tell, 0.5, 0.95), cancel)
             timings["segment"] = time.perf_counter() - t2
         check_cancel(cancel)
         t1 = time.perf_counter()
@@ -210,7 +206,7 @@ class Pipeline:
                     float(dec.p_shift_caudal[n]),
                     c.score,
                     alts,
-                    rib_ml=None if ribs is None or ribs[n] is None else round(ribs[n], 2),
+                    rib_ml=None if ribs is None else ribs[n],
                 )
             )
         if vertebrae and not is_anchored([v.name for v in vertebrae],
@@ -240,6 +236,13 @@ class Pipeline:
         """The localizer's candidates that the labeling decodes, head to foot."""
         cands = find_candidates(out)
         return order_head_to_foot(drop_off_column(sorted(cands, key=lambda c: -c.score)[:MAX_CANDIDATES]))
+
+    def segment_candidates(self, ct: Volume, cands: list[Candidate], progress: ProgressCallback | None = None,
+                           cancel: CancelToken | None = None) -> tuple[SegmentationOutput, list[float | None]]:
+        """Masks of all candidates under provisional tags 1…n (renamed by `segment.relabel` once the
+        column is named) and each candidate's rib cue, which the naming needs."""
+        seg = self._run_segmenter(ct, [(n + 1, c.center_lps) for n, c in enumerate(cands)], progress, cancel)
+        return seg, [seg.masks[n + 1].rib_ml if n + 1 in seg.masks else None for n in range(len(cands))]
 
     def _run_segmenter(self, ct: Volume, items: list[tuple[int, np.ndarray]], progress, cancel) -> SegmentationOutput:
         kwargs = {"adapt_intensity": self.adapt_intensity, "lesion_thresholds": self.lesion_thresholds,

@@ -211,8 +211,9 @@ def _paste(ct: Volume, origin_lps: np.ndarray, spacing: float, mask_p: np.ndarra
 
 def relabel(seg: SegmentationOutput, mapping: dict[int, int]) -> SegmentationOutput:
     """The same segmentation with each label ``a`` renamed ``mapping[a]``; labels mapped to 0 or not in
-    ``mapping`` are removed (with their lesion suspicion). Used when masks were made under
-    provisional tags before the column was named. Works slab by slab on the CT-size maps."""
+    ``mapping`` are removed, and their lesion suspicion is cleared in ``seg.lesions`` itself (the
+    returned output shares that map). Used when masks were made under provisional tags before the
+    column was named. Works slab by slab on the CT-size maps."""
     lut = np.zeros(256, np.uint8)
     for a, b in mapping.items():
         lut[int(a)] = int(b)
@@ -224,6 +225,6 @@ def relabel(seg: SegmentationOutput, mapping: dict[int, int]) -> SegmentationOut
         sl = slice(k0, k0 + step)
         out[sl] = lut[labels[sl]]
         lesions[sl][out[sl] == 0] = 0.0
-    masks = {lut[a]: VertebraMask(int(lut[a]), m.voxels_2mm, dict(m.lesion_scores), m.rib_ml)
+    masks = {int(lut[a]): VertebraMask(int(lut[a]), m.voxels_2mm, dict(m.lesion_scores), m.rib_ml)
              for a, m in seg.masks.items() if lut[a]}
     return SegmentationOutput(seg.labels.with_array(out), seg.lesions, masks, seg.intensity_shift_hu)

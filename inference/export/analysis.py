@@ -68,7 +68,7 @@ def write_analysis_bundle(
                 "p_shift_cranial": mm(v.p_shift_cranial, 4),
                 "p_shift_caudal": mm(v.p_shift_caudal, 4),
                 "detection_score": mm(v.detection_score, 4),
-                "rib_ml": v.rib_ml,
+                "rib_ml": None if v.rib_ml is None else mm(v.rib_ml, 2),
                 "alternatives": v.alternatives,
                 "lesion_score": None,
                 "qa_flags": list(v.qa_flags),
@@ -146,7 +146,7 @@ def _write_full(out_dir, result: AnalysisResult, ct: Volume, input_path, correct
             "p_shift_cranial": mm(v.p_shift_cranial, 4),
             "p_shift_caudal": mm(v.p_shift_caudal, 4),
             "detection_score": mm(v.detection_score, 4),
-            "rib_ml": v.rib_ml,
+            "rib_ml": None if v.rib_ml is None else mm(v.rib_ml, 2),
             "localizer_center_lps": point(v.center_lps),
         }
     info = {"ct": ct_identity(Path(input_path) if input_path else None, ct)}

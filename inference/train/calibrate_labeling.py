@@ -26,16 +26,14 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
-from .. import registry
-from ..label import LEVELS, RIB_BINS_ML, RIB_GROUPS, decode, rib_bin
+from ..label import RIB_BINS_ML, RIB_GROUP_OF, RIB_GROUPS, decode, rib_bin, rib_likelihoods
 from ..measure import vertebra_centers
 from ..synth.generator import generate
 from ..synth.writer import case_seed
 from ..volume import Volume
 from .pool import POOL_CONFIG
-from .train_segmenter import RIB_GAIN
+from .train_segmenter import RIB_GAIN, dim_ribs
 
 LOG = logging.getLogger("spinenav.train.calibrate")
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,8 +53,7 @@ def _records(pipeline, ct: Volume, labels: Volume, case: int, view: str) -> list
     cands = pipeline.candidates(out)
     if not cands:
         return []
-    seg = pipeline._run_segmenter(ct, [(n + 1, c.center_lps) for n, c in enumerate(cands)], None, None)
-    ribs = [seg.masks[n + 1].rib_ml if n + 1 in seg.masks else None for n in range(len(cands))]
+    _, ribs = pipeline.segment_candidates(ct, cands)
     truth = vertebra_centers(labels)
     rows = []
     for n, c in enumerate(cands):
@@ -82,9 +79,8 @@ def collect(n: int, records: Path) -> None:
         case = generate(case_seed(CALIBRATION_SEED, i), POOL_CONFIG)
         rng = np.random.default_rng([CALIBRATION_SEED, i])
         if case.ribs is not None:
-            rib = ndimage.binary_dilation(case.ribs.array > 0) & (case.labels.array == 0)
             hu = case.ct.array.astype(np.float32)
-            hu[rib] = 50.0 + rng.uniform(*RIB_GAIN) * (hu[rib] - 50.0)
+            dim_ribs(hu, case.ribs.array, case.labels.array, rng.uniform(*RIB_GAIN))
             case.ct = case.ct.with_array(np.rint(hu).astype(case.ct.array.dtype))
         rows = _records(pipeline, case.ct, case.labels, i, "whole")
         nk = case.ct.array.shape[0]
@@ -109,41 +105,27 @@ def _columns(rows: list[dict]) -> list[list[dict]]:
 
 def rib_table(rows: list[dict]) -> dict[str, tuple[float, float, float]]:
     """P(bin | group) with add-one smoothing, from candidates matched to a true vertebra."""
-    group_of = {registry.id_of(name): g for g, names in RIB_GROUPS for name in names}
     counts = {g: np.ones(len(RIB_BINS_ML) + 1) for g, _ in RIB_GROUPS}
     for r in rows:
         b = rib_bin(r["rib_ml"])
-        if r["true_id"] and b is not None and r["true_id"] in group_of:
-            counts[group_of[r["true_id"]]][b] += 1
+        if r["true_id"] and b is not None and r["true_id"] in RIB_GROUP_OF:
+            counts[RIB_GROUP_OF[r["true_id"]]][b] += 1
     return {g: tuple(round(float(x), 4) for x in c / c.sum()) for g, c in counts.items()}
 
 
-def score_columns(columns: list[list[dict]], temperature: float, table: dict | None) -> tuple[int, int]:
-    """(vertebrae named right, vertebrae matched) after decoding each column."""
-    from .. import label
-
-    group_of = {registry.id_of(name): g for g, names in RIB_GROUPS for name in names}
-    saved = label.EMISSION_TEMPERATURE
-    label.EMISSION_TEMPERATURE = temperature
-    try:
-        right = total = 0
-        for col in columns:
-            e = np.array([r["probs"] for r in col])
-            cues = None
-            if table is not None:
-                cues = np.ones_like(e)
-                for n, r in enumerate(col):
-                    b = rib_bin(r["rib_ml"])
-                    if b is not None:
-                        cues[n] = [table[group_of[vid]][b] for vid in LEVELS]
-            dec = decode(e, scores=np.array([min(1.0, r["score"]) for r in col]), cues=cues)
-            for n, r in enumerate(col):
-                if r["true_id"]:
-                    total += 1
-                    right += int(dec.ids[n] == r["true_id"])
-        return right, total
-    finally:
-        label.EMISSION_TEMPERATURE = saved
+def score_columns(columns: list[list[dict]], temperature: float, table: dict | None) -> dict[str, list[int]]:
+    """Per view ("whole", "slab"): [vertebrae named right, vertebrae matched] after decoding each column."""
+    out: dict[str, list[int]] = {}
+    for col in columns:
+        cues = None if table is None else rib_likelihoods([r["rib_ml"] for r in col], table)
+        dec = decode(np.array([r["probs"] for r in col]), scores=np.array([min(1.0, r["score"]) for r in col]),
+                     cues=cues, temperature=temperature)
+        acc = out.setdefault(col[0]["view"], [0, 0])
+        for n, r in enumerate(col):
+            if r["true_id"]:
+                acc[0] += int(dec.ids[n] == r["true_id"])
+                acc[1] += 1
+    return out
 
 
 def fit(records: Path) -> dict:
@@ -162,15 +144,12 @@ def fit(records: Path) -> dict:
         cols = _columns(test_rows)
         for t in TEMPERATURES:
             for use in (False, True):
-                a, b = score_columns(cols, t, table if use else None)
-                acc = results.setdefault((t, use), [0, 0])
-                acc[0] += a
-                acc[1] += b
+                scores = score_columns(cols, t, table if use else None)
                 for view in ("whole", "slab"):
-                    a, b = score_columns([c for c in cols if c[0]["view"] == view], t, table if use else None)
-                    acc = by_view.setdefault((t, use, view), [0, 0])
-                    acc[0] += a
-                    acc[1] += b
+                    a, b = scores.get(view, (0, 0))
+                    for acc in (results.setdefault((t, use), [0, 0]), by_view.setdefault((t, use, view), [0, 0])):
+                        acc[0] += a
+                        acc[1] += b
     best_t, use_ribs = max(results, key=lambda k: (results[k][0], -k[0]))
     report = {"cases": len(cases), "candidates": len(rows), "table": rib_table(rows),
               "temperature": best_t, "use_rib_cue": use_ribs,

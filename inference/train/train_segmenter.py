@@ -69,8 +69,8 @@ P_DROP_NEIGHBOUR = 0.2
 P_LOW_DENSITY = 0.25
 """Share of samples whose marrow is made less dense (added at step 865 of the shipped run, after the
 real TPTBox L3, a low-density body, came out under-segmented)."""
-P_DIM_RIBS = 0.7
 RIB_GAIN = (0.2, 0.9)
+P_DIM_RIBS = 0.7
 """Share of samples whose ribs are dimmed toward soft tissue by a gain drawn from ``RIB_GAIN``: the
 engine paints ribs as tubes with a cortex one painting voxel (2 mm in the pool) thick at the cortical
 HU (~1500), far brighter than real ribs, whose thin cortex is partial-volumed at 2-3 mm (added at
@@ -118,8 +118,7 @@ def sample(case: dict[str, np.ndarray], rng: np.random.Generator, p_lesion: floa
     y = (labels == ids[t]).astype(np.float32)
     les = np.stack([(lesions == code).astype(np.float32) for code in range(1, len(LESION_TYPES) + 1)])
     if "ribs" in case and rng.random() < P_DIM_RIBS:
-        rib = ndimage.binary_dilation(ribs > 0) & (labels == 0)  # with the partial-volume rim around them
-        hu[rib] = 50.0 + rng.uniform(*RIB_GAIN) * (hu[rib] - 50.0)
+        dim_ribs(hu, ribs, labels, rng.uniform(*RIB_GAIN))
     if rng.random() < P_LOW_DENSITY:
         # low-density (osteoporotic) marrow: pull the vertebrae's cancellous voxels toward soft tissue
         marrow = (labels > 0) & (hu < 500)
@@ -131,6 +130,13 @@ def sample(case: dict[str, np.ndarray], rng: np.random.Generator, p_lesion: floa
         x, y, les, ribs = x[..., ::-1], y[..., ::-1], les[..., ::-1], ribs[..., ::-1]
     return {"x": np.ascontiguousarray(x), "y": np.ascontiguousarray(y), "les": np.ascontiguousarray(les),
             "ribs": np.ascontiguousarray(ribs)}
+
+
+def dim_ribs(hu: np.ndarray, ribs: np.ndarray, labels: np.ndarray, gain: float) -> None:
+    """Pull the ribs (with the partial-volume rim around them, outside the vertebrae) toward soft tissue,
+    in place: HU → 50 + ``gain`` × (HU − 50)."""
+    rib = ndimage.binary_dilation(ribs > 0) & (labels == 0)
+    hu[rib] = 50.0 + gain * (hu[rib] - 50.0)
 
 
 def boundary_weight(y: np.ndarray) -> np.ndarray:
