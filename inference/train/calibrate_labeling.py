@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--fit-only", action="store_true")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "labeling_calibration.md")
     args = parser.parse_args()
+    if args.fit_only and not args.records.is_file():
+        parser.error(f"{args.records}: no records to fit; run without --fit-only first to collect them")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not args.fit_only:
         collect(args.n, args.records)

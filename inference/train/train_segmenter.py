@@ -248,6 +248,8 @@ def main() -> None:
                         help="share of samples taken from vertebrae with a lesion (lesion fine-tuning)")
     parser.add_argument("--init", type=Path, help="segmenter weights to start from (a checkpoint or a shipped .pt)")
     args = parser.parse_args()
+    if args.init is not None and not args.init.is_file():
+        parser.error(f"{args.init}: no such weights file; give a checkpoint (last.pt) or a shipped segmenter.pt")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, args.threads,
           (args.lesion_weight, args.lesion_pos_weight, args.lesion_focus), args.init)
