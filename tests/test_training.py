@@ -90,3 +90,32 @@ def test_segmenter_samples_carry_the_rib_target_and_dim_ribs_sometimes():
     assert np.isfinite(parts["rib"])
     _, parts = ts.loss_fn(out, y, torch.ones_like(y), les, ribs=ribs[1:2].expand(2, -1, -1, -1))
     assert "rib" not in parts
+
+
+def test_sacrum_samples_use_the_taller_crop_centred_on_the_sacrum():
+    from inference.models.segmenter import PATCH, SACRUM_PATCH, patch_of
+    from inference.train import train_segmenter as ts
+
+    case = _seg_case(False)
+    case["labels"][case["labels"] == 20] = 26
+    case["ids"] = np.array([26])
+    rng = np.random.default_rng(1)
+    s = ts.sample(case, rng, target=26, shape=SACRUM_PATCH)
+    assert s["x"].shape == (3, *SACRUM_PATCH) and s["y"].shape == SACRUM_PATCH
+    assert s["y"].sum() == 10 * 10 * 10  # the whole box, near the crop's middle
+    k = np.nonzero(s["y"].any(axis=(1, 2)))[0]
+    assert abs((k.min() + k.max()) / 2 - (SACRUM_PATCH[0] - 1) / 2) < 6
+    assert patch_of(26) == SACRUM_PATCH and patch_of(24) == PATCH
+
+
+def test_training_files_come_from_several_pools_below_the_held_out_index(tmp_path):
+    from inference.train.common import training_files
+
+    for pool, idx in (("a", (0, 5, 9)), ("b", (1, 12))):
+        (tmp_path / pool).mkdir()
+        for i in idx:
+            (tmp_path / pool / f"case_{i:05d}.npz").touch()
+        (tmp_path / pool / "partial_00002.npz").touch()
+    names = [(p.parent.name, p.name) for p in training_files([tmp_path / "a", tmp_path / "b"], val_from=9)]
+    assert names == [("a", "case_00000.npz"), ("a", "case_00005.npz"), ("b", "case_00001.npz")]
+    assert len(training_files(tmp_path / "a", val_from=100)) == 3

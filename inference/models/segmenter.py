@@ -25,6 +25,11 @@ from .nets import UNet3D
 INPUT_SPACING_MM = 2.0
 PATCH = (48, 64, 64)
 """Crop (k, j, i) in 2 mm voxels: 96 mm cranio-caudal, 128 mm left-right and antero-posterior."""
+SACRUM_PATCH = (72, 64, 72)
+"""Crop for the sacrum: 144 mm cranio-caudal and left-right (the sacrum reaches ~80 mm below its
+centroid and its alae ~60 mm to each side; `PATCH` cut it at mid-height). The network is fully
+convolutional; training shows it sacrum crops of this shape."""
+SACRUM_IDS = frozenset({26})
 CENTER_SIGMA_MM = 8.0
 LESION_TYPES = ("lytic", "blastic", "fracture")
 """Lesion channels 1…3 ↔ the synthetic engine's lesion codes 1, 2, 3."""
@@ -32,6 +37,11 @@ WIDTHS = (16, 24, 40, 64)
 LESION_CHANNELS = slice(1, 1 + len(LESION_TYPES))
 RIB_CHANNEL = 1 + len(LESION_TYPES)
 N_OUTPUTS = RIB_CHANNEL + 1
+
+
+def patch_of(vid: int) -> tuple[int, int, int]:
+    """The crop shape for VerSe id ``vid``: `SACRUM_PATCH` for the sacrum, else `PATCH`."""
+    return SACRUM_PATCH if int(vid) in SACRUM_IDS else PATCH
 
 
 def crop_start(center_kji: np.ndarray, shape=PATCH) -> np.ndarray:

@@ -146,6 +146,10 @@ def _sample_output_grid(rng: np.random.Generator, cfg: SynthConfig, layout: Layo
     # the scan's ends fall anywhere within the end vertebrae: partial vertebrae at the borders
     top = max(zs) + rng.uniform(-12, 18)
     bottom = min(zs) - rng.uniform(-12, 18)
+    if fov and fov[-1].name == "S1":
+        # the sacrum reaches ~80 mm below its centroid and pelvic scans hold all of it: a border
+        # within 18 mm of the centroid had taught the segmenter a sacrum cut off at mid-height
+        bottom = min(zs) - rng.uniform(0, 110)
     if top - bottom > cfg.max_length_mm:
         cut = top - bottom - cfg.max_length_mm
         f = rng.random()

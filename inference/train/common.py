@@ -15,7 +15,8 @@ LOG = logging.getLogger("spinenav.train")
 def training_arguments(description: str, val_from: int) -> argparse.ArgumentParser:
     """--pool, --out, --minutes, --batch, --lr, --val-from, --seed, --threads."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--pool", type=Path, required=True)
+    parser.add_argument("--pool", type=Path, required=True, nargs="+",
+                        help="one or more pool folders (their training cases are used together)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--minutes", type=float, default=60)
     parser.add_argument("--batch", type=int, default=2)
@@ -26,9 +27,12 @@ def training_arguments(description: str, val_from: int) -> argparse.ArgumentPars
     return parser
 
 
-def training_files(pool: Path, val_from: int) -> list[Path]:
-    """The pool's complete cases with an index below ``val_from`` (the rest is held out)."""
-    return sorted(p for p in pool.glob("case_*.npz") if p.stem[5:].isdigit() and int(p.stem[5:]) < val_from)
+def training_files(pools: Path | list[Path], val_from: int) -> list[Path]:
+    """The complete cases of ``pools`` (one folder or several) with an index below ``val_from`` (the
+    rest of each pool is held out)."""
+    pools = [pools] if isinstance(pools, Path) else pools
+    return sorted(p for pool in pools for p in pool.glob("case_*.npz")
+                  if p.stem[5:].isdigit() and int(p.stem[5:]) < val_from)
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, log: list,

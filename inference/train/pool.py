@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,16 +57,17 @@ def pool_case(seed: int, spacing: float, config: SynthConfig = POOL_CONFIG) -> d
     }
 
 
-def make_pool(out: Path, n: int, seed: int, spacing: float, start: int = 0) -> None:
+def make_pool(out: Path, n: int, seed: int, spacing: float, start: int = 0,
+              config: SynthConfig = POOL_CONFIG) -> None:
     """Write cases ``start`` … ``n - 1`` of the pool (skips those already there, so it can resume)."""
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"n": n, "seed": seed, "spacing_mm": spacing, "config": asdict(POOL_CONFIG)}
+    meta = {"n": n, "seed": seed, "spacing_mm": spacing, "config": asdict(config)}
     (out / "pool.json").write_text(json.dumps(meta, indent=1, default=list) + "\n")
     for i in range(start, n):
         path = out / f"case_{i:05d}.npz"
         if path.exists():
             continue
-        arrays = pool_case(case_seed(seed, i), spacing)
+        arrays = pool_case(case_seed(seed, i), spacing, config)
         tmp = out / f"partial_{i:05d}.npz"  # not matched by "case_*.npz" until complete
         np.savez_compressed(tmp, **arrays)
         tmp.rename(path)
@@ -81,9 +82,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--spacing", type=float, default=4.0)
+    parser.add_argument("--fov-mode", action="append", choices=POOL_CONFIG.fov_modes,
+                        help="only these fields of view (repeatable; default: all, weighted as in SynthConfig)")
     args = parser.parse_args()
+    config = POOL_CONFIG
+    if args.fov_mode:
+        modes = tuple(dict.fromkeys(args.fov_mode))
+        config = replace(POOL_CONFIG, fov_modes=modes, fov_weights=(1.0,) * len(modes))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    make_pool(args.out, args.n, args.seed, args.spacing, args.start)
+    make_pool(args.out, args.n, args.seed, args.spacing, args.start, config)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,9 @@ from ..models.segmenter import (
     INPUT_SPACING_MM,
     LESION_CHANNELS,
     LESION_TYPES,
+    PATCH,
     RIB_CHANNEL,
+    SACRUM_PATCH,
     SegmenterNet,
     center_channels,
     crop,
@@ -69,6 +71,8 @@ P_DROP_NEIGHBOUR = 0.2
 P_LOW_DENSITY = 0.25
 """Share of samples whose marrow is made less dense (added at step 865 of the shipped run, after the
 real TPTBox L3, a low-density body, came out under-segmented)."""
+P_SACRUM_BATCH = 0.15
+"""Share of batches made of sacrum crops in `SACRUM_PATCH` (added in the sacrum fine-tune, 1.2)."""
 RIB_GAIN = (0.2, 0.9)
 P_DIM_RIBS = 0.7
 """Share of samples whose ribs are dimmed toward soft tissue by a gain drawn from ``RIB_GAIN``: the
@@ -89,32 +93,34 @@ def lesion_ids(case: dict[str, np.ndarray]) -> np.ndarray:
     return np.array([n for n, vid in enumerate(case["ids"]) if vid in hit], dtype=int)
 
 
-def sample(case: dict[str, np.ndarray], rng: np.random.Generator, p_lesion: float = 0.0) -> dict[str, np.ndarray]:
-    """One training crop: inputs [3, k, j, i], mask target, lesion targets [3, k, j, i], rib target
-    (NaN-filled when the case has no rib map)."""
+def sample(case: dict[str, np.ndarray], rng: np.random.Generator, p_lesion: float = 0.0,
+           target: int | None = None, shape: tuple[int, int, int] = PATCH) -> dict[str, np.ndarray]:
+    """One training crop of ``shape``: inputs [3, k, j, i], mask target, lesion targets [3, k, j, i],
+    rib target (NaN-filled when the case has no rib map). ``target``: the VerSe id to segment (one
+    of the case's ids; default: a random vertebra)."""
     ids = case["ids"]
     centers = case["centers"][:, ::-1].astype(np.float64)  # (i, j, k) → (k, j, i)
-    t = int(rng.integers(len(ids)))
+    t = int(rng.integers(len(ids))) if target is None else int(np.flatnonzero(ids == target)[0])
     with_lesion = case.get("lesion_rows")
-    if p_lesion and with_lesion is not None and len(with_lesion) and rng.random() < p_lesion:
+    if target is None and p_lesion and with_lesion is not None and len(with_lesion) and rng.random() < p_lesion:
         t = int(rng.choice(with_lesion))  # lesions are rare: show them more often (lesion fine-tuning)
     jitter = rng.normal(0, CENTER_JITTER_MM / INPUT_SPACING_MM, 3)
     if rng.random() < 0.15:
         jitter *= 2.5  # now and then a localizer miss of ~7 mm
     seen = centers + jitter  # the center the localizer would report (whole column shifted alike)
-    start = crop_start(seen[t])
-    hu = crop(case["hu"], start, -1024).astype(np.float32)
-    labels = crop(case["labels"], start, 0)
-    lesions = crop(case["lesions"], start, 0)
+    start = crop_start(seen[t], shape)
+    hu = crop(case["hu"], start, -1024, shape).astype(np.float32)
+    labels = crop(case["labels"], start, 0, shape)
+    lesions = crop(case["lesions"], start, 0, shape)
     if "ribs" in case:
-        ribs = crop(case["ribs"], start, 0).astype(np.float32)
+        ribs = crop(case["ribs"], start, 0, shape).astype(np.float32)
     else:
         ribs = np.full(labels.shape, np.nan, np.float32)
     local = seen - start
     keep = rng.random(len(ids)) >= P_DROP_NEIGHBOUR
     keep[t] = True
     local[~keep] = np.nan
-    chans = center_channels(local, t)
+    chans = center_channels(local, t, shape=shape)
     y = (labels == ids[t]).astype(np.float32)
     les = np.stack([(lesions == code).astype(np.float32) for code in range(1, len(LESION_TYPES) + 1)])
     if "ribs" in case and rng.random() < P_DIM_RIBS:
@@ -210,12 +216,20 @@ def train(pool: Path, out: Path, minutes: float, batch: int, lr: float, val_from
             time.sleep(20)
             continue
         items = []
+        sacrum = rng.random() < P_SACRUM_BATCH  # a batch of sacrum crops (their own, taller shape)
+        tries = 0
         while len(items) < batch:
             f = files[int(rng.integers(len(files)))]
             if f not in cache:
                 cache[f] = load_case(f)
                 cache[f]["lesion_rows"] = lesion_ids(cache[f])
-            if len(cache[f]["ids"]):
+            ids = cache[f]["ids"]
+            tries += 1
+            if sacrum and tries > 200:
+                sacrum = False  # the pool holds (almost) no sacrum
+            if sacrum and 26 in ids:
+                items.append(sample(cache[f], rng, target=26, shape=SACRUM_PATCH))
+            elif not sacrum and len(ids):
                 items.append(sample(cache[f], rng, lesion[2]))
         x = torch.from_numpy(np.stack([it["x"] for it in items])).to(device)
         y = torch.from_numpy(np.stack([it["y"] for it in items])).to(device)
