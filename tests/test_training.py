@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from inference.preprocess import AIR_HU
-from inference.train.train_localizer import MIN_VISIBLE, restrict_fov
+from inference.train.train_localizer import CUT_BEHIND_MM, MIN_VISIBLE, cut_behind, restrict_fov
 
 
 def _column(n_levels: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -41,6 +41,20 @@ def test_narrowed_field_of_view_is_air_and_keeps_targets_of_visible_vertebrae():
                 narrowed += 1
         assert np.allclose(kept, np.array(expected).reshape(-1, 3))
     assert narrowed > 0  # some draws cut a vertebra, so both rules were exercised
+
+
+def test_cut_from_behind_keeps_the_whole_length_and_cuts_every_vertebra_at_one_depth():
+    x0, y0, centers, ids = _column()
+    for seed in range(20):
+        x, y, kept = cut_behind(x0.copy(), y0.copy(), centers, ids, np.random.default_rng(seed))
+        outside = x == AIR_HU
+        assert not y[outside].any()
+        back = np.nonzero(~outside.all(axis=(0, 2)))[0].max() + 1  # first cut-away row (posterior)
+        edge = (back - np.median(centers[:, 1])) * 4.0
+        assert CUT_BEHIND_MM[0] - 4 <= edge <= CUT_BEHIND_MM[1] + 4
+        assert not (~outside)[:, back:].any()  # everything behind the edge is gone, at every level
+        assert (~outside)[:, :back].any(axis=(1, 2)).all()  # the whole cranio-caudal length is kept
+        assert len(kept) <= len(ids)
 
 
 def test_bone_window_export_keeps_bone_and_flattens_the_rest():

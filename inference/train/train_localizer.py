@@ -55,11 +55,12 @@ def _load(path: Path) -> dict[str, np.ndarray]:
 
 
 def sample_patch(case: dict[str, np.ndarray], rng: np.random.Generator, patch=PATCH,
-                 fov_p: float = 0.0, clip_p: float = 0.0) -> dict[str, np.ndarray]:
+                 fov_p: float = 0.0, clip_p: float = 0.0, cut_p: float = 0.0) -> dict[str, np.ndarray]:
     """A random crop around the spine (pads with air), its targets at 8 mm, and the scan descriptor.
 
-    With probability ``fov_p`` the field of view is narrowed further (`restrict_fov`), with
-    probability ``clip_p`` the HU are those of a bone-window export (`bone_window_export`).
+    With probability ``fov_p`` the field of view is narrowed further (`restrict_fov`), else with
+    probability ``cut_p`` cut through the column from behind (`cut_behind`); with probability
+    ``clip_p`` the HU are those of a bone-window export (`bone_window_export`).
     """
     hu = case["hu"].astype(np.float32)
     labels = case["labels"]
@@ -86,6 +87,8 @@ def sample_patch(case: dict[str, np.ndarray], rng: np.random.Generator, patch=PA
     c = centers - start  # (k, j, i) in patch voxels (4 mm)
     if rng.random() < fov_p:
         x, y, c = restrict_fov(x, y, c, case["ids"], rng)
+    elif cut_p and rng.random() < cut_p:
+        x, y, c = cut_behind(x, y, c, case["ids"], rng)
     if rng.random() < clip_p:
         x = bone_window_export(x, rng)
     if rng.random() < 0.5:  # left-right mirror: vertebra levels are symmetric
@@ -101,6 +104,10 @@ FOV_Z_MM = (40.0, 160.0)
 """Cranio-caudal extent of a narrowed field of view (real test scans go down to 40 mm)."""
 FOV_XY_MM = (60.0, 200.0)
 """In-plane extent of a narrowed field of view (a vertebra cutout can be 70 mm deep)."""
+CUT_BEHIND_MM = (-5.0, 40.0)
+"""Where `cut_behind`'s back edge runs, behind the vertebral centers (the centroid of the whole
+vertebra lies near the back of the body)."""
+CUT_WIDTH_MM = (140.0, 260.0)
 MIN_VISIBLE = 0.3
 """A vertebra cut by the field of view stays a heatmap target when this fraction of it is visible."""
 
@@ -127,6 +134,29 @@ def restrict_fov(x: np.ndarray, y: np.ndarray, centers: np.ndarray, ids: np.ndar
             width = rng.uniform(*FOV_XY_MM) / INPUT_SPACING_MM
             lo = anchor[ax] + rng.normal(0, 10.0 / INPUT_SPACING_MM) - width / 2
             box_lo[ax], box_hi[ax] = max(0, int(round(lo))), min(shape[ax], int(round(lo + width)))
+    return _keep_box(x, y, centers, ids, box_lo, box_hi)
+
+
+def cut_behind(x: np.ndarray, y: np.ndarray, centers: np.ndarray, ids: np.ndarray, rng: np.random.Generator
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Narrow a training crop in-plane the way a cardiac CT or a CT angiogram is reconstructed: a
+    field of view `CUT_WIDTH_MM` wide, aimed in front of the spine, whose back edge runs through the
+    column (`CUT_BEHIND_MM` behind the vertebral centers), so that laminae and spinous processes or
+    more are cut away over the whole length. Targets as in `restrict_fov`."""
+    shape = np.array(x.shape)
+    box_lo, box_hi = np.zeros(3, int), shape.copy()
+    if len(centers):
+        back = np.median(centers[:, 1]) + rng.uniform(*CUT_BEHIND_MM) / INPUT_SPACING_MM
+        box_hi[1] = int(np.clip(round(back), 1, shape[1]))
+        width = rng.uniform(*CUT_WIDTH_MM) / INPUT_SPACING_MM
+        mid = np.median(centers[:, 2]) + rng.normal(0, 15.0 / INPUT_SPACING_MM)
+        box_lo[2], box_hi[2] = max(0, int(round(mid - width / 2))), min(shape[2], int(round(mid + width / 2)))
+    return _keep_box(x, y, centers, ids, box_lo, box_hi)
+
+
+def _keep_box(x: np.ndarray, y: np.ndarray, centers: np.ndarray, ids: np.ndarray, box_lo: np.ndarray,
+              box_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Air and background outside the box; the targets of the vertebrae still (partly) visible."""
     keep = np.zeros(x.shape, bool)
     keep[tuple(slice(a, b) for a, b in zip(box_lo, box_hi, strict=True))] = True
     before = np.bincount(y.ravel(), minlength=256)
@@ -194,6 +224,7 @@ def train(
     threads: int,
     fov_p: float = 0.0,
     clip_p: float = 0.0,
+    cut_p: float = 0.0,
 ) -> None:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -216,7 +247,8 @@ def train(
             LOG.info("waiting for pool cases")
             time.sleep(20)
             continue
-        items = [sample_patch(_load(files[int(rng.integers(len(files)))]), rng, fov_p=fov_p, clip_p=clip_p)
+        items = [sample_patch(_load(files[int(rng.integers(len(files)))]), rng, fov_p=fov_p, clip_p=clip_p,
+                              cut_p=cut_p)
                  for _ in range(batch)]
         x = torch.from_numpy(np.stack([it["x"] for it in items])).to(device)
         cls = torch.from_numpy(np.stack([it["cls"] for it in items])).to(device)
@@ -247,10 +279,12 @@ def main() -> None:
                         help="probability of narrowing a training crop to a small field of view")
     parser.add_argument("--clip-p", type=float, default=0.0,
                         help="probability of a bone-window export (soft tissue and air set to one value)")
+    parser.add_argument("--cut-p", type=float, default=0.0,
+                        help="probability of a field of view cut through the column from behind (cardiac CT, CTA)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, not args.no_descriptor,
-          args.threads, args.fov_p, args.clip_p)
+          args.threads, args.fov_p, args.clip_p, args.cut_p)
 
 
 if __name__ == "__main__":
