@@ -278,3 +278,17 @@ def test_default_config_case_runs_and_is_plausible():
     assert case.ct.array.dtype == np.int16 and case.labels.array.dtype == np.uint8
     assert case.labels.same_grid(case.ct) and case.lesions.same_grid(case.ct)
     assert case.params["labels_present"]
+
+
+def test_contrast_adds_bright_blood_beside_the_column_and_changes_nothing_else():
+    plain = small_config(p_contrast=0.0, fov_modes=("thoracolumbar",), fov_weights=(1.0,))
+    enhanced = replace(plain, p_contrast=1.0, hu_contrast=(400.0, 400.0))
+    a, b = generate(5, plain), generate(5, enhanced)
+    for x, y in ((a.labels, b.labels), (a.lesions, b.lesions), (a.ribs, b.ribs)):
+        assert np.array_equal(x.array, y.array)  # the anatomy is the same case, seed for seed
+    assert not (a.tissue.array == T.VESSEL).any()
+    vessel = b.tissue.array == T.VESSEL
+    assert vessel.sum() > 1000 and not (vessel & (b.labels.array > 0)).any()
+    core = vessel & np.roll(vessel, 2, 0) & np.roll(vessel, -2, 0) & np.roll(vessel, 2, 2) & np.roll(vessel, -2, 2)
+    assert 300 < np.median(b.ct.array[core]) < 500  # 400 HU blood, after blur and noise
+    assert a.params["tissue"]["vessels"] is None and b.params["tissue"]["vessels"]["aorta_radius_mm"] > 0

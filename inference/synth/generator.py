@@ -80,9 +80,12 @@ def generate(seed: int, config: SynthConfig | None = None, device: str | torch.d
     layout = sample_layout(rng, cfg, lib)
     out_geom = _sample_output_grid(rng, cfg, layout)
     grid = _working_grid(cfg, out_geom, dev)
+    # contrast has its own random stream, so that cases without it stay as they were before it existed
+    crng = np.random.default_rng([int(seed), 104729])
+    contrast = _u(crng, cfg.hu_contrast) if crng.random() < cfg.p_contrast else None
     with torch.inference_mode():
-        vols, tissue_params = _paint(rng, tg, cfg, layout, grid, lib)
-        hu, hu_table = _appearance(rng, tg, cfg, vols, grid, out_geom)
+        vols, tissue_params = _paint(rng, tg, cfg, layout, grid, lib, crng if contrast else None)
+        hu, hu_table = _appearance(rng, tg, cfg, vols, grid, out_geom, contrast, crng)
         ct, (labels, lesions, tissue, ribs) = _resample(
             hu, [vols["labels"], vols["lesions"], vols["tissue"], vols["ribs"].to(torch.uint8)], grid, out_geom)
         ct, post = _scanner(rng, tg, cfg, ct, labels, lesions, tissue, out_geom)
@@ -195,7 +198,9 @@ def _working_grid(cfg: SynthConfig, g: dict[str, Any], dev: torch.device) -> R.G
 # anatomy
 
 
-def _paint(rng, tg, cfg: SynthConfig, layout: Layout, grid: R.Grid, lib) -> tuple[dict[str, torch.Tensor], dict]:
+def _paint(rng, tg, cfg: SynthConfig, layout: Layout, grid: R.Grid, lib,
+           crng: np.random.Generator | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tissue, label, lesion and rib volumes; ``crng`` (contrast cases only) paints the vessels."""
     dev = grid.device
     shp = grid.shape
     vols = {
@@ -298,6 +303,9 @@ def _paint(rng, tg, cfg: SynthConfig, layout: Layout, grid: R.Grid, lib) -> tupl
     gas_frac = float(rng.uniform(0.0, 0.08))
     abdomen = torch.tensor((u_z > 17.5) & (u_z < 26), device=dev).view(-1, 1, 1)
     tissue[visc & abdomen & ~lung & (tex[1] > _normal_quantile(1 - gas_frac))] = R.GAS
+    vessels = None
+    if crng is not None:
+        vessels = _paint_vessels(crng, X, Y, col, u_z, sx, sy, habitus, tissue)
     # spinal canal, painted before bone so bone wins: epidural fat filling the bony canal (and the
     # foramina), the dural sac (CSF) in it, shifted forward (the dorsal fat pad is the thickest), and
     # the cord down to the conus. The sac fills less of the canal caudally (more fat in the lumbar canal).
@@ -354,8 +362,45 @@ def _paint(rng, tg, cfg: SynthConfig, layout: Layout, grid: R.Grid, lib) -> tupl
     vols["metal"] = metal
     params = {"habitus": round(habitus, 3), "fat_mm": round(fat, 1), "visceral_fat": round(visc_fat, 3),
               "bowel_gas": round(gas_frac, 3), "table": table, "airway": airway,
-              "metal": metal["screws"] if metal else None}
+              "metal": metal["screws"] if metal else None, "vessels": vessels}
     return vols, params
+
+
+def _paint_vessels(crng, X, Y, col, u_z: np.ndarray, sx: np.ndarray, sy: np.ndarray, habitus: float,
+                   tissue: torch.Tensor) -> dict:
+    """Contrast-filled blood (`R.VESSEL`) in front of the column, per slice: the descending aorta
+    left-anterior of the bodies from the arch (~T4) to the bifurcation (~L4), the inferior vena cava
+    right-anterior from the heart down, and the heart's chambers (a muscle ellipsoid holding two
+    bright ones) in front of T6-T10, over the lungs. Geometry is rough; what matters to the models is
+    bright, bone-like blood next to the spine."""
+    z_ok = lambda lo, hi: torch.tensor((u_z >= lo) & (u_z <= hi), device=tissue.device).view(-1, 1, 1)  # noqa: E731
+    r_ao = float(crng.uniform(9.0, 15.0))
+    ao_x = sx + float(crng.uniform(12.0, 28.0))  # LPS +x = patient's left
+    ao_y = sy - float(crng.uniform(22.0, 32.0)) - r_ao
+    aorta = ((X - col(ao_x)) ** 2 + (Y - col(ao_y)) ** 2 <= r_ao**2) & z_ok(10.0, 22.5)
+    r_cava = float(crng.uniform(9.0, 13.0))
+    cava = ((X - col(sx - float(crng.uniform(18.0, 30.0)))) ** 2
+            + (Y - col(sy - float(crng.uniform(25.0, 35.0)) - r_cava)) ** 2 <= r_cava**2) & z_ok(17.0, 23.0)
+    # heart: centred ~T8, left of the midline, its back ~20 mm in front of the bodies
+    u_h = float(crng.uniform(13.5, 15.5))
+    a, b, c = (v * habitus for v in (float(crng.uniform(50, 65)), float(crng.uniform(40, 50)),
+                                     float(crng.uniform(45, 60))))
+    k_h = int(np.argmin(np.abs(u_z - u_h)))
+    hx, hy = float(sx[k_h]) + float(crng.uniform(10.0, 30.0)), float(sy[k_h]) - 20.0 - b
+    z_mm = torch.tensor((u_z - u_h), device=tissue.device).view(-1, 1, 1).double()
+    mm_per_level = float(crng.uniform(22.0, 26.0))
+    r2 = ((X - hx) / a) ** 2 + ((Y - hy) / b) ** 2 + (z_mm * mm_per_level / c) ** 2
+    heart = r2 <= 1
+    chambers = (((X - (hx - 0.35 * a)) / (0.45 * a)) ** 2 + ((Y - hy) / (0.6 * b)) ** 2
+                + (z_mm * mm_per_level / (0.7 * c)) ** 2 <= 1)
+    chambers |= (((X - (hx + 0.3 * a)) / (0.4 * a)) ** 2 + ((Y - (hy + 0.1 * b)) / (0.55 * b)) ** 2
+                 + (z_mm * mm_per_level / (0.65 * c)) ** 2 <= 1)
+    shp = tissue.shape
+    tissue[heart.expand(shp)] = R.MUSCLE
+    tissue[(heart & chambers).expand(shp)] = R.VESSEL
+    tissue[aorta.expand(shp)] = R.VESSEL
+    tissue[cava.expand(shp)] = R.VESSEL
+    return {"aorta_radius_mm": round(r_ao, 1), "heart_level": round(u_h, 2)}
 
 
 def _xy_box(grid: R.Grid, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray) -> tuple[slice, slice]:
@@ -477,8 +522,10 @@ def _paint_metal(rng, cfg: SynthConfig, layout: Layout, grid: R.Grid, tissue: to
 # appearance
 
 
-def _appearance(rng, tg, cfg: SynthConfig, vols, grid: R.Grid, out: dict) -> tuple[torch.Tensor, dict]:
-    """HU per tissue class + texture + metal streaks + partial-volume blur on the working grid."""
+def _appearance(rng, tg, cfg: SynthConfig, vols, grid: R.Grid, out: dict, contrast: float | None = None,
+                crng: np.random.Generator | None = None) -> tuple[torch.Tensor, dict]:
+    """HU per tissue class + texture + metal streaks + partial-volume blur on the working grid;
+    ``contrast`` (HU of contrast-filled blood, with its random stream ``crng``) enhances the organs."""
     dev = grid.device
     canc = _u(rng, cfg.hu_cancellous)
     # the shell is one working voxel thick: on a coarser working grid it holds more trabecular bone
@@ -495,11 +542,15 @@ def _appearance(rng, tg, cfg: SynthConfig, vols, grid: R.Grid, out: dict) -> tup
         R.BLASTIC: _u(rng, cfg.hu_blastic), R.SCLEROTIC: canc + float(rng.uniform(150, 450)),
         R.WALL: wall, R.POSTERIOR: arch,
     }
+    table[R.VESSEL] = table[R.ORGAN]
+    if contrast is not None and crng is not None:
+        table[R.VESSEL] = contrast
+        table[R.ORGAN] += float(crng.uniform(0.0, 80.0))
     # texture SD per class: trabecular pattern (coarse to fine-grained marrow), lung vessels, fat strands
     trab = _u(rng, cfg.trabecular_texture)
     tex_sd = {R.LUNG: 60.0, R.CANCELLOUS: 8.0 + trab * canc, R.CORTICAL: 0.08 * shell, R.WALL: 0.08 * wall,
               R.POSTERIOR: 8.0 + trab * arch, R.ORGAN: 8.0, R.FAT: 8.0, R.MUSCLE: 6.0, R.BLASTIC: 120.0,
-              R.LYTIC: 10.0, R.SCLEROTIC: 60.0, R.DISC: 6.0, R.TABLE: 40.0}
+              R.LYTIC: 10.0, R.SCLEROTIC: 60.0, R.DISC: 6.0, R.TABLE: 40.0, R.VESSEL: 10.0}
     lut = torch.tensor([table[i] for i in range(R.N_TISSUES)], dtype=torch.float32, device=dev)
     sd = torch.tensor([tex_sd.get(i, 0.0) for i in range(R.N_TISSUES)], dtype=torch.float32, device=dev)
     t = vols["tissue"].long()

@@ -18,13 +18,14 @@ from .layout import Layout, Level, nominal
 
 # tissue classes of the working volume
 (AIR, FAT, MUSCLE, ORGAN, LUNG, GAS, CSF, CORD, DISC, CANCELLOUS, CORTICAL, TABLE, METAL, LYTIC, BLASTIC, SCLEROTIC,
- WALL, POSTERIOR) = range(18)
-N_TISSUES = 18
+ WALL, POSTERIOR, VESSEL) = range(19)
+N_TISSUES = 19
 TISSUE_NAMES = ("air", "fat", "muscle", "organ", "lung", "gas", "csf", "cord", "disc", "cancellous", "cortical",
-                "table", "metal", "lytic", "blastic", "sclerotic", "wall", "posterior")
+                "table", "metal", "lytic", "blastic", "sclerotic", "wall", "posterior", "vessel")
 """CANCELLOUS: vertebral-body (and rib, pelvis) marrow; CORTICAL: the shell of the arch, ribs and pelvis
 and the body's endplates; WALL: the thin side walls of a body; POSTERIOR: the inside of the arch and
-its processes (thin plates: mostly compact bone at 1 mm)."""
+its processes (thin plates: mostly compact bone at 1 mm); VESSEL: contrast-filled blood (aorta, vena
+cava, heart chambers), painted only in contrast-enhanced cases."""
 
 
 @dataclass

@@ -84,11 +84,15 @@ def main() -> None:
     parser.add_argument("--spacing", type=float, default=4.0)
     parser.add_argument("--fov-mode", action="append", choices=POOL_CONFIG.fov_modes,
                         help="only these fields of view (repeatable; default: all, weighted as in SynthConfig)")
+    parser.add_argument("--contrast-p", type=float, help=f"share of contrast-enhanced cases (default "
+                        f"{POOL_CONFIG.p_contrast})")
     args = parser.parse_args()
     config = POOL_CONFIG
+    if args.contrast_p is not None:
+        config = replace(config, p_contrast=args.contrast_p)
     if args.fov_mode:
         modes = tuple(dict.fromkeys(args.fov_mode))
-        config = replace(POOL_CONFIG, fov_modes=modes, fov_weights=(1.0,) * len(modes))
+        config = replace(config, fov_modes=modes, fov_weights=(1.0,) * len(modes))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     make_pool(args.out, args.n, args.seed, args.spacing, args.start, config)
 
