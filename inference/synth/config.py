@@ -112,11 +112,12 @@ class SynthConfig:
     hu_metal: Range = (2500.0, 3071.0)
     """Titanium/steel saturates at the 12-bit ceiling of most scanners."""
     p_metal: float = 0.1
+    """Pedicle screws with rods (post-operative spines)."""
     p_contrast: float = 0.3
     """Contrast-enhanced scans (CT angiograms, staging CT): aorta, vena cava and heart chambers bright."""
-    hu_contrast: Range = (150.0, 550.0)
-    """Arterial blood with contrast (the vena cava gets 30-100 % of it; organs enhance by up to 80 HU)."""
-    """Pedicle screws with rods (post-operative spines)."""
+    hu_contrast: Range = (150.0, 700.0)
+    """Blood with contrast (the real CT angiogram here: 450-600 HU in the heart and aorta, brighter than
+    its vertebral bodies); organs enhance by up to 80 HU."""
     noise_sd: Range = (3.0, 40.0)
     """White noise: smooth kernels/high dose (3 HU) to thin-slice low dose (40 HU)."""
     corr_noise_sd: Range = (0.0, 25.0)
