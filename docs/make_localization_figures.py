@@ -3,7 +3,8 @@
     .venv/bin/python docs/make_localization_figures.py
 
 Writes docs/localization_chest_dicom.png (the unlabeled 141-slice chest DICOM from
-../shared/data/real, skipped when absent) and docs/localization_abdomen.png (the sample CT, with
+../shared/data/real), docs/localization_aorta_cta.png (the aorta-stent CT angiogram crop from
+../shared/data/real; both skipped when absent) and docs/localization_abdomen.png (the sample CT, with
 the reference centroids as white circles). Centers are LPS mm, mapped into the MIP images through
 an axis-aligned 1 mm grid, so what is drawn is what the bundle holds.
 """
@@ -31,6 +32,10 @@ from inference.preprocess import resample_ct, working_grid  # noqa: E402
 CASES = [
     ("localization_chest_dicom.png", ROOT.parent / "shared/data/real/chest_ct_dicom_1mm/dicom", None,
      "chest CT DICOM, 141 slices (unlabeled): check names against the ribs"),
+    ("localization_aorta_cta.png", ROOT.parent / "shared/data/real/ts_aorta_stent_crop/ct_cropped.nii.gz",
+     ROOT.parent / "shared/data/real/ts_aorta_stent_crop/vertebrae_T12.nii.gz",
+     "CT angiogram crop (aortic stent graft): the field of view cuts the column from behind; only T12 has a "
+     "reference (white circle)"),
     ("localization_abdomen.png", ROOT / "assets/sample/abdomen_ct_3mm.nii.gz",
      ROOT / "assets/sample/abdomen_vertebrae_totalseg.nii.gz",
      "sample abdomen CT 3 mm: white circles = reference centroids (TotalSegmentator pseudo-labels)"),

@@ -29,7 +29,7 @@ P_FALSE = 0.05
 """Prior probability that a candidate is a false detection (not a vertebra center)."""
 EMISSION_FLOOR = 1e-4
 """Smallest emission probability: one confident but wrong voxel vote cannot veto a whole column."""
-EMISSION_TEMPERATURE = 3.0
+EMISSION_TEMPERATURE = 1.5
 """The localizer's level probabilities are raised to 1 / this before decoding (see `decode`); chosen with
 the rib table below on held-out synthetic CT (docs/labeling_calibration.md)."""
 
@@ -268,16 +268,16 @@ RIB_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 RIB_GROUP_OF: dict[int, str] = {registry.id_of(name): g for g, names in RIB_GROUPS for name in names}
 """VerSe id → its `RIB_GROUPS` name."""
 RIB_LIKELIHOOD: dict[str, tuple[float, float, float]] = {
-    "C1-C6": (0.9879, 0.0061, 0.0061),
-    "C7": (0.875, 0.0833, 0.0417),
-    "T1-T10": (0.0844, 0.0823, 0.8333),
-    "T11-T13": (0.2738, 0.2381, 0.4881),
-    "L1": (0.6067, 0.191, 0.2022),
-    "L2-L4": (0.9764, 0.0197, 0.0039),
+    "C1-C6": (0.9816, 0.0123, 0.0061),
+    "C7": (0.871, 0.0645, 0.0645),
+    "T1-T10": (0.0849, 0.0826, 0.8326),
+    "T11-T13": (0.2654, 0.142, 0.5926),
+    "L1": (0.5976, 0.2317, 0.1707),
+    "L2-L4": (0.9592, 0.0367, 0.0041),
     "L5-S1": (0.9773, 0.0114, 0.0114),
 }
-"""P(rib-cue bin | level group), measured on held-out synthetic CT with localizer 1.0-step11273 and
-segmenter 1.1-ft3180 by `python -m inference.train.calibrate_labeling` (docs/labeling_calibration.md):
+"""P(rib-cue bin | level group), measured on held-out synthetic CT with localizer 1.1-step15378 and
+segmenter 1.2-ft726 by `python -m inference.train.calibrate_labeling` (docs/labeling_calibration.md):
 re-measure it whenever either model changes."""
 
 

@@ -41,7 +41,7 @@ class LocalizerOutput:
     descriptor: np.ndarray
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (its arrays have no single truth value)
 class Candidate:
     center_lps: np.ndarray
     score: float

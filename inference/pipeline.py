@@ -20,8 +20,8 @@ from .errors import InputError, WeightsError
 from .label import LEVELS, decode, is_anchored, rib_likelihoods
 from .localize import Candidate, LocalizerOutput, drop_off_column, find_candidates, order_head_to_foot, run_localizer
 from .measure import CUT_AREA_MM2, field_of_view_cut_areas, vertebra_voxel_counts
-from .models.localizer import LocalizerNet
-from .models.segmenter import SegmenterNet
+from .models.localizer import LEVEL_IDS, LocalizerNet
+from .models.segmenter import SegmenterNet, patch_of
 from .models.weights import load_state
 from .progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
 from .qa import mask_flags
@@ -240,13 +240,17 @@ class Pipeline:
     def segment_candidates(self, ct: Volume, cands: list[Candidate], progress: ProgressCallback | None = None,
                            cancel: CancelToken | None = None) -> tuple[SegmentationOutput, list[float | None]]:
         """Masks of all candidates under provisional tags 1…n (renamed by `segment.relabel` once the
-        column is named) and each candidate's rib cue, which the naming needs."""
-        seg = self._run_segmenter(ct, [(n + 1, c.center_lps) for n, c in enumerate(cands)], progress, cancel)
+        column is named) and each candidate's rib cue, which the naming needs. A candidate whose
+        strongest localizer vote is the sacrum gets the sacrum's taller crop (`SACRUM_PATCH`)."""
+        patches = [patch_of(LEVEL_IDS[int(np.argmax(c.level_probs))]) for c in cands]
+        seg = self._run_segmenter(ct, [(n + 1, c.center_lps) for n, c in enumerate(cands)], progress, cancel,
+                                  patches)
         return seg, [seg.masks[n + 1].rib_ml if n + 1 in seg.masks else None for n in range(len(cands))]
 
-    def _run_segmenter(self, ct: Volume, items: list[tuple[int, np.ndarray]], progress, cancel) -> SegmentationOutput:
+    def _run_segmenter(self, ct: Volume, items: list[tuple[int, np.ndarray]], progress, cancel,
+                       patches: list[tuple[int, int, int]] | None = None) -> SegmentationOutput:
         kwargs = {"adapt_intensity": self.adapt_intensity, "lesion_thresholds": self.lesion_thresholds,
-                  "progress": progress, "cancel": cancel}
+                  "patches": patches, "progress": progress, "cancel": cancel}
         try:
             return segment_vertebrae(self.segmenter, ct, items, self.device, **kwargs)
         except torch.OutOfMemoryError:

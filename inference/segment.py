@@ -32,6 +32,7 @@ from .models.segmenter import (
     center_channels,
     crop,
     crop_start,
+    patch_of,
 )
 from .preprocess import AIR_HU, WorkingGrid, normalize_hu, resample_ct, working_grid
 from .progress import CancelToken, ProgressCallback, check_cancel, report
@@ -39,6 +40,7 @@ from .ribs import rib_zone_ml
 from .volume import Volume
 
 MASK_THRESHOLD = 0.5
+
 LESION_FLAG = 0.5
 """Lesion scores and the lesion map are scaled so that this value is the flag threshold of every type.
 
@@ -84,11 +86,12 @@ class SegmentationOutput:
     intensity_shift_hu: float = 0.0
 
 
-def crop_box(centers_kji: np.ndarray, grid: WorkingGrid) -> tuple[np.ndarray, np.ndarray]:
-    """Start and stop (k, j, i) on ``grid`` of the union of all crops (may reach outside the grid)."""
-    half = (np.array(PATCH) - 1) / 2.0
-    lo = np.floor(centers_kji.min(axis=0) - half).astype(int) - 1
-    hi = np.ceil(centers_kji.max(axis=0) + half).astype(int) + 2
+def crop_box(centers_kji: np.ndarray, grid: WorkingGrid, shapes=None) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop (k, j, i) on ``grid`` of the union of all crops (may reach outside the grid);
+    ``shapes`` (one crop shape per center) defaults to `PATCH` for all."""
+    half = (np.array([PATCH] * len(centers_kji) if shapes is None else shapes) - 1) / 2.0
+    lo = np.floor((centers_kji - half).min(axis=0)).astype(int) - 1
+    hi = np.ceil((centers_kji + half).max(axis=0)).astype(int) + 2
     return lo, hi
 
 
@@ -101,6 +104,7 @@ def segment_vertebrae(
     batch_size: int = 4,
     adapt_intensity: bool = False,
     lesion_thresholds: dict[str, float] | None = None,
+    patches: Sequence[tuple[int, int, int]] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> SegmentationOutput:
@@ -124,7 +128,8 @@ def segment_vertebrae(
 
     full = working_grid(ct, INPUT_SPACING_MM)
     centers_kji = np.array([full.lps_to_index(c)[::-1] for _, c in vertebrae])
-    lo, hi = crop_box(centers_kji, full)
+    shapes = [patch_of(vid) for vid, _ in vertebrae] if patches is None else list(patches)
+    lo, hi = crop_box(centers_kji, full, shapes)
     lo_c, hi_c = np.maximum(lo, 0), np.minimum(hi, np.array(full.size[::-1]))
     size = tuple(int(v) for v in (hi_c - lo_c)[::-1])
     sub = WorkingGrid(tuple(full.index_to_lps(lo_c[::-1]).tolist()), full.spacing, size)
@@ -138,15 +143,18 @@ def segment_vertebrae(
             hu = np.where(hu > AIR_HU + 1, hu + shift, hu)
     local = np.array([sub.lps_to_index(c)[::-1] for _, c in vertebrae])  # (k, j, i) on `sub`
 
-    order = list(range(len(vertebrae)))
-    for b0 in range(0, len(order), batch_size):
+    order = sorted(range(len(vertebrae)), key=lambda n: shapes[n])  # equal shapes batch together
+    batches = [order[b0 : b0 + batch_size] for b0 in range(0, len(order), batch_size)]
+    batches = [[n for n in b if shapes[n] == s] for b in batches for s in dict.fromkeys(shapes[n] for n in b)]
+    done = 0
+    for idx in batches:
         check_cancel(cancel)
-        idx = order[b0 : b0 + batch_size]
         starts, xs = [], []
         for n in idx:
-            start = crop_start(local[n])
-            x_hu = crop(hu, start, AIR_HU)
-            chans = center_channels(local - start, n, shape=PATCH)
+            shape = shapes[n]
+            start = crop_start(local[n], shape)
+            x_hu = crop(hu, start, AIR_HU, shape)
+            chans = center_channels(local - start, n, shape=shape)
             xs.append(np.concatenate([normalize_hu(x_hu)[None], chans]))
             starts.append(start)
         x = torch.from_numpy(np.stack(xs)).to(device)
@@ -170,7 +178,8 @@ def segment_vertebrae(
             masks[vid] = VertebraMask(vid, int(inside.sum()), scores, rib_ml)
             origin = np.asarray(sub.origin) + sub.spacing * start[::-1]
             _paste(ct, origin, sub.spacing, p[0], p[LESION_CHANNELS].max(axis=0), vid, labels, best, lesion_map)
-        tell(0.05 + 0.9 * min(1.0, (b0 + len(idx)) / len(order)), f"segmented {b0 + len(idx)}/{len(order)}")
+        done += len(idx)
+        tell(0.05 + 0.9 * min(1.0, done / len(order)), f"segmented {done}/{len(order)}")
     lesion_map[labels == 0] = 0.0
     return SegmentationOutput(_on_ct(ct, labels), _on_ct(ct, lesion_map), masks, shift)
 

@@ -136,3 +136,24 @@ def test_a_column_is_anchored_only_by_a_landmark_in_view():
     assert is_anchored(["T13", "L1"])
     assert not is_anchored(["L2", "L3", "L4"]) and not is_anchored(["T11", "T12"]) and not is_anchored([])
     assert not is_anchored(["T12", "L2"])  # both sides of the transition must be in view
+
+
+def test_labeling_calibration_fits_the_rib_table_and_scores_out_of_sample(tmp_path):
+    import json
+
+    from inference.train.calibrate_labeling import fit, markdown
+
+    probs = np.eye(len(LEVELS))
+    rows = []
+    for case in range(4):
+        for n, name in enumerate(("L1", "L2", "L3")):
+            vid = registry.id_of(name)
+            rows.append({"case": case, "view": "whole", "order": n, "true_id": vid, "score": 0.8,
+                         "rib_ml": 0.0, "probs": probs[LEVELS.index(vid)].tolist()})
+    records = tmp_path / "calib.jsonl"
+    records.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = fit(records)
+    assert report["candidates"] == 12 and report["cases"] == 4
+    assert all(a == b for a, b in report["out_of_sample"].values())  # one-hot votes: every vertebra named right
+    assert report["table"]["L1"][0] > report["table"]["L1"][2]  # no rib beside these lumbar vertebrae
+    assert "| L1 |" in markdown(report)

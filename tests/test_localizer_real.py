@@ -58,12 +58,12 @@ def test_analyze_refuses_to_overwrite(tmp_path, capsys):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-# measured with the committed weights (docs/localization.md): 7/8 identified (the T11 sliver missed), 2.0 mm
-# (centers are the segmentation's mask centroids; the localizer's own peaks were 4.6 mm off);
+# measured with the committed weights (docs/localization.md): 8/8 identified, 3.3 mm (centers are the
+# segmentation's mask centroids: T11-L5 0.6-3.5 mm, the sacrum 14 mm, its mask still missing the lower sacrum);
 # the bars leave room for one miss and BLAS rounding, so a real regression fails the test
 MIN_ID_RATE_SAMPLE = 0.875
-MAX_CENTER_ERROR_SAMPLE_MM = 3.0
-# segmentation of the sample's whole vertebrae (T11 is a sliver, S1 the sacrum cut by the 96 mm crop),
-# measured with the committed segmenter (docs/segmentation.md): 0.906-0.929; the bar leaves room for rounding only
+MAX_CENTER_ERROR_SAMPLE_MM = 4.0
+# segmentation of the sample's whole vertebrae (T11 is a sliver, the sacrum only partly outlined),
+# measured with the committed segmenter (docs/segmentation.md): 0.92-0.95; the bar leaves room for rounding only
 WHOLE_SAMPLE_LEVELS = ("T12", "L1", "L2", "L3", "L4")
 MIN_DICE_WHOLE_SAMPLE = 0.88

@@ -293,3 +293,20 @@ def test_lesion_thresholds_from_the_weights_scale_the_scores():
     above = segment_vertebrae(seg, ct, items, torch.device("cpu"), lesion_thresholds={"blastic": 0.95})
     assert all(m.lesion_type is None and m.lesion_score < 0.5 for m in above.masks.values())
     assert float(above.lesions.array.max()) < 0.5  # the map is scaled the same way
+
+
+def test_segmentation_batches_crops_of_each_shape_apart():
+    from inference.models.segmenter import PATCH, SACRUM_PATCH
+    from inference.segment import segment_vertebrae
+
+    ct, centers = _spine_ct()
+    seg = FakeSegmenter()
+    items = [(registry.id_of(n), c) for n, c in centers.items()]
+    patches = [SACRUM_PATCH if n == 0 else PATCH for n in range(len(items))]
+    out = segment_vertebrae(seg, ct, items, torch.device("cpu"), batch_size=4, patches=patches)
+    assert seg.calls == 2  # one batch per crop shape
+    same = segment_vertebrae(FakeSegmenter(), ct, items, torch.device("cpu"), batch_size=4)
+    assert set(out.masks) == set(same.masks)
+    # the fake marks bright voxels near the center channel: the taller crop finds the same vertebra
+    first = items[0][0]
+    assert np.array_equal(out.labels.array == first, same.labels.array == first)

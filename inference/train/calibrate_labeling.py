@@ -65,14 +65,15 @@ def _records(pipeline, ct: Volume, labels: Volume, case: int, view: str) -> list
     return rows
 
 
-def collect(n: int, records: Path) -> None:
-    """Append the candidates of calibration cases 0 … n-1 to ``records`` (JSON lines; resumes)."""
+def collect(n: int, records: Path, weights: Path | None = None) -> None:
+    """Append the candidates of calibration cases 0 … n-1 to ``records`` (JSON lines; resumes), with
+    the models under ``weights`` (default: the shipped ones)."""
     from ..pipeline import Pipeline
 
     done = set()
     if records.exists():
         done = {json.loads(line)["case"] for line in records.read_text().splitlines() if line.strip()}
-    pipeline = Pipeline(device="cpu")
+    pipeline = Pipeline(device="cpu", weights_root=weights)
     for i in range(n):
         if i in done:
             continue
@@ -193,12 +194,13 @@ def main() -> None:
     parser.add_argument("--records", type=Path, required=True, help="JSON lines of candidates (appended, resumes)")
     parser.add_argument("--fit-only", action="store_true")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "labeling_calibration.md")
+    parser.add_argument("--weights", type=Path, help="folder of model weights (default: the shipped ones)")
     args = parser.parse_args()
     if args.fit_only and not args.records.is_file():
         parser.error(f"{args.records}: no records to fit; run without --fit-only first to collect them")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not args.fit_only:
-        collect(args.n, args.records)
+        collect(args.n, args.records, args.weights)
     report = fit(args.records)
     args.docs.write_text(markdown(report))
     (args.docs.with_suffix(".json")).write_text(json.dumps(report, indent=1, default=list))

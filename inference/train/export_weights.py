@@ -29,8 +29,13 @@ SEGMENTER_SCHEDULE = (
     "(--lesion-weight 3 --lesion-pos-weight 30 --lesion-focus 0.5: half of the samples from vertebrae with a "
     "lesion), after the lesion head had learned nothing (held-out synthetic AP 0.03-0.06 at step 3542); that run "
     "(1.0-step4653) was then widened with the rib channel (--init, inference.models.segmenter.widen_head) and "
-    "fine-tuned with the same lesion settings at lr 5e-4 on a regenerated pool (same seeds, now with rib maps); "
-    "the step count below is that fine-tune's"
+    "fine-tuned with the same lesion settings at lr 5e-4 on a regenerated pool (same seeds, now with rib maps) for "
+    "3180 steps (1.1-ft3180). 1.2: fine-tuned from 1.1 with the same lesion settings at lr 3e-4 on two pools, the "
+    "2 mm pool of seed 2 and a new one of seed 3 (200 cases, --fov-mode lumbar --fov-mode thoracolumbar) made after "
+    "the synthetic engine's lower border for scans ending at the sacrum was moved so that the whole sacrum is often "
+    f"in view; {round(100 * ts.P_SACRUM_BATCH)}% of its batches are sacrum crops in the taller SACRUM_PATCH "
+    "(resumed once at step 154 with --threads 1 --seed 1) for 1454 steps, then continued from those weights at lr "
+    "1e-4 (seed 2, fresh optimizer) to settle. The step count below is that last run's"
 )
 
 
@@ -74,14 +79,19 @@ LOCALIZER_SCHEDULE = (
     "steps 8154-9908 --fov-p 0.5 (seed 5; crops narrowed to 40-160 mm fields of view, cutouts), 9908-11273 "
     "--fov-p 0.5 --clip-p 0.1 (seed 6; bone-window exports). The fine-tune was chosen after seeing the small "
     "real fields of view fail, and the checkpoint kept after comparing it with 1.0 on the same real cases: there "
-    "is no untouched real test set"
+    "is no untouched real test set. 1.1: fine-tuned further from step 11273 with lr 5e-4, --fov-p 0.4 --clip-p 0.1 "
+    "--cut-p 0.25 (seed 7; from step 11525 seed 8 and 1 thread): fields of view cut through the column from behind "
+    "(cardiac CT, CT angiogram); from step 12454 (seed 9) also on a pool of seed 5 (150 cases, --contrast-p 0.7: "
+    "contrast-filled aorta, vena cava and heart, blood 150-550 HU), from step 13418 (seed 10) also on one of seed 6 "
+    "(150 cases, --contrast-p 0.7, blood 150-700 HU). Cut and contrast were added after the localizer found no "
+    "vertebra on the real aorta-stent CT angiogram, taking its heart and aorta (450-600 HU) for bone"
 )
 """How the shipped localizer was trained, in order (recorded in its manifest)."""
 
 
 def export(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict | None,
-           synthetic: dict | None = None) -> Path:
-    state, manifest = _write_weights(ckpt, out, "localizer")
+           synthetic: dict | None = None, version: str | None = None) -> Path:
+    state, manifest = _write_weights(ckpt, out, "localizer", version)
     manifest |= {
         "architecture": {
             "class": "inference.models.localizer.LocalizerNet",
@@ -125,7 +135,8 @@ def export_segmenter(ckpt: Path, out: Path, metrics: dict | None, notes: str, po
         "architecture": {
             "class": "inference.models.segmenter.SegmenterNet",
             "widths": list(sm.WIDTHS),
-            "input": f"3 channels on a {sm.INPUT_SPACING_MM} mm LPS-aligned crop {list(sm.PATCH)} (k, j, i) around "
+            "input": f"3 channels on a {sm.INPUT_SPACING_MM} mm LPS-aligned crop {list(sm.PATCH)} (k, j, i; "
+            f"{list(sm.SACRUM_PATCH)} for the sacrum) around "
             f"one vertebra center: HU clipped to [-1000, 1500] / 1000, Gaussian (sigma {sm.CENTER_SIGMA_MM} mm) "
             "at this center, max of Gaussians at the other centers",
             "output": "channel 0 mask logit of this vertebra; channels 1-3 lesion logits " + ", ".join(sm.LESION_TYPES)
@@ -142,7 +153,8 @@ def export_segmenter(ckpt: Path, out: Path, metrics: dict | None, notes: str, po
             "augmentation": f"center jitter {ts.CENTER_JITTER_MM} mm (x2.5 for 15% of samples), neighbour centers "
             f"dropped with p {ts.P_DROP_NEIGHBOUR}, HU gain 0.92-1.08, offset +-30, noise 0-25 HU, left-right mirror; "
             f"low-density marrow (p {ts.P_LOW_DENSITY}) from step 865; in the rib fine-tune from its step 582, ribs "
-            f"dimmed toward soft tissue (p {ts.P_DIM_RIBS}, gain {ts.RIB_GAIN[0]}-{ts.RIB_GAIN[1]})",
+            f"dimmed toward soft tissue (p {ts.P_DIM_RIBS}, gain {ts.RIB_GAIN[0]}-{ts.RIB_GAIN[1]}); in the sacrum "
+            f"fine-tune (1.2) batches of sacrum crops (p {ts.P_SACRUM_BATCH})",
             "schedule": SEGMENTER_SCHEDULE,
         },
         # raw lesion score per type that flags (5 % false alarms on synthetic training cases); see inference.segment
@@ -157,21 +169,23 @@ def main() -> None:
     parser.add_argument("--model", choices=["localizer", "segmenter"], default="localizer")
     parser.add_argument("--out", type=Path, help="default: assets/weights/<model>")
     parser.add_argument("--metrics", type=Path, help="JSON written by inference.train.validate_real")
-    parser.add_argument("--pool", type=Path, help="pool folder (its pool.json is recorded)")
+    parser.add_argument("--pool", type=Path, nargs="+", help="pool folder(s) (their pool.json is recorded)")
     parser.add_argument("--notes", default="", help="where it was trained (CPU model, threads, wall time)")
     parser.add_argument("--synthetic", type=Path, help="JSON of the held-out synthetic validation")
-    parser.add_argument("--version", help="segmenter version (default 1.0-step<checkpoint step>)")
+    parser.add_argument("--version", help="version (default 1.0-step<checkpoint step>)")
     args = parser.parse_args()
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
-    pool = None
-    if args.pool:
-        pool = json.loads((args.pool / "pool.json").read_text())
-        pool["cases_present"] = len(list(args.pool.glob("case_*.npz")))
-        pool.pop("config", None)
+    pools = []
+    for folder in args.pool or []:
+        meta = json.loads((folder / "pool.json").read_text())
+        meta["cases_present"] = len(list(folder.glob("case_*.npz")))
+        meta.pop("config", None)
+        pools.append(meta)
+    pool = None if not pools else pools[0] if len(pools) == 1 else pools
     synthetic = json.loads(args.synthetic.read_text()) if args.synthetic else None
     out = args.out or WEIGHTS_ROOT / args.model
     if args.model == "localizer":
-        export(args.ckpt, out, metrics, args.notes, pool, synthetic)
+        export(args.ckpt, out, metrics, args.notes, pool, synthetic, args.version)
     else:
         export_segmenter(args.ckpt, out, metrics, args.notes, pool, synthetic, args.version)
 
