@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
 
 from .measure import SLAB_VOXELS
 from .models.segmenter import (
@@ -40,6 +41,8 @@ from .ribs import rib_zone_ml
 from .volume import Volume
 
 MASK_THRESHOLD = 0.5
+ISLAND_FRACTION = 0.15
+"""Pieces of a vertebra's mask smaller than this share of its largest piece are dropped (`_drop_islands`)."""
 
 LESION_FLAG = 0.5
 """Lesion scores and the lesion map are scaled so that this value is the flag threshold of every type.
@@ -180,8 +183,28 @@ def segment_vertebrae(
             _paste(ct, origin, sub.spacing, p[0], p[LESION_CHANNELS].max(axis=0), vid, labels, best, lesion_map)
         done += len(idx)
         tell(0.05 + 0.9 * min(1.0, done / len(order)), f"segmented {done}/{len(order)}")
+    _drop_islands(labels, list(masks))
     lesion_map[labels == 0] = 0.0
     return SegmentationOutput(_on_ct(ct, labels), _on_ct(ct, lesion_map), masks, shift)
+
+
+def _drop_islands(labels: np.ndarray, vids: list[int]) -> None:
+    """In place: set to background the pieces of each vertebra's mask smaller than `ISLAND_FRACTION`
+    of its largest piece (stray voxels in a neighbour, a vessel or the sacrum's edge); a vertebra cut
+    in two by a thin slab keeps both halves."""
+    for vid in vids:
+        where = np.nonzero(labels == vid)
+        if not where[0].size:
+            continue
+        box = tuple(slice(int(w.min()), int(w.max()) + 1) for w in where)
+        sub = labels[box]
+        pieces, n = ndimage.label(sub == vid)
+        if n < 2:
+            continue
+        sizes = np.bincount(pieces.ravel())
+        sizes[0] = 0
+        small = np.flatnonzero((sizes > 0) & (sizes < ISLAND_FRACTION * sizes.max()))
+        sub[np.isin(pieces, small)] = 0
 
 
 def _on_ct(ct: Volume, array: np.ndarray) -> Volume:

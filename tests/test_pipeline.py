@@ -310,3 +310,16 @@ def test_segmentation_batches_crops_of_each_shape_apart():
     # the fake marks bright voxels near the center channel: the taller crop finds the same vertebra
     first = items[0][0]
     assert np.array_equal(out.labels.array == first, same.labels.array == first)
+
+
+def test_small_islands_of_a_mask_are_dropped_and_a_cut_vertebra_keeps_both_halves():
+    from inference.segment import _drop_islands
+
+    labels = np.zeros((30, 30, 30), np.uint8)
+    labels[2:12, 2:12, 2:12] = 20  # 1000 voxels
+    labels[20:22, 20:22, 20:22] = 20  # an 8-voxel island
+    labels[2:12, 15:25, 2:12] = 21  # a vertebra in two halves of 1000 and 600 voxels
+    labels[20:26, 15:25, 2:12] = 21
+    _drop_islands(labels, [20, 21])
+    assert (labels == 20).sum() == 1000 and not labels[20:22, 20:22, 20:22].any()
+    assert (labels == 21).sum() == 1600
