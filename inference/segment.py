@@ -146,9 +146,11 @@ def segment_vertebrae(
             hu = np.where(hu > AIR_HU + 1, hu + shift, hu)
     local = np.array([sub.lps_to_index(c)[::-1] for _, c in vertebrae])  # (k, j, i) on `sub`
 
-    order = sorted(range(len(vertebrae)), key=lambda n: shapes[n])  # equal shapes batch together
-    batches = [order[b0 : b0 + batch_size] for b0 in range(0, len(order), batch_size)]
-    batches = [[n for n in b if shapes[n] == s] for b in batches for s in dict.fromkeys(shapes[n] for n in b)]
+    groups: dict[tuple[int, int, int], list[int]] = {}  # crops of one shape batch together
+    for n, shape in enumerate(shapes):
+        groups.setdefault(tuple(shape), []).append(n)
+    batches = [g[b0 : b0 + batch_size] for _, g in sorted(groups.items()) for b0 in range(0, len(g), batch_size)]
+    boxes: dict[int, tuple[slice, slice, slice] | None] = {}
     done = 0
     for idx in batches:
         check_cancel(cancel)
@@ -180,23 +182,23 @@ def segment_vertebrae(
                                  own=inside)
             masks[vid] = VertebraMask(vid, int(inside.sum()), scores, rib_ml)
             origin = np.asarray(sub.origin) + sub.spacing * start[::-1]
-            _paste(ct, origin, sub.spacing, p[0], p[LESION_CHANNELS].max(axis=0), vid, labels, best, lesion_map)
+            boxes[vid] = _paste(ct, origin, sub.spacing, p[0], p[LESION_CHANNELS].max(axis=0), vid, labels, best,
+                                lesion_map)
         done += len(idx)
-        tell(0.05 + 0.9 * min(1.0, done / len(order)), f"segmented {done}/{len(order)}")
-    _drop_islands(labels, list(masks))
+        tell(0.05 + 0.9 * min(1.0, done / len(vertebrae)), f"segmented {done}/{len(vertebrae)}")
+    _drop_islands(labels, boxes)
     lesion_map[labels == 0] = 0.0
     return SegmentationOutput(_on_ct(ct, labels), _on_ct(ct, lesion_map), masks, shift)
 
 
-def _drop_islands(labels: np.ndarray, vids: list[int]) -> None:
+def _drop_islands(labels: np.ndarray, boxes: dict[int, tuple[slice, slice, slice] | None]) -> None:
     """In place: set to background the pieces of each vertebra's mask smaller than `ISLAND_FRACTION`
     of its largest piece (stray voxels in a neighbour, a vessel or the sacrum's edge); a vertebra cut
-    in two by a thin slab keeps both halves."""
-    for vid in vids:
-        where = np.nonzero(labels == vid)
-        if not where[0].size:
+    in two by a thin slab keeps both halves. ``boxes``: VerSe id → the CT box its crop was pasted
+    into (`_paste`), so each mask is searched there only, not over the whole scan."""
+    for vid, box in boxes.items():
+        if box is None:
             continue
-        box = tuple(slice(int(w.min()), int(w.max()) + 1) for w in where)
         sub = labels[box]
         pieces, n = ndimage.label(sub == vid)
         if n < 2:
@@ -213,8 +215,9 @@ def _on_ct(ct: Volume, array: np.ndarray) -> Volume:
 
 
 def _paste(ct: Volume, origin_lps: np.ndarray, spacing: float, mask_p: np.ndarray, lesion_p: np.ndarray, vid: int,
-           labels: np.ndarray, best: np.ndarray, lesion_map: np.ndarray) -> None:
-    """Resample one crop's probabilities onto the CT voxels it covers; keep the most probable vertebra."""
+           labels: np.ndarray, best: np.ndarray, lesion_map: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Resample one crop's probabilities onto the CT voxels it covers; keep the most probable vertebra.
+    Returns the CT box (k, j, i) the crop covers, the only place ``vid`` can be written; None if outside."""
     nk, nj, ni = mask_p.shape
     corners = np.array([[a, b, c] for a in (0, ni - 1) for b in (0, nj - 1) for c in (0, nk - 1)], float)
     ijk = ct.lps_to_index(origin_lps + spacing * corners)
@@ -222,7 +225,7 @@ def _paste(ct: Volume, origin_lps: np.ndarray, spacing: float, mask_p: np.ndarra
     lo = np.maximum(np.floor(ijk.min(axis=0)).astype(int), 0)
     hi = np.minimum(np.ceil(ijk.max(axis=0)).astype(int) + 1, shape_ijk)
     if np.any(hi <= lo):
-        return
+        return None
     ref = sitk.Image([int(v) for v in hi - lo], sitk.sitkFloat32)
     ref.SetSpacing([float(s) for s in ct.spacing])
     ref.SetDirection([float(v) for v in np.asarray(ct.direction).ravel()])
@@ -239,6 +242,7 @@ def _paste(ct: Volume, origin_lps: np.ndarray, spacing: float, mask_p: np.ndarra
     labels[box][win] = vid
     best[box][win] = q[win]
     lesion_map[box][win] = probs[1][win]
+    return box
 
 
 def relabel(seg: SegmentationOutput, mapping: dict[int, int]) -> SegmentationOutput:

@@ -320,6 +320,7 @@ def test_small_islands_of_a_mask_are_dropped_and_a_cut_vertebra_keeps_both_halve
     labels[20:22, 20:22, 20:22] = 20  # an 8-voxel island
     labels[2:12, 15:25, 2:12] = 21  # a vertebra in two halves of 1000 and 600 voxels
     labels[20:26, 15:25, 2:12] = 21
-    _drop_islands(labels, [20, 21])
+    everywhere = (slice(0, 30),) * 3
+    _drop_islands(labels, {20: everywhere, 21: everywhere})
     assert (labels == 20).sum() == 1000 and not labels[20:22, 20:22, 20:22].any()
     assert (labels == 21).sum() == 1600

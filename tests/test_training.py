@@ -133,3 +133,19 @@ def test_training_files_come_from_several_pools_below_the_held_out_index(tmp_pat
     names = [(p.parent.name, p.name) for p in training_files([tmp_path / "a", tmp_path / "b"], val_from=9)]
     assert names == [("a", "case_00000.npz"), ("a", "case_00005.npz"), ("b", "case_00001.npz")]
     assert len(training_files(tmp_path / "a", val_from=100)) == 3
+
+
+def test_a_missing_pool_folder_is_a_one_line_usage_error(tmp_path, capsys):
+    import pytest
+
+    from inference.train.common import parse_training_arguments, training_arguments
+
+    (tmp_path / "empty").mkdir()
+    pools = [str(tmp_path / "empty"), str(tmp_path / "absent")]
+    parser = training_arguments("t", val_from=10)
+    with pytest.raises(SystemExit):
+        parse_training_arguments(parser, ["--pool", *pools, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no such pool folder: " + pools[1] + ";" in err  # the empty folder is fine: it is waited on
+    args = parse_training_arguments(parser, ["--pool", pools[0], "--out", str(tmp_path / "o")])
+    assert args.pool == [tmp_path / "empty"]

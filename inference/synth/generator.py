@@ -84,7 +84,7 @@ def generate(seed: int, config: SynthConfig | None = None, device: str | torch.d
     crng = np.random.default_rng([int(seed), 104729])
     contrast = _u(crng, cfg.hu_contrast) if crng.random() < cfg.p_contrast else None
     with torch.inference_mode():
-        vols, tissue_params = _paint(rng, tg, cfg, layout, grid, lib, crng if contrast else None)
+        vols, tissue_params = _paint(rng, tg, cfg, layout, grid, lib, None if contrast is None else crng)
         hu, hu_table = _appearance(rng, tg, cfg, vols, grid, out_geom, contrast, crng)
         ct, (labels, lesions, tissue, ribs) = _resample(
             hu, [vols["labels"], vols["lesions"], vols["tissue"], vols["ribs"].to(torch.uint8)], grid, out_geom)
@@ -543,7 +543,7 @@ def _appearance(rng, tg, cfg: SynthConfig, vols, grid: R.Grid, out: dict, contra
         R.WALL: wall, R.POSTERIOR: arch,
     }
     table[R.VESSEL] = table[R.ORGAN]
-    if contrast is not None and crng is not None:
+    if contrast is not None:
         table[R.VESSEL] = contrast
         table[R.ORGAN] += float(crng.uniform(0.0, 80.0))
     # texture SD per class: trabecular pattern (coarse to fine-grained marrow), lung vessels, fat strands

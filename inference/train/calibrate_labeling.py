@@ -2,8 +2,9 @@
 
 `inference.label.decode` combines the localizer's level votes with the rib cue (`inference.ribs`).
 Both need numbers that no real data here can give (18 labelled real vertebrae): how over-confident
-the votes are, and how often each level shows 0–0.5, 0.5–1.5 or more ml of unclaimed bone where a
-rib meets it. This script measures them on synthetic CT the models never trained on:
+the votes are, and how often each level shows how much rib (the segmenter's rib channel, binned at
+`inference.label.RIB_BINS_ML`) where a rib meets it. This script measures them on synthetic CT the
+models never trained on:
 
 1. ``collect``: generate cases (stream ``CALIBRATION_SEED``, not the training pool's), dim their
    ribs as the segmenter's training does (`inference.train.train_segmenter.RIB_GAIN`: the engine's
@@ -196,6 +197,8 @@ def main() -> None:
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "labeling_calibration.md")
     parser.add_argument("--weights", type=Path, help="folder of model weights (default: the shipped ones)")
     args = parser.parse_args()
+    if args.weights is not None and not args.weights.is_dir():
+        parser.error(f"{args.weights}: no such weights folder; give one holding localizer/ and segmenter/")
     if args.fit_only and not args.records.is_file():
         parser.error(f"{args.records}: no records to fit; run without --fit-only first to collect them")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

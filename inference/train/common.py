@@ -27,6 +27,16 @@ def training_arguments(description: str, val_from: int) -> argparse.ArgumentPars
     return parser
 
 
+def parse_training_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``; a ``--pool`` folder that does not exist is a one-line usage error
+    (an existing empty one is waited on: a pool may still be being generated into it)."""
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.pool if not p.is_dir()]
+    if missing:
+        parser.error(f"no such pool folder: {', '.join(missing)}; make one with python -m inference.train.pool")
+    return args
+
+
 def training_files(pools: Path | list[Path], val_from: int) -> list[Path]:
     """The complete cases of ``pools`` (one folder or several) with an index below ``val_from`` (the
     rest of each pool is held out)."""

@@ -31,6 +31,7 @@ from ..models.localizer import (
 from ..preprocess import AIR_HU, normalize_hu
 from .common import (
     optimizer_step,
+    parse_training_arguments,
     resume,
     save_checkpoint,
     training_arguments,
@@ -213,7 +214,7 @@ def loss_fn(out: torch.Tensor, cls_4mm: torch.Tensor, heat: torch.Tensor) -> tup
 
 
 def train(
-    pool: Path,
+    pool: list[Path],
     out: Path,
     minutes: float,
     batch: int,
@@ -281,7 +282,7 @@ def main() -> None:
                         help="probability of a bone-window export (soft tissue and air set to one value)")
     parser.add_argument("--cut-p", type=float, default=0.0,
                         help="probability of a field of view cut through the column from behind (cardiac CT, CTA)")
-    args = parser.parse_args()
+    args = parse_training_arguments(parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, not args.no_descriptor,
           args.threads, args.fov_p, args.clip_p, args.cut_p)

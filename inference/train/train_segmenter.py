@@ -40,6 +40,7 @@ from ..models.segmenter import (
     LESION_TYPES,
     PATCH,
     RIB_CHANNEL,
+    SACRUM_IDS,
     SACRUM_PATCH,
     SegmenterNet,
     center_channels,
@@ -50,6 +51,7 @@ from ..models.segmenter import (
 from ..preprocess import normalize_hu
 from .common import (
     optimizer_step,
+    parse_training_arguments,
     resume,
     save_checkpoint,
     training_arguments,
@@ -185,7 +187,7 @@ def loss_fn(
     return loss, {k: float(v.detach()) for k, v in parts.items()}
 
 
-def train(pool: Path, out: Path, minutes: float, batch: int, lr: float, val_from: int, seed: int,
+def train(pool: list[Path], out: Path, minutes: float, batch: int, lr: float, val_from: int, seed: int,
           threads: int, lesion: tuple[float, float, float] = (LESION_WEIGHT, LESION_POS_WEIGHT, 0.0),
           init: Path | None = None) -> None:
     """``lesion``: (loss weight, positive weight, share of samples drawn from vertebrae with a lesion);
@@ -227,8 +229,9 @@ def train(pool: Path, out: Path, minutes: float, batch: int, lr: float, val_from
             tries += 1
             if sacrum and tries > 200:
                 sacrum = False  # the pool holds (almost) no sacrum
-            if sacrum and 26 in ids:
-                items.append(sample(cache[f], rng, target=26, shape=SACRUM_PATCH))
+            sacra = [int(v) for v in ids if v in SACRUM_IDS]
+            if sacrum and sacra:
+                items.append(sample(cache[f], rng, target=sacra[0], shape=SACRUM_PATCH))
             elif not sacrum and len(ids):
                 items.append(sample(cache[f], rng, lesion[2]))
         x = torch.from_numpy(np.stack([it["x"] for it in items])).to(device)
@@ -261,7 +264,7 @@ def main() -> None:
     parser.add_argument("--lesion-focus", type=float, default=0.0,
                         help="share of samples taken from vertebrae with a lesion (lesion fine-tuning)")
     parser.add_argument("--init", type=Path, help="segmenter weights to start from (a checkpoint or a shipped .pt)")
-    args = parser.parse_args()
+    args = parse_training_arguments(parser)
     if args.init is not None and not args.init.is_file():
         parser.error(f"{args.init}: no such weights file; give a checkpoint (last.pt) or a shipped segmenter.pt")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
