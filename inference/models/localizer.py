@@ -31,6 +31,9 @@ CLASSES: tuple[int, ...] = (0, *LEVEL_IDS)
 
 DESCRIPTOR_NAMES = ("inplane_spacing_mm", "slice_spacing_mm", "hu_p99_k", "hu_body_median_k")
 """The scan descriptor: reconstruction grid and image statistics (see `scan_descriptor`)."""
+DESCRIPTOR_MEAN = np.array([1.0, 1.0, 1.2, 0.03], np.float32)
+"""A typical descriptor (roughly the synthetic pools' mean): the descriptor ablation feeds it to
+every scan instead of the scan's own."""
 
 
 def id_to_class_lut() -> np.ndarray:
@@ -53,6 +56,20 @@ def scan_descriptor(scan_spacing: tuple[float, float, float], hu_4mm: np.ndarray
     p99 = float(np.percentile(flat, 99)) if flat.size else 0.0
     med = float(np.median(body)) if body.size else 0.0
     return np.array([(s[0] + s[1]) / 2.0, s[2] / 3.0, p99 / 1000.0, med / 1000.0], dtype=np.float32)
+
+
+def freeze_descriptor(state: dict[str, torch.Tensor], descriptor: np.ndarray = DESCRIPTOR_MEAN
+                      ) -> dict[str, torch.Tensor]:
+    """A localizer state dict whose FiLM gives, for any descriptor, what it gave for ``descriptor``:
+    the last FiLM layer's weights are zeroed and its bias set to that output. The descriptor ablation's
+    control arm, trained on `DESCRIPTOR_MEAN` alone, is shipped this way so it needs no special input."""
+    d = torch.from_numpy(np.asarray(descriptor, np.float32))
+    hidden = torch.relu(state["unet.film.0.weight"] @ d + state["unet.film.0.bias"])
+    out = state["unet.film.2.weight"] @ hidden + state["unet.film.2.bias"]
+    frozen = dict(state)
+    frozen["unet.film.2.weight"] = torch.zeros_like(state["unet.film.2.weight"])
+    frozen["unet.film.2.bias"] = out.detach().clone()
+    return frozen
 
 
 class LocalizerNet(nn.Module):

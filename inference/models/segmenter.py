@@ -83,18 +83,25 @@ def center_channels(centers_kji: np.ndarray, target: int, shape=PATCH) -> np.nda
 
 
 class SegmenterNet(nn.Module):
-    """`UNet3D` with 3 input channels (HU, this center, other centers) and `N_OUTPUTS` outputs."""
+    """`UNet3D` with 3 input channels (HU, this center, other centers) and `N_OUTPUTS` outputs.
 
-    def __init__(self, widths=WIDTHS) -> None:
+    ``attention`` gates the skip connections (`inference.models.nets.AttentionGate`);
+    ``use_centers=False`` reads the HU channel alone (the center-channel ablation: the vertebra to
+    segment is then the one at the crop's center). Inputs always carry 3 channels, so training and
+    inference code is the same for every variant. The shipped model's variant is in its manifest.
+    """
+
+    def __init__(self, widths=WIDTHS, attention: bool = False, use_centers: bool = True) -> None:
         super().__init__()
-        self.unet = UNet3D(3, N_OUTPUTS, widths=widths)
+        self.use_centers = use_centers
+        self.unet = UNet3D(3 if use_centers else 1, N_OUTPUTS, widths=widths, attention=attention)
 
     @property
     def divisor(self) -> int:
         return self.unet.divisor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unet(x)
+        return self.unet(x if self.use_centers else x[:, :1])
 
 
 def widen_head(state: dict[str, torch.Tensor], model: SegmenterNet) -> dict[str, torch.Tensor]:

@@ -13,12 +13,14 @@ LOG = logging.getLogger("spinenav.train")
 
 
 def training_arguments(description: str, val_from: int) -> argparse.ArgumentParser:
-    """--pool, --out, --minutes, --batch, --lr, --val-from, --seed, --threads."""
+    """--pool, --out, --minutes, --steps, --batch, --lr, --val-from, --seed, --threads."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--pool", type=Path, required=True, nargs="+",
                         help="one or more pool folders (their training cases are used together)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument("--steps", type=int, default=0,
+                        help="stop once the run reaches this step (0: --minutes alone); equal budgets for ablations")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--val-from", type=int, default=val_from, help="pool cases from this index on are held out")

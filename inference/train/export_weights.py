@@ -17,7 +17,14 @@ from pathlib import Path
 import torch
 
 from .. import registry
-from ..models.localizer import CLASSES, DESCRIPTOR_NAMES, HEATMAP_SIGMA_MM, INPUT_SPACING_MM, OUTPUT_SPACING_MM
+from ..models.localizer import (
+    CLASSES,
+    DESCRIPTOR_NAMES,
+    HEATMAP_SIGMA_MM,
+    INPUT_SPACING_MM,
+    OUTPUT_SPACING_MM,
+    freeze_descriptor,
+)
 from ..models.weights import WEIGHTS_ROOT, sha256_of
 from . import train_segmenter as ts
 from .pool import POOL_CONFIG
@@ -45,7 +52,10 @@ def _write_weights(ckpt: Path, out: Path, name: str, version: str | None = None)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{name}.pt"
     tmp = weights.with_suffix(".tmp")
-    torch.save({k: v.float() for k, v in state["model"].items()}, tmp)
+    model_state = state["model"]
+    if state.get("constant_descriptor"):  # the descriptor ablation's control arm: bake the constant in
+        model_state = freeze_descriptor(model_state)
+    torch.save({k: v.float() for k, v in model_state.items()}, tmp)
     tmp.replace(weights)
     header = {
         "name": name,
@@ -90,7 +100,7 @@ LOCALIZER_SCHEDULE = (
 
 
 def export(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict | None,
-           synthetic: dict | None = None, version: str | None = None) -> Path:
+           synthetic: dict | None = None, version: str | None = None, schedule: str | None = None) -> Path:
     state, manifest = _write_weights(ckpt, out, "localizer", version)
     manifest |= {
         "architecture": {
@@ -98,6 +108,7 @@ def export(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict |
             "widths": list(WIDTHS),
             "use_descriptor": bool(state.get("use_descriptor", True)),
             "descriptor": list(DESCRIPTOR_NAMES),
+            "descriptor_frozen": bool(state.get("constant_descriptor", False)),
             "input": f"1 channel, HU clipped to [-1000, 1500] / 1000, {INPUT_SPACING_MM} mm isotropic LPS-aligned",
             "output": f"{OUTPUT_SPACING_MM} mm: channel 0 center heatmap (Gaussian sigma {HEATMAP_SIGMA_MM} mm), "
             f"channels 1..{len(CLASSES)} level logits",
@@ -120,14 +131,14 @@ def export(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict |
             "loss": f"soft-target cross-entropy (background weight {BACKGROUND_WEIGHT}) + {LEVEL_WEIGHT} x level "
             f"cross-entropy on vertebra voxels + {HEAT_LOSS_WEIGHT} x heatmap MSE weighted (1 + {HEATMAP_WEIGHT} x "
             "target)",
-            "schedule": LOCALIZER_SCHEDULE,
+            "schedule": schedule or LOCALIZER_SCHEDULE,
         },
     }
     return _finish(out, manifest, state, notes, metrics, synthetic)
 
 
 def export_segmenter(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict | None,
-                     synthetic: dict | None = None, version: str | None = None) -> Path:
+                     synthetic: dict | None = None, version: str | None = None, schedule: str | None = None) -> Path:
     from ..models import segmenter as sm
 
     state, manifest = _write_weights(ckpt, out, "segmenter", version)
@@ -135,6 +146,8 @@ def export_segmenter(ckpt: Path, out: Path, metrics: dict | None, notes: str, po
         "architecture": {
             "class": "inference.models.segmenter.SegmenterNet",
             "widths": list(sm.WIDTHS),
+            "attention": bool((state.get("arch") or {}).get("attention", False)),
+            "use_centers": bool((state.get("arch") or {}).get("use_centers", True)),
             "input": f"3 channels on a {sm.INPUT_SPACING_MM} mm LPS-aligned crop {list(sm.PATCH)} (k, j, i; "
             f"{list(sm.SACRUM_PATCH)} for the sacrum) around "
             f"one vertebra center: HU clipped to [-1000, 1500] / 1000, Gaussian (sigma {sm.CENTER_SIGMA_MM} mm) "
@@ -155,7 +168,7 @@ def export_segmenter(ckpt: Path, out: Path, metrics: dict | None, notes: str, po
             f"low-density marrow (p {ts.P_LOW_DENSITY}) from step 865; in the rib fine-tune from its step 582, ribs "
             f"dimmed toward soft tissue (p {ts.P_DIM_RIBS}, gain {ts.RIB_GAIN[0]}-{ts.RIB_GAIN[1]}); in the sacrum "
             f"fine-tune (1.2) batches of sacrum crops (p {ts.P_SACRUM_BATCH})",
-            "schedule": SEGMENTER_SCHEDULE,
+            "schedule": schedule or SEGMENTER_SCHEDULE,
         },
         # raw lesion score per type that flags (5 % false alarms on synthetic training cases); see inference.segment
         "lesion_thresholds": (synthetic or {}).get("lesion_thresholds"),
@@ -173,6 +186,7 @@ def main() -> None:
     parser.add_argument("--notes", default="", help="where it was trained (CPU model, threads, wall time)")
     parser.add_argument("--synthetic", type=Path, help="JSON of the held-out synthetic validation")
     parser.add_argument("--version", help="version (default 1.0-step<checkpoint step>)")
+    parser.add_argument("--schedule", help="training schedule text (default: the shipped model's)")
     args = parser.parse_args()
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
     pools = []
@@ -185,9 +199,9 @@ def main() -> None:
     synthetic = json.loads(args.synthetic.read_text()) if args.synthetic else None
     out = args.out or WEIGHTS_ROOT / args.model
     if args.model == "localizer":
-        export(args.ckpt, out, metrics, args.notes, pool, synthetic, args.version)
+        export(args.ckpt, out, metrics, args.notes, pool, synthetic, args.version, args.schedule)
     else:
-        export_segmenter(args.ckpt, out, metrics, args.notes, pool, synthetic, args.version)
+        export_segmenter(args.ckpt, out, metrics, args.notes, pool, synthetic, args.version, args.schedule)
 
 
 if __name__ == "__main__":

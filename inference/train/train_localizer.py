@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from ..models.localizer import (
     CLASSES,
+    DESCRIPTOR_MEAN,
     HEATMAP_SIGMA_MM,
     INPUT_SPACING_MM,
     LocalizerNet,
@@ -226,7 +227,11 @@ def train(
     fov_p: float = 0.0,
     clip_p: float = 0.0,
     cut_p: float = 0.0,
+    max_steps: int = 0,
+    constant_descriptor: bool = False,
 ) -> None:
+    """``max_steps``: stop at this step (0: by time alone). ``constant_descriptor``: every sample gets
+    `DESCRIPTOR_MEAN` instead of its own descriptor (the descriptor ablation's control arm)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -242,7 +247,7 @@ def train(
     t_end = time.time() + minutes * 60
     t_ckpt = time.time()
     running: dict[str, float] = {}
-    while time.time() < t_end:
+    while time.time() < t_end and not (max_steps and step >= max_steps):
         files = training_files(pool, val_from)
         if not files:
             LOG.info("waiting for pool cases")
@@ -254,7 +259,8 @@ def train(
         x = torch.from_numpy(np.stack([it["x"] for it in items])).to(device)
         cls = torch.from_numpy(np.stack([it["cls"] for it in items])).to(device)
         heat = torch.from_numpy(np.stack([it["heat"] for it in items])).to(device)
-        desc = torch.from_numpy(np.stack([it["desc"] for it in items])).to(device)
+        desc = torch.from_numpy(np.stack([DESCRIPTOR_MEAN if constant_descriptor else it["desc"]
+                                          for it in items])).to(device)
         model.train()
         loss, parts = loss_fn(model(x, desc), cls, heat)
         optimizer_step(model, opt, loss)
@@ -265,9 +271,10 @@ def train(
                      running["level_ce"], running["mse"], len(files))
             log.append({"step": step, **{k: round(v, 5) for k, v in running.items()}, "pool": len(files)})
         if time.time() - t_ckpt > 300 or time.time() >= t_end:
-            save_checkpoint(ckpt, model, opt, step, log, use_descriptor=use_descriptor)
+            save_checkpoint(ckpt, model, opt, step, log, use_descriptor=use_descriptor,
+                            constant_descriptor=constant_descriptor)
             t_ckpt = time.time()
-    save_checkpoint(ckpt, model, opt, step, log, use_descriptor=use_descriptor)
+    save_checkpoint(ckpt, model, opt, step, log, use_descriptor=use_descriptor, constant_descriptor=constant_descriptor)
     (out / "train_log.json").write_text(json.dumps(log, indent=0) + "\n")
 
 
@@ -276,6 +283,8 @@ def train(
 def main() -> None:
     parser = training_arguments(__doc__.splitlines()[0], val_from=1800)
     parser.add_argument("--no-descriptor", action="store_true")
+    parser.add_argument("--constant-descriptor", action="store_true",
+                        help="feed every sample DESCRIPTOR_MEAN, not its own descriptor (descriptor ablation)")
     parser.add_argument("--fov-p", type=float, default=0.0,
                         help="probability of narrowing a training crop to a small field of view")
     parser.add_argument("--clip-p", type=float, default=0.0,
@@ -285,7 +294,7 @@ def main() -> None:
     args = parse_training_arguments(parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, not args.no_descriptor,
-          args.threads, args.fov_p, args.clip_p, args.cut_p)
+          args.threads, args.fov_p, args.clip_p, args.cut_p, args.steps, args.constant_descriptor)
 
 
 if __name__ == "__main__":

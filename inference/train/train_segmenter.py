@@ -189,16 +189,20 @@ def loss_fn(
 
 def train(pool: list[Path], out: Path, minutes: float, batch: int, lr: float, val_from: int, seed: int,
           threads: int, lesion: tuple[float, float, float] = (LESION_WEIGHT, LESION_POS_WEIGHT, 0.0),
-          init: Path | None = None) -> None:
+          init: Path | None = None, max_steps: int = 0, arch: dict | None = None, cache_cases: int = 400) -> None:
     """``lesion``: (loss weight, positive weight, share of samples drawn from vertebrae with a lesion);
-    ``init``: weights to start from when ``out`` holds no checkpoint yet."""
+    ``init``: weights to start from when ``out`` holds no checkpoint yet; ``max_steps``: stop at this
+    step (0: by time alone); ``arch``: `SegmenterNet` keyword arguments (attention, use_centers), kept
+    in the checkpoint; ``cache_cases``: cases held in memory (~24 MB each), the only ones sampled once
+    the cache is full."""
+    arch = dict(arch or {})
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
-    model = SegmenterNet().to(device)
+    model = SegmenterNet(**arch).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     ckpt = out / "last.pt"
     step, log = resume(ckpt, model, opt, device)
@@ -210,9 +214,9 @@ def train(pool: list[Path], out: Path, minutes: float, batch: int, lr: float, va
     t_end = time.time() + minutes * 60
     t_ckpt = time.time()
     running: dict[str, float] = {}
-    while time.time() < t_end:
+    while time.time() < t_end and not (max_steps and step >= max_steps):
         files = training_files(pool, val_from)
-        files = [f for f in files if f in cache or len(cache) < 400]
+        files = [f for f in files if f in cache or len(cache) < cache_cases]
         if not files:
             LOG.info("waiting for pool cases")
             time.sleep(20)
@@ -249,9 +253,9 @@ def train(pool: list[Path], out: Path, minutes: float, batch: int, lr: float, va
                      step, len(files))
             log.append({"step": step, **{k: round(v, 5) for k, v in running.items()}, "pool": len(files)})
         if time.time() - t_ckpt > 300 or time.time() >= t_end:
-            save_checkpoint(ckpt, model, opt, step, log)
+            save_checkpoint(ckpt, model, opt, step, log, arch=arch)
             t_ckpt = time.time()
-    save_checkpoint(ckpt, model, opt, step, log)
+    save_checkpoint(ckpt, model, opt, step, log, arch=arch)
     (out / "train_log.json").write_text(json.dumps(log, indent=0) + "\n")
 
 
@@ -264,12 +268,18 @@ def main() -> None:
     parser.add_argument("--lesion-focus", type=float, default=0.0,
                         help="share of samples taken from vertebrae with a lesion (lesion fine-tuning)")
     parser.add_argument("--init", type=Path, help="segmenter weights to start from (a checkpoint or a shipped .pt)")
+    parser.add_argument("--attention", action="store_true", help="attention gates on the skip connections")
+    parser.add_argument("--no-centers", action="store_true",
+                        help="HU channel only, no center channels (the center-channel ablation)")
+    parser.add_argument("--cache", type=int, default=400,
+                        help="pool cases held in memory (~24 MB each at 2 mm); once full, only those are sampled")
     args = parse_training_arguments(parser)
     if args.init is not None and not args.init.is_file():
         parser.error(f"{args.init}: no such weights file; give a checkpoint (last.pt) or a shipped segmenter.pt")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, args.threads,
-          (args.lesion_weight, args.lesion_pos_weight, args.lesion_focus), args.init)
+          (args.lesion_weight, args.lesion_pos_weight, args.lesion_focus), args.init, args.steps,
+          {"attention": args.attention, "use_centers": not args.no_centers}, args.cache)
 
 
 if __name__ == "__main__":

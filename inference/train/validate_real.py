@@ -30,6 +30,7 @@ from ..evaluate import evaluate_bundle, evaluate_labels
 from ..export.analysis import write_analysis_bundle
 from ..io import onto_grid, read_ct, read_label_map
 from ..measure import vertebra_centers
+from ..models.localizer import DESCRIPTOR_MEAN
 from ..pipeline import Pipeline
 from ..segment import segment_vertebrae
 from ..volume import Volume
@@ -246,7 +247,7 @@ def run(weights: Path | None, out: Path, perturb: bool) -> dict[str, Any]:
     pipeline = Pipeline(device="cpu", weights_root=weights)
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {"cases": {}, "models": pipeline.models}
-    mean_desc = np.array([1.0, 1.0, 1.2, 0.03], np.float32)  # roughly the synthetic pool's mean descriptor
+    mean_desc = DESCRIPTOR_MEAN
     for case in real_cases():
         ct = read_ct(case.ct)
         entry = {

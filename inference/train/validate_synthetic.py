@@ -134,11 +134,16 @@ def main() -> None:
                         help="set the lesion flag thresholds on training cases FIRST..STOP-1 first")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    model = SegmenterNet()
     if args.ckpt:
-        model.load_state_dict(torch.load(args.ckpt, map_location="cpu", weights_only=False)["model"])
+        state = torch.load(args.ckpt, map_location="cpu", weights_only=False)
+        model = SegmenterNet(**(state.get("arch") or {}))
+        model.load_state_dict(state["model"])
     else:
-        model.load_state_dict(load_state("segmenter", args.weights)[0])
+        weights, manifest = load_state("segmenter", args.weights)
+        arch = manifest["architecture"]
+        model = SegmenterNet(attention=bool(arch.get("attention", False)),
+                             use_centers=bool(arch.get("use_centers", True)))
+        model.load_state_dict(weights)
     model.eval()
     thresholds = None
     if args.calibrate:
