@@ -83,7 +83,8 @@ def test_the_ablation_report_tabulates_every_arm(tmp_path):
     def real(dice, n_id):
         none = {"n_identified": n_id, "n_reference": 18, "mean_center_error_mm": 4.0, "mean_dice": dice,
                 "mean_hd95_mm": 6.0}
-        return {"oracle_summary": {"mean_dice": dice, "mean_hd95_mm": 5.5},
+        return {"oracle_summary": {"mean_dice": dice, "mean_hd95_mm": 5.5, "mean_dice_without_slivers": dice,
+                                   "n_without_slivers": 1},
                 "summary": {"none": none, "noise σ40 HU": dict(none, n_identified=n_id - 1)},
                 "cases": {"sample": {"oracle_segmentation": {"per_vertebra": [{"name": "L1", "dice": dice}]}}}}
 
@@ -99,7 +100,7 @@ def test_the_ablation_report_tabulates_every_arm(tmp_path):
             {"out_of_sample": {"1.5/ribs": [80, 100], "2.0/ribs": [85, 100] if arm == "b" else [70, 100]}}))
     arms = [("a", tmp_path / "a"), ("b", tmp_path / "b")]
     seg = "\n".join(ablation_report.segmenter_table(arms))
-    assert "| a | 1000 | 0.800 (40) | 0.800 / 5.50 | 0.800 / 6.00 | 0.20 / – |" in seg
+    assert "| a | 1000 | 0.800 (40) | 0.800 / 5.50 | 0.800 (1) | 0.800 / 6.00 | 0.20 / – |" in seg
     assert "| sample L1 | 0.800 | 0.900 |" in seg
     loc = "\n".join(ablation_report.localizer_table(arms))
     assert "| noise σ40 HU | 8 / 18 (4.0) | 9 / 18 (4.0) |" in loc
