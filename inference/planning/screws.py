@@ -181,10 +181,13 @@ def propose(model: VertebraModel, side: int) -> Screw | None:
     d = _direction(model.frame, isthmus)
     entry = _march(model.mask, isthmus.point, -d, max_mm=MAX_ENTRY_DEPTH_MM)
     exit_front = _march(model.mask, isthmus.point, d)
-    depth = float(np.linalg.norm(exit_front - entry)) - TIP_MARGIN_MM
+    bone = float(np.linalg.norm(exit_front - entry))
+    depth = bone - TIP_MARGIN_MM
     if depth < MIN_BONE_DEPTH_MM:
+        # said as the bone measured (never negative), with what a screw needs: the tip margin included
         model.skipped[SIDE_NAMES[side]] = (
-            f"bone depth along the pedicle axis {depth:.0f} mm: no trajectory through this mask (check the mask)")
+            f"bone depth along the pedicle axis {bone:.0f} mm, {MIN_BONE_DEPTH_MM + TIP_MARGIN_MM:.0f} mm needed: "
+            "no trajectory through this mask (check the mask)")
         return None
     notes = []
     length = snap_down(depth, LENGTHS_MM)
