@@ -187,3 +187,19 @@ def test_a_side_without_bone_depth_is_not_planned_and_says_why():
     assert [s.side for s in screws] == ["right"]
     assert "left" in model.skipped and "bone depth" in model.skipped["left"]
     assert MIN_BONE_DEPTH_MM > 0
+
+
+def test_the_march_crosses_a_gap_of_one_source_voxel_but_not_more():
+    from inference.planning.geometry import LocalMask
+    from inference.planning.screws import _march
+
+    inside = np.zeros((4, 4, 200), bool)
+    inside[:, :, :40] = True  # 0-20 mm
+    inside[:, :, 45:100] = True  # a 2.5 mm gap, then bone to 50 mm
+    fine = LocalMask(inside, np.zeros(3), 0.5)  # the mask is its own source: the gap is real
+    coarse = LocalMask(inside, np.zeros(3), 0.5, source_spacing_mm=3.0)  # resampled from a 3 mm label map
+    start, d = np.array([1.0, 1.0, 1.0]), np.array([1.0, 0.0, 0.0])
+    assert _march(fine, start, d)[0] < 21.0
+    assert _march(coarse, start, d)[0] > 49.0
+    inside[:, :, 40:52] = False  # a 6 mm gap is missing bone even on a 3 mm map
+    assert _march(LocalMask(inside, np.zeros(3), 0.5, source_spacing_mm=3.0), start, d)[0] < 21.0

@@ -36,6 +36,9 @@ class LocalMask:
     inside: np.ndarray
     origin: np.ndarray
     spacing: float
+    source_spacing_mm: float = 0.0
+    """Largest voxel size of the label map the mask was resampled from: gaps narrower than one such voxel
+    are sampling, not missing bone (0: the mask is its own source)."""
 
     def to_index(self, lps: np.ndarray) -> np.ndarray:
         """LPS (N, 3) → continuous array indices (N, 3) in [k, j, i] order."""
@@ -95,7 +98,7 @@ def local_mask(labels: Volume, vertebra_id: int) -> LocalMask:
     out = sitk.Resample(image, [int(s) for s in size], sitk.Transform(), sitk.sitkLinear, [float(v) for v in lo],
                         [LOCAL_SPACING_MM] * 3, np.eye(3).ravel().tolist(), 0.0, sitk.sitkFloat32)
     inside = sitk.GetArrayFromImage(out) >= 0.5
-    return LocalMask(inside, lo, LOCAL_SPACING_MM)
+    return LocalMask(inside, lo, LOCAL_SPACING_MM, float(max(labels.spacing)))
 
 
 def local_ct(ct: Volume | sitk.Image, mask: LocalMask) -> np.ndarray:
@@ -184,7 +187,7 @@ def find_isthmus(mask: LocalMask, frame: VertebraFrame, side: int) -> Isthmus | 
     keep = (lateral > 0.7 * r) & (lateral < r + PEDICLE_REACH_MM) & (np.abs(loc[:, 2]) < 15.0)
     loc = loc[keep]
     s = mask.spacing
-    sections = []
+    sections, section_cells = [], []
     for y in np.arange(-0.7 * r, 0.7 * r + s / 2, s):
         sl = loc[np.abs(loc[:, 1] - y) < s / 2]
         if len(sl) < 4:
@@ -202,6 +205,7 @@ def find_isthmus(mask: LocalMask, frame: VertebraFrame, side: int) -> Isthmus | 
         height = cells[:, 1].max() - cells[:, 1].min() + s
         width = 4.0 * area / (np.pi * height)  # of the ellipse with this area and height
         sections.append((y, area, cells[:, 0].mean(), cells[:, 1].mean(), width, height))
+        section_cells.append(cells)
     if len(sections) < 3:
         return None
     sec = np.array(sections)
@@ -216,6 +220,12 @@ def find_isthmus(mask: LocalMask, frame: VertebraFrame, side: int) -> Isthmus | 
     y, _, x, z, width, height = sec[k]
     o = frame.canal_center
     point = o + x * frame.e_x + y * frame.e_y + z * frame.e_z
+    if not mask.contains(point)[0]:
+        # a curved or notched section's centre can fall outside it: take its cell nearest that centre,
+        # so the trajectory is searched from bone
+        cells = section_cells[k]
+        x, z = cells[int(np.argmin(np.hypot(cells[:, 0] - x, cells[:, 1] - z)))]
+        point = o + x * frame.e_x + y * frame.e_y + z * frame.e_z
     # the pedicle proper: the run of sections around the isthmus not much wider than it (the body and
     # the lamina, where the sections widen, would bend the axis)
     lo = hi = k

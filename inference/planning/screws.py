@@ -277,7 +277,10 @@ def _direction(frame: VertebraFrame, isthmus: Isthmus) -> np.ndarray:
 
 def _march(mask: LocalMask, start: np.ndarray, d: np.ndarray, step: float = 0.25, gap_mm: float = 1.5,
            max_mm: float = 120.0) -> np.ndarray:
-    """Last point inside the mask along ``d`` from ``start`` (gaps shorter than ``gap_mm`` are crossed)."""
+    """Last point inside the mask along ``d`` from ``start``. Gaps up to ``gap_mm``, or up to one voxel of
+    the label map the mask came from when that is coarser (a 3 mm map loses thin bone to sampling), are
+    crossed."""
+    gap_mm = max(gap_mm, mask.source_spacing_mm)
     t = np.arange(0.0, max_mm, step)
     pts = start + t[:, None] * d
     inside = mask.contains(pts)
