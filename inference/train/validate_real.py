@@ -481,9 +481,11 @@ def markdown_segmentation(results: dict[str, Any]) -> str:
     synth = ROOT / "docs" / "segmentation_synthetic.json"
     if synth.is_file():
         sy = json.loads(synth.read_text())
-        intro = (f"From `python -m inference.train.validate_synthetic` ({sy['cases']} cases, {sy['vertebrae']} "
-                 f"vertebrae, true centers): mean Dice {sy['mean_dice']}, median {sy['median_dice']}. Lesion "
-                 "average precision per type (a vertebra is positive with ≥ 5 voxels of that lesion at 2 mm):")
+        pool = "" if sy.get("pool_seed") is None else f" of the pool of seed {sy['pool_seed']}"
+        intro = (f"From `python -m inference.train.validate_synthetic` ({sy['cases']} cases{pool} from case "
+                 f"{sy['first_case']}, never trained on, {sy['vertebrae']} vertebrae, true centers): mean Dice "
+                 f"{sy['mean_dice']}, median {sy['median_dice']}. Lesion average precision per type (a vertebra is "
+                 "positive with ≥ 5 voxels of that lesion at 2 mm):")
         lines += ["", "## Held-out synthetic CT (never trained on)", "", intro, "",
                   "| type | AP | positives / negatives | flag threshold (raw) |", "|---|---|---|---|"]
         for name, v in sy["lesion_ap"].items():
@@ -491,9 +493,12 @@ def markdown_segmentation(results: dict[str, Any]) -> str:
             lines.append(f"| {name} | {v['ap']} | {v['positives']} / {v['negatives']} | "
                          f"{'not flagged (AP below 0.1)' if thr is None else thr} |")
         f = sy["flag_at_0.5"]
+        min_pos = min(v["positives"] for v in sy["lesion_ap"].values())
+        max_pos = max(v["positives"] for v in sy["lesion_ap"].values())
         flags = (f"Flags (types {', '.join(f.get('types', []))}): sensitivity {f['sensitivity']}, false-alarm rate "
                  f"{f['false_alarm_rate']} per vertebra. Thresholds were set for 5 % false alarms on synthetic "
-                 "training cases 180-215; few positives (7 per type) make these figures rough.")
+                 f"training cases 180-215 of the pool of seed 2; few positives ({min_pos}-{max_pos} per type) make "
+                 "these figures rough.")
         lines += ["", flags]
     lines += ["", "## Lesion suspicion on these real cases", "",
               "None of these scans is known to hold a metastasis or fracture, so any vertebra at or above the flag "

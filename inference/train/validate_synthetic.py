@@ -26,7 +26,7 @@ import torch
 
 from ..models.segmenter import LESION_TYPES, SegmenterNet
 from ..models.weights import WEIGHTS_ROOT, load_state
-from ..segment import segment_vertebrae
+from ..segment import LESION_FLAG, segment_vertebrae
 from ..volume import Volume
 
 LOG = logging.getLogger("spinenav.validate_synthetic")
@@ -114,6 +114,8 @@ def run(pool: Path, start: int, model: SegmenterNet, device: torch.device, stop:
 
 def flag_rates(rows: list[dict[str, Any]], types) -> dict[str, float]:
     """Share of vertebrae with a lesion (of ``types``) that are flagged, and of those without one."""
+    if not types:
+        return {"types": [], "sensitivity": None, "false_alarm_rate": None}
     pos = np.array([max(r["lesion_voxels"][t] for t in types) >= MIN_LESION_VOXELS for r in rows])
     flagged = np.array([max((r["scores"].get(t, 0.0) for t in types), default=0.0) >= 0.5 for r in rows])
     return {
@@ -132,8 +134,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/segmentation_synthetic.json"))
     parser.add_argument("--calibrate", nargs=2, type=int, metavar=("FIRST", "STOP"),
                         help="set the lesion flag thresholds on training cases FIRST..STOP-1 first")
+    parser.add_argument("--update-manifest", action="store_true",
+                        help="write the thresholds (types failing the AP rule disabled) and these metrics into the "
+                        "shipped segmenter's manifest")
     args = parser.parse_args()
+    if args.update_manifest and args.ckpt:
+        parser.error("--update-manifest judges the shipped weights; leave out --ckpt")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    manifest = None
     if args.ckpt:
         state = torch.load(args.ckpt, map_location="cpu", weights_only=False)
         model = SegmenterNet(**(state.get("arch") or {}))
@@ -150,8 +158,15 @@ def main() -> None:
         thresholds = calibrate(args.pool, args.calibrate[0], args.calibrate[1], model, torch.device("cpu"))
         LOG.info("lesion thresholds (raw, %d%% false alarms on cases %d-%d): %s", 100 * FALSE_ALARM_TARGET,
                  args.calibrate[0], args.calibrate[1] - 1, thresholds)
-    res = run(args.pool, args.start, model, torch.device("cpu"), thresholds=thresholds)
-    if thresholds is not None:
+    elif manifest is not None:
+        thresholds = manifest.get("lesion_thresholds")  # judge the flags the shipped model raises
+    # a type already disabled (None) is measured on its raw score, so its AP is still reported
+    measured = None if thresholds is None else {t: LESION_FLAG if v is None else v for t, v in thresholds.items()}
+    res = run(args.pool, args.start, model, torch.device("cpu"), thresholds=measured)
+    pool_meta = args.pool / "pool.json"
+    res["pool_seed"] = json.loads(pool_meta.read_text()).get("seed") if pool_meta.is_file() else None
+    if thresholds is not None:  # set here, or the shipped ones: the same rule decides which types flag
+        thresholds = dict(thresholds)
         for name, v in res["lesion_ap"].items():
             if v["ap"] is None or v["ap"] < MIN_AP_TO_FLAG:
                 thresholds[name] = None
@@ -161,6 +176,15 @@ def main() -> None:
     res["calibration_cases"] = args.calibrate
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
+    if args.update_manifest:
+        # the weights are unchanged (same file, same sha256): only what was measured on them is updated
+        path = args.weights / "segmenter" / "manifest.json"
+        meta = json.loads(path.read_text())
+        meta["lesion_thresholds"] = thresholds
+        meta["metrics_synthetic_heldout"] = {k: v for k, v in res.items() if k != "rows"} | {
+            "rows": f"per-vertebra rows in {args.out}"}
+        path.write_text(json.dumps(meta, indent=2) + "\n")
+        LOG.info("%s: lesion thresholds %s", path, thresholds)
     LOG.info("mean Dice %s over %d vertebrae; lesion AP %s; flag %s", res["mean_dice"], res["vertebrae"],
              {k: v["ap"] for k, v in res["lesion_ap"].items()}, res["flag_at_0.5"])
 
