@@ -105,3 +105,4 @@ def test_the_ablation_report_tabulates_every_arm(tmp_path):
     loc = "\n".join(ablation_report.localizer_table(arms))
     assert "| noise σ40 HU | 8 / 18 (4.0) | 9 / 18 (4.0) |" in loc
     assert "| b | 1000 | 80 / 100 (0.800) | 85 / 100 (2.0/ribs) |" in loc
+

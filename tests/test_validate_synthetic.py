@@ -1,0 +1,36 @@
+"""Judging the shipped segmenter on held-out synthetic CT: the lesion flag rule and the manifest update."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+
+def test_validate_synthetic_switches_off_lesion_types_below_the_ap_rule_in_the_manifest(tmp_path, monkeypatch):
+    import shutil
+    import sys
+
+    from inference.models.weights import WEIGHTS_ROOT, sha256_of
+    from inference.train import validate_synthetic
+    from tests.test_training import _seg_case
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    case = _seg_case(True)
+    np.savez_compressed(pool / "case_00000.npz", **case, origin=np.zeros(3), spacing=np.array([2.0]))
+    (pool / "pool.json").write_text(json.dumps({"n": 1, "seed": 99}))
+    weights = tmp_path / "weights"
+    shutil.copytree(WEIGHTS_ROOT / "segmenter", weights / "segmenter")
+    before = sha256_of(weights / "segmenter" / "segmenter.pt")
+    out = tmp_path / "synthetic.json"
+    monkeypatch.setattr(sys, "argv", ["validate_synthetic", "--pool", str(pool), "--from", "0", "--weights",
+                                      str(weights), "--out", str(out), "--update-manifest"])
+    validate_synthetic.main()
+    meta = json.loads((weights / "segmenter" / "manifest.json").read_text())
+    # no lesion in the case: no type has a measurable AP, so none is flagged any more
+    assert meta["lesion_thresholds"] == {"lytic": None, "blastic": None, "fracture": None}
+    assert meta["metrics_synthetic_heldout"]["pool_seed"] == 99
+    assert meta["metrics_synthetic_heldout"]["rows"] == f"per-vertebra rows in {out}"
+    assert len(json.loads(out.read_text())["rows"]) == 1
+    assert sha256_of(weights / "segmenter" / "segmenter.pt") == before == meta["sha256"]
