@@ -142,9 +142,7 @@ class Pipeline:
         self.segmenter = None
         if segment:
             if segmenter is None:
-                segmenter = self._load(SEGMENTER, weights_root, lambda a: SegmenterNet(
-                    widths=tuple(a["widths"]), attention=bool(a.get("attention", False)),
-                    use_centers=bool(a.get("use_centers", True))))
+                segmenter = self._load(SEGMENTER, weights_root, SegmenterNet.from_architecture)
                 self.lesion_thresholds = self._manifests[SEGMENTER].get("lesion_thresholds")
             else:
                 self.models.append({"name": SEGMENTER, "version": "in-memory", "sha256": None})

@@ -34,3 +34,28 @@ def test_validate_synthetic_switches_off_lesion_types_below_the_ap_rule_in_the_m
     assert meta["metrics_synthetic_heldout"]["rows"] == f"per-vertebra rows in {out}"
     assert len(json.loads(out.read_text())["rows"]) == 1
     assert sha256_of(weights / "segmenter" / "segmenter.pt") == before == meta["sha256"]
+
+
+def test_a_pool_without_held_out_cases_is_a_one_line_error_and_leaves_the_manifest_alone(tmp_path, monkeypatch,
+                                                                                         capsys):
+    import shutil
+    import sys
+
+    import pytest
+
+    from inference.models.weights import WEIGHTS_ROOT
+    from inference.train import validate_synthetic
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "case_00003.npz").touch()  # below --from: a training case
+    weights = tmp_path / "weights"
+    shutil.copytree(WEIGHTS_ROOT / "segmenter", weights / "segmenter")
+    before = (weights / "segmenter" / "manifest.json").read_bytes()
+    monkeypatch.setattr(sys, "argv", ["validate_synthetic", "--pool", str(pool), "--from", "216", "--weights",
+                                      str(weights), "--update-manifest"])
+    with pytest.raises(SystemExit):
+        validate_synthetic.main()
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{pool}: no pool case from index 216 on" in err
+    assert (weights / "segmenter" / "manifest.json").read_bytes() == before

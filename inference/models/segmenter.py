@@ -96,6 +96,13 @@ class SegmenterNet(nn.Module):
         self.use_centers = use_centers
         self.unet = UNet3D(3 if use_centers else 1, N_OUTPUTS, widths=widths, attention=attention)
 
+    @classmethod
+    def from_architecture(cls, arch: dict) -> SegmenterNet:
+        """The network a manifest's ``architecture`` declares (manifests older than the variants
+        carry neither key: a plain U-Net with center channels)."""
+        return cls(widths=tuple(arch["widths"]), attention=bool(arch.get("attention", False)),
+                   use_centers=bool(arch.get("use_centers", True)))
+
     @property
     def divisor(self) -> int:
         return self.unet.divisor

@@ -36,11 +36,9 @@ def _arm(spec: str) -> tuple[str, Path]:
     return name, Path(folder)
 
 
-def _checkpoint(folder: Path) -> dict:
-    state = torch.load(folder / "last.pt", map_location="cpu", weights_only=False)
-    log = state.get("log") or []
-    return {"step": state["step"], "arch": state.get("arch"), "constant_descriptor": state.get("constant_descriptor"),
-            "last_loss": log[-1] if log else None}
+def _step(folder: Path) -> int:
+    """The training step the arm's checkpoint reached (its budget)."""
+    return int(torch.load(folder / "last.pt", map_location="cpu", weights_only=False)["step"])
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -54,12 +52,11 @@ def segmenter_table(arms: list[tuple[str, Path]]) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     per_case: dict[str, dict[str, float | None]] = {}
     for name, folder in arms:
-        ck = _checkpoint(folder)
         syn = json.loads((folder / "synthetic.json").read_text())
         real = json.loads((folder / "real" / "localization.json").read_text())
         o, s = real["oracle_summary"], real["summary"]["none"]
         ap = " / ".join(_fmt(v["ap"], 2) for v in syn["lesion_ap"].values())
-        lines.append(f"| {name} | {ck['step']} | {_fmt(syn['mean_dice'])} ({syn['vertebrae']}) | "
+        lines.append(f"| {name} | {_step(folder)} | {_fmt(syn['mean_dice'])} ({syn['vertebrae']}) | "
                      f"{_fmt(o['mean_dice'])} / {_fmt(o['mean_hd95_mm'], 2)} | "
                      f"{_fmt(o.get('mean_dice_without_slivers'))} ({o.get('n_without_slivers')}) | "
                      f"{_fmt(s['mean_dice'])} / "
@@ -91,12 +88,11 @@ def localizer_table(arms: list[tuple[str, Path]]) -> list[str]:
               "own best decoding:", "", "| arm | steps | shipped decoding | own best (temperature / rib cue) |",
               "|---|---|---|---|"]
     for name, folder in arms:
-        ck = _checkpoint(folder)
         cal = json.loads((folder / "calibration.json").read_text())
         oos = cal["out_of_sample"]
         right, matched = oos[SHIPPED_DECODING]
         best = max(oos, key=lambda k: oos[k][0])
-        lines.append(f"| {name} | {ck['step']} | {right} / {matched} ({right / matched:.3f}) | "
+        lines.append(f"| {name} | {_step(folder)} | {right} / {matched} ({right / matched:.3f}) | "
                      f"{oos[best][0]} / {oos[best][1]} ({best}) |")
     return lines
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,11 @@ def training_files(pools: Path | list[Path], val_from: int) -> list[Path]:
     pools = [pools] if isinstance(pools, Path) else pools
     return sorted(p for pool in pools for p in pool.glob("case_*.npz")
                   if p.stem[5:].isdigit() and int(p.stem[5:]) < val_from)
+
+
+def keep_training(t_end: float, step: int, max_steps: int) -> bool:
+    """Before the wall-clock end ``t_end`` (``time.time()``) and, when ``max_steps`` is set, below that step."""
+    return time.time() < t_end and not (max_steps and step >= max_steps)
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, log: list,

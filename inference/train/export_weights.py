@@ -142,12 +142,13 @@ def export_segmenter(ckpt: Path, out: Path, metrics: dict | None, notes: str, po
     from ..models import segmenter as sm
 
     state, manifest = _write_weights(ckpt, out, "segmenter", version)
+    arch = state.get("arch") or {}  # older checkpoints: the plain U-Net with center channels
     manifest |= {
         "architecture": {
             "class": "inference.models.segmenter.SegmenterNet",
             "widths": list(sm.WIDTHS),
-            "attention": bool((state.get("arch") or {}).get("attention", False)),
-            "use_centers": bool((state.get("arch") or {}).get("use_centers", True)),
+            "attention": bool(arch.get("attention", False)),
+            "use_centers": bool(arch.get("use_centers", True)),
             "input": f"3 channels on a {sm.INPUT_SPACING_MM} mm LPS-aligned crop {list(sm.PATCH)} (k, j, i; "
             f"{list(sm.SACRUM_PATCH)} for the sacrum) around "
             f"one vertebra center: HU clipped to [-1000, 1500] / 1000, Gaussian (sigma {sm.CENTER_SIGMA_MM} mm) "

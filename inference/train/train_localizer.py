@@ -31,6 +31,7 @@ from ..models.localizer import (
 )
 from ..preprocess import AIR_HU, normalize_hu
 from .common import (
+    keep_training,
     optimizer_step,
     parse_training_arguments,
     resume,
@@ -247,7 +248,7 @@ def train(
     t_end = time.time() + minutes * 60
     t_ckpt = time.time()
     running: dict[str, float] = {}
-    while time.time() < t_end and not (max_steps and step >= max_steps):
+    while keep_training(t_end, step, max_steps):
         files = training_files(pool, val_from)
         if not files:
             LOG.info("waiting for pool cases")

@@ -50,6 +50,7 @@ from ..models.segmenter import (
 )
 from ..preprocess import normalize_hu
 from .common import (
+    keep_training,
     optimizer_step,
     parse_training_arguments,
     resume,
@@ -214,7 +215,7 @@ def train(pool: list[Path], out: Path, minutes: float, batch: int, lr: float, va
     t_end = time.time() + minutes * 60
     t_ckpt = time.time()
     running: dict[str, float] = {}
-    while time.time() < t_end and not (max_steps and step >= max_steps):
+    while keep_training(t_end, step, max_steps):
         files = training_files(pool, val_from)
         files = [f for f in files if f in cache or len(cache) < cache_cases]
         if not files:

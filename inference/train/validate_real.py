@@ -247,7 +247,6 @@ def run(weights: Path | None, out: Path, perturb: bool) -> dict[str, Any]:
     pipeline = Pipeline(device="cpu", weights_root=weights)
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {"cases": {}, "models": pipeline.models}
-    mean_desc = DESCRIPTOR_MEAN
     for case in real_cases():
         ct = read_ct(case.ct)
         entry = {
@@ -260,7 +259,7 @@ def run(weights: Path | None, out: Path, perturb: bool) -> dict[str, Any]:
             if name != "none" and not perturb:
                 continue
             entry["perturbations"][name] = evaluate_case(pipeline, case, ct if fn is None else fn(ct, rng))
-        entry["descriptor_ablation"] = evaluate_case(pipeline, case, ct, descriptor=mean_desc)
+        entry["descriptor_ablation"] = evaluate_case(pipeline, case, ct, descriptor=DESCRIPTOR_MEAN)
         entry["oracle_segmentation"] = oracle_segmentation(pipeline, case, ct)
         results["cases"][case.name] = entry
         LOG.info("%s: %s", case.name, {k: entry["perturbations"]["none"][k] for k in ("id_rate", "mean_dice")}

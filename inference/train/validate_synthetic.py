@@ -140,6 +140,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.update_manifest and args.ckpt:
         parser.error("--update-manifest judges the shipped weights; leave out --ckpt")
+    if not any(p.stem[5:].isdigit() and int(p.stem[5:]) >= args.start for p in args.pool.glob("case_*.npz")):
+        # judged on nothing, every lesion type would fail the AP rule (and --update-manifest switch them off)
+        parser.error(f"{args.pool}: no pool case from index {args.start} on; make one with python -m "
+                     "inference.train.pool or lower --from")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     manifest = None
     if args.ckpt:
@@ -148,9 +152,7 @@ def main() -> None:
         model.load_state_dict(state["model"])
     else:
         weights, manifest = load_state("segmenter", args.weights)
-        arch = manifest["architecture"]
-        model = SegmenterNet(attention=bool(arch.get("attention", False)),
-                             use_centers=bool(arch.get("use_centers", True)))
+        model = SegmenterNet.from_architecture(manifest["architecture"])
         model.load_state_dict(weights)
     model.eval()
     thresholds = None
@@ -179,11 +181,12 @@ def main() -> None:
     if args.update_manifest:
         # the weights are unchanged (same file, same sha256): only what was measured on them is updated
         path = args.weights / "segmenter" / "manifest.json"
-        meta = json.loads(path.read_text())
-        meta["lesion_thresholds"] = thresholds
-        meta["metrics_synthetic_heldout"] = {k: v for k, v in res.items() if k != "rows"} | {
+        manifest["lesion_thresholds"] = thresholds
+        manifest["metrics_synthetic_heldout"] = {k: v for k, v in res.items() if k != "rows"} | {
             "rows": f"per-vertebra rows in {args.out}"}
-        path.write_text(json.dumps(meta, indent=2) + "\n")
+        tmp = path.with_suffix(".tmp")  # written whole, then swapped in: a crash never leaves half a manifest
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        tmp.replace(path)
         LOG.info("%s: lesion thresholds %s", path, thresholds)
     LOG.info("mean Dice %s over %d vertebrae; lesion AP %s; flag %s", res["mean_dice"], res["vertebrae"],
              {k: v["ap"] for k, v in res["lesion_ap"].items()}, res["flag_at_0.5"])
