@@ -24,7 +24,7 @@ from .models.localizer import LEVEL_IDS, LocalizerNet
 from .models.segmenter import SegmenterNet, patch_of
 from .models.weights import load_state
 from .progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
-from .qa import mask_flags
+from .qa import intensity_notes, mask_flags
 from .segment import LESION_FLAG, SegmentationOutput, relabel, segment_vertebrae
 from .volume import Volume
 
@@ -275,7 +275,7 @@ class Pipeline:
 
 def _qa(vertebrae: list[VertebraResult], ct: Volume, seg: SegmentationOutput | None = None) -> list[str]:
     """Per-vertebra flags (in place) and case-level notes: gaps, doubtful labels, border cuts, masks."""
-    notes = []
+    notes = intensity_notes(ct)
     if not vertebrae:
         notes.append("no vertebra found: is this a CT of the spine?")
     if any("label_unanchored" in v.qa_flags for v in vertebrae):

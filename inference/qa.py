@@ -1,4 +1,5 @@
-"""Plausibility checks of a segmentation: volume for the level, contact with neighbours.
+"""Plausibility checks: a scan's intensities (Hounsfield units?) and a segmentation's volume for
+the level and contact with neighbours.
 
 Reference figures come from the real vertebra masks of the shape library (assets/shapes, VerSe and
 TotalSegmentator label maps) and from reference label maps: neighbouring vertebrae share at most
@@ -23,6 +24,28 @@ TOUCH_MM2 = 1500.0
 """Mask interface above which two vertebrae are flagged ``touching_neighbour``."""
 VOLUME_SLACK = (0.6, 1.5)
 """A volume outside [0.6 × smallest, 1.5 × largest] library volume of its level is ``implausible_volume``."""
+NO_DARKER_THAN_HU = -200.0
+"""A CT in Hounsfield units holds air (-1000) or at least fat (-100) around the spine; a scan whose
+darkest voxel is brighter than this was likely exported through a display window (the bone-window
+row of docs/localization.md: names 4 of 18 right instead of 9) or is not in HU at all."""
+NO_BRIGHTER_THAN_HU = 300.0
+"""Cortical bone reads 500-1500 HU; a scan with nothing brighter than this shows no bone in HU."""
+
+
+def intensity_notes(ct: Volume) -> list[str]:
+    """Case-level warnings for a scan whose values do not look like Hounsfield units of a CT with bone."""
+    if ct.array.size == 0:
+        return []
+    lo, hi = float(np.min(ct.array)), float(np.max(ct.array))
+    notes = []
+    if lo > NO_DARKER_THAN_HU:
+        notes.append(f"the scan holds nothing darker than {lo:g} HU (air reads about -1000 HU, fat -100): it was "
+                     "probably exported through a display window or is not in Hounsfield units, and the models "
+                     "fail on such scans; analyze the original CT series")
+    if hi < NO_BRIGHTER_THAN_HU:
+        notes.append(f"the scan holds nothing brighter than {hi:g} HU (bone reads 500-1500 HU): no bone in view, "
+                     "or the values are not Hounsfield units")
+    return notes
 
 
 @lru_cache(maxsize=1)

@@ -324,3 +324,18 @@ def test_small_islands_of_a_mask_are_dropped_and_a_cut_vertebra_keeps_both_halve
     _drop_islands(labels, {20: everywhere, 21: everywhere})
     assert (labels == 20).sum() == 1000 and not labels[20:22, 20:22, 20:22].any()
     assert (labels == 21).sum() == 1600
+
+
+def test_a_windowed_scan_is_called_out():
+    from inference.qa import intensity_notes
+
+    ct, _ = spine_ct()
+    ct.array[:4] = -1000  # air above the body: a CT in Hounsfield units
+    assert intensity_notes(ct) == []
+    clipped = ct.with_array(np.where(ct.array < 150, 0, ct.array).astype(np.int16))  # bone window baked in
+    notes = intensity_notes(clipped)
+    assert len(notes) == 1 and "nothing darker than 0 HU" in notes[0]
+    grey = ct.with_array(np.clip(ct.array, 0, 255).astype(np.int16))  # 8-bit image values, not HU
+    assert len(intensity_notes(grey)) == 2
+    result = fake_pipeline(clipped, spine_ct()[1]).analyze(clipped)
+    assert any("display window" in q for q in result.qa)

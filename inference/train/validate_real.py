@@ -372,6 +372,9 @@ def markdown(results: dict[str, Any]) -> str:
         "sees a rib beside the vertebra named T12 (or T13) and none beside L1.",
         "- The decoding's emission temperature and rib-cue table were measured on held-out synthetic CT "
         "(docs/labeling_calibration.md), not on these cases.",
+        "- The bone-window row is the worst: a scan exported through a display window has lost the soft "
+        "tissue the models read. Since 2026-11-22 an analysis of a scan with nothing darker than -200 HU "
+        "carries a case-level warning that says so (`inference.qa.intensity_notes`); the figures are unchanged.",
         "",
         "## Per case and level (unperturbed)",
         "",
