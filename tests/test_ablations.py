@@ -106,3 +106,24 @@ def test_the_ablation_report_tabulates_every_arm(tmp_path):
     assert "| noise σ40 HU | 8 / 18 (4.0) | 9 / 18 (4.0) |" in loc
     assert "| b | 1000 | 80 / 100 (0.800) | 85 / 100 (2.0/ribs) |" in loc
 
+
+
+def test_the_finetune_table_pairs_each_vertebra_with_the_first_arm(tmp_path):
+    from inference.train import ablation_report
+
+    for arm, dice in (("shipped", [0.8, 0.9]), ("tuned", [0.82, 0.9])):
+        folder = tmp_path / arm
+        (folder / "real").mkdir(parents=True)
+        if arm == "tuned":
+            torch.save({"step": 1500}, folder / "last.pt")
+        for key, shift in (("synthetic", 0.0), ("synthetic_contrast", -0.1)):
+            rows = [{"dice": d + shift} for d in dice]
+            (folder / f"{key}.json").write_text(json.dumps(
+                {"mean_dice": sum(r["dice"] for r in rows) / 2, "vertebrae": 2, "rows": rows,
+                 "lesion_ap": {"lytic": {"ap": 0.1}, "blastic": {"ap": 0.2}, "fracture": {"ap": None}}}))
+        (folder / "real" / "localization.json").write_text(json.dumps(
+            {"oracle_summary": {"mean_dice": 0.85, "mean_hd95_mm": 5.57}}))
+    lines = ablation_report.finetune_table([("shipped", tmp_path / "shipped"), ("tuned", tmp_path / "tuned")])
+    assert lines[2] == ("| shipped | shipped | 0.8500 (2) | – | 0.7500 (2) | – | 0.100 / 0.200 / – | "
+                        "0.850 / 5.57 |")
+    assert lines[3].startswith("| tuned | 1500 | 0.8600 (2) | +0.0100 ± 0.0071 | 0.7600 (2) | +0.0100 ± 0.0071 |")

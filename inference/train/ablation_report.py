@@ -9,10 +9,13 @@ what the evaluation scripts wrote for it:
   by `inference.train.export_weights`);
 - localizer arms: ``real/localization.json`` (the same, with the perturbations) and
   ``calibration.json`` (`inference.train.calibrate_labeling --weights ROOT --docs
-  ARM/calibration.md`).
+  ARM/calibration.md`);
+- fine-tune arms (``--finetune``): ``synthetic.json`` and ``synthetic_contrast.json`` (validate_synthetic on
+  two held-out pools, without and with contrast), ``real/localization.json``; ``last.pt`` where the arm was
+  trained here (the shipped model's folder has none).
 
     python -m inference.train.ablation_report --segmenter base=A att=B nocen=C \\
-        --localizer desc=D const=E --out docs/ablations.md
+        --localizer desc=D const=E --finetune shipped=F contrast=G --out docs/ablations.md
 
 The commands that trained and judged each arm are in docs/ablations.md itself (``--notes FILE``).
 """
@@ -71,6 +74,35 @@ def segmenter_table(arms: list[tuple[str, Path]]) -> list[str]:
     return lines
 
 
+def finetune_table(arms: list[tuple[str, Path]]) -> list[str]:
+    """Segmenter fine-tunes against the shipped model: held-out synthetic CT without and with contrast
+    (Dice, and the paired Dice difference to the first arm over the same vertebrae), lesion AP, real CT."""
+    lines = ["| arm | steps | synthetic, no contrast: Dice (vertebrae) | Δ Dice to the first arm ± s.e. | "
+             "synthetic, contrast: Dice (vertebrae) | Δ Dice to the first arm ± s.e. | "
+             "lesion AP lytic / blastic / fracture, no contrast | real CT, segmenter alone: Dice / HD95 (mm) |",
+             "|---|---|---|---|---|---|---|---|"]
+    first: dict[str, list[float]] = {}
+    for n, (name, folder) in enumerate(arms):
+        cells = [name, str(_step(folder)) if (folder / "last.pt").is_file() else "shipped"]
+        for key in ("synthetic", "synthetic_contrast"):
+            syn = json.loads((folder / f"{key}.json").read_text())
+            dice = [r["dice"] for r in syn["rows"]]
+            cells.append(f"{_fmt(syn['mean_dice'], 4)} ({syn['vertebrae']})")
+            if n == 0:
+                first[key] = dice
+                cells.append("–")
+            else:
+                d = [b - a for a, b in zip(first[key], dice, strict=True)]
+                se = (sum((x - sum(d) / len(d)) ** 2 for x in d) / len(d)) ** 0.5 / len(d) ** 0.5
+                cells.append(f"{sum(d) / len(d):+.4f} ± {se:.4f}")
+            if key == "synthetic":
+                ap = " / ".join(_fmt(v["ap"], 3) for v in syn["lesion_ap"].values())
+        o = json.loads((folder / "real" / "localization.json").read_text())["oracle_summary"]
+        cells += [ap, f"{_fmt(o['mean_dice'])} / {_fmt(o['mean_hd95_mm'], 2)}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def localizer_table(arms: list[tuple[str, Path]]) -> list[str]:
     reals = {name: json.loads((folder / "real" / "localization.json").read_text()) for name, folder in arms}
     conditions = list(next(iter(reals.values()))["summary"])
@@ -101,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segmenter", type=_arm, nargs="*", default=[])
     parser.add_argument("--localizer", type=_arm, nargs="*", default=[])
+    parser.add_argument("--finetune", type=_arm, nargs="*", default=[])
     parser.add_argument("--notes", type=Path, help="markdown with the setup and commands, put first")
     parser.add_argument("--out", type=Path, default=Path("docs/ablations.md"))
     args = parser.parse_args()
@@ -112,6 +145,8 @@ def main() -> None:
         lines += ["## Segmenter: attention gates and center channels", ""] + segmenter_table(args.segmenter) + [""]
     if args.localizer:
         lines += ["## Localizer: the scan descriptor", ""] + localizer_table(args.localizer) + [""]
+    if args.finetune:
+        lines += ["## Segmenter: contrast fine-tune", ""] + finetune_table(args.finetune) + [""]
     args.out.write_text("\n".join(lines))
 
 
