@@ -59,3 +59,17 @@ def test_a_pool_without_held_out_cases_is_a_one_line_error_and_leaves_the_manife
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"{pool}: no pool case from index 216 on" in err
     assert (weights / "segmenter" / "manifest.json").read_bytes() == before
+
+
+def test_lesion_ap_is_also_reported_for_large_lesions_alone():
+    from inference.train.validate_synthetic import LARGE_LESION_VOXELS, lesion_ap
+
+    def row(voxels, score):
+        return {"lesion_voxels": {"lytic": voxels, "blastic": 0, "fracture": 0}, "scores": {"lytic": score}}
+
+    # large lesions ranked first, a small one ranked below a lesion-free vertebra
+    rows = [row(LARGE_LESION_VOXELS, 0.9), row(300, 0.8), row(0, 0.5), row(6, 0.3), row(0, 0.1)]
+    ap, large = lesion_ap(rows)
+    assert ap["lytic"]["positives"] == 3 and ap["lytic"]["ap"] < 1.0
+    assert large["lytic"] == {"ap": 1.0, "positives": 2}
+    assert ap["blastic"]["ap"] is None and large["blastic"]["ap"] is None
