@@ -208,3 +208,21 @@ def test_label_image_reader_keeps_single_slice_for_non_ct(tmp_path):
     # read_image_file refuses single slices only for CTs (a 2D mask stack of one slice is a valid file)
     vol = read_image_file(_nifti(tmp_path, np.ones((8, 9, 1), np.uint8)), what="mask")
     assert vol.size == (8, 9, 1)
+
+
+def test_a_label_map_opened_as_ct_is_refused(tmp_path):
+    mask = np.zeros((8, 9, 5), np.uint8)
+    mask[2:5, 3:6, 1:4] = 1
+    _refused(_nifti(tmp_path, mask, "vertebrae_T12.nii.gz"), "2 distinct values", "not a CT", "--truth")
+    labels = np.zeros((8, 9, 5), np.int16)
+    labels[:, :4] = 20
+    labels[:, 4:6] = 21
+    _refused(_nifti(tmp_path, labels), "3 distinct values from 0 to 21", "label map")
+
+
+def test_eight_bit_picture_values_are_refused_but_a_ct_in_hu_is_read(tmp_path):
+    picture = (np.arange(8 * 9 * 5).reshape(8, 9, 5) % 256).astype(np.uint8)
+    _refused(_nifti(tmp_path, picture), "picture values 0-255", "not Hounsfield units")
+    ct = np.full((8, 9, 5), -1000, np.int16)
+    ct[2:6, 2:6, 1:4] = 700
+    assert read_ct(_nifti(tmp_path, ct, "ct.nii.gz")).array.max() == 700

@@ -48,8 +48,31 @@ def read_ct(
             raise InputError(path, f"not a CT file SpineNav reads; give a DICOM folder or one of "
                              f"{', '.join(IMAGE_SUFFIXES)}")
         volume = read_dicom(path, series_uid=series_uid, progress=progress, cancel=cancel)
+    _refuse_non_hu(path, volume.array)
     progress(1.0, "CT loaded")
     return volume
+
+
+LABEL_MAP_MAX_VALUES = 64
+"""An image of non-negative integers below 256 with at most this many distinct values is a label map."""
+
+
+def _refuse_non_hu(path: Path, array: np.ndarray) -> None:
+    """`InputError` for an image that cannot be a CT in Hounsfield units: a label map (the most common
+    mix-up: ``vertebrae_T12.nii.gz`` picked instead of the CT beside it) or 8-bit picture values (0-255).
+    A CT in HU holds air or fat, far below 0."""
+    if array.size == 0 or not np.issubdtype(array.dtype, np.integer):
+        return
+    lo, hi = int(array.min()), int(array.max())
+    if lo < 0 or hi > 255:
+        return
+    distinct = int(np.count_nonzero(np.bincount(array.ravel().astype(np.uint8), minlength=256)))
+    if distinct <= LABEL_MAP_MAX_VALUES:
+        raise InputError(path, f"holds {distinct} distinct values from {lo} to {hi}: a label map or mask, not a CT; "
+                         "open the CT image (label maps go in as references: spinenav evaluate --truth, or "
+                         "File → Open labels…)")
+    raise InputError(path, f"holds picture values {lo}-{hi}, not Hounsfield units (a CT holds air at about -1000); "
+                     "export the CT series with its original values")
 
 
 def _as_int16_if_lossless(array: np.ndarray) -> np.ndarray:
