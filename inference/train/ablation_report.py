@@ -26,6 +26,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 SHIPPED_DECODING = "1.5/ribs"
@@ -81,22 +82,20 @@ def finetune_table(arms: list[tuple[str, Path]]) -> list[str]:
              "synthetic, contrast: Dice (vertebrae) | Δ Dice to the first arm ± s.e. | "
              "lesion AP lytic / blastic / fracture, no contrast | real CT, segmenter alone: Dice / HD95 (mm) |",
              "|---|---|---|---|---|---|---|---|"]
-    first: dict[str, list[float]] = {}
+    first: dict[str, np.ndarray] = {}
     for n, (name, folder) in enumerate(arms):
         cells = [name, str(_step(folder)) if (folder / "last.pt").is_file() else "shipped"]
-        for key in ("synthetic", "synthetic_contrast"):
-            syn = json.loads((folder / f"{key}.json").read_text())
-            dice = [r["dice"] for r in syn["rows"]]
+        syns = {key: json.loads((folder / f"{key}.json").read_text()) for key in ("synthetic", "synthetic_contrast")}
+        for key, syn in syns.items():
+            dice = np.array([r["dice"] for r in syn["rows"]])
             cells.append(f"{_fmt(syn['mean_dice'], 4)} ({syn['vertebrae']})")
             if n == 0:
                 first[key] = dice
                 cells.append("–")
             else:
-                d = [b - a for a, b in zip(first[key], dice, strict=True)]
-                se = (sum((x - sum(d) / len(d)) ** 2 for x in d) / len(d)) ** 0.5 / len(d) ** 0.5
-                cells.append(f"{sum(d) / len(d):+.4f} ± {se:.4f}")
-            if key == "synthetic":
-                ap = " / ".join(_fmt(v["ap"], 3) for v in syn["lesion_ap"].values())
+                d = dice - first[key]  # the same vertebrae in the same order (same pool, same cases)
+                cells.append(f"{d.mean():+.4f} ± {d.std() / np.sqrt(len(d)):.4f}")
+        ap = " / ".join(_fmt(v["ap"], 3) for v in syns["synthetic"]["lesion_ap"].values())
         o = json.loads((folder / "real" / "localization.json").read_text())["oracle_summary"]
         cells += [ap, f"{_fmt(o['mean_dice'])} / {_fmt(o['mean_hd95_mm'], 2)}"]
         lines.append("| " + " | ".join(cells) + " |")
