@@ -20,6 +20,7 @@ from .errors import InputError, WeightsError
 from .label import LEVELS, decode, is_anchored, rib_likelihoods
 from .localize import Candidate, LocalizerOutput, drop_off_column, find_candidates, order_head_to_foot, run_localizer
 from .measure import CUT_AREA_MM2, field_of_view_cut_areas, vertebra_voxel_counts
+from .models.lesion import LesionNet
 from .models.localizer import LEVEL_IDS, LocalizerNet
 from .models.segmenter import SegmenterNet, patch_of
 from .models.weights import load_state
@@ -30,6 +31,7 @@ from .volume import Volume
 
 LOCALIZER = "localizer"
 SEGMENTER = "segmenter"
+LESION = "lesion"
 UNCERTAIN_BELOW = 0.7
 """A label whose posterior probability is below this is flagged ``label_uncertain``."""
 UNANCHORED_CAP = 0.5
@@ -111,8 +113,10 @@ class Pipeline:
     device : {"auto", "cpu", "cuda", "mps"}
     weights_root : path, optional
         Folder holding ``<model>/manifest.json`` (default: the installed ``assets/weights``).
-    localizer, segmenter : nn.Module, optional
-        Ready models (tests pass small untrained ones); skip loading from disk.
+    localizer, segmenter, lesion : nn.Module, optional
+        Ready models (tests pass small untrained ones); skip loading from disk. The lesion classifier
+        is loaded with a segmenter loaded from disk; beside an in-memory segmenter only ``lesion``
+        is used (without it, lesion scores come from the segmenter's own lesion channels).
     segment : bool
         Run the segmentation stage (masks, lesions); False gives centers and labels only.
     adapt_intensity : bool
@@ -125,6 +129,7 @@ class Pipeline:
         weights_root: Path | None = None,
         localizer: LocalizerNet | None = None,
         segmenter: SegmenterNet | None = None,
+        lesion: LesionNet | None = None,
         *,
         segment: bool = True,
         adapt_intensity: bool = False,
@@ -140,13 +145,18 @@ class Pipeline:
             self.models.append({"name": LOCALIZER, "version": "in-memory", "sha256": None})
         self.localizer = localizer.eval().to(self.device)
         self.segmenter = None
+        self.lesion: LesionNet | None = None
         if segment:
             if segmenter is None:
                 segmenter = self._load(SEGMENTER, weights_root, SegmenterNet.from_architecture)
-                self.lesion_thresholds = self._manifests[SEGMENTER].get("lesion_thresholds")
+                lesion = self._load(LESION, weights_root, LesionNet.from_architecture)
+                self.lesion_thresholds = self._manifests[LESION].get("lesion_thresholds")
             else:
                 self.models.append({"name": SEGMENTER, "version": "in-memory", "sha256": None})
+                if lesion is not None:
+                    self.models.append({"name": LESION, "version": "in-memory", "sha256": None})
             self.segmenter = segmenter.eval().to(self.device)
+            self.lesion = None if lesion is None else lesion.eval().to(self.device)
         self.adapt_intensity = adapt_intensity
 
     def _load(self, name: str, weights_root: Path | None, build) -> torch.nn.Module:
@@ -250,7 +260,7 @@ class Pipeline:
     def _run_segmenter(self, ct: Volume, items: list[tuple[int, np.ndarray]], progress, cancel,
                        patches: list[tuple[int, int, int]] | None = None) -> SegmentationOutput:
         kwargs = {"adapt_intensity": self.adapt_intensity, "lesion_thresholds": self.lesion_thresholds,
-                  "patches": patches, "progress": progress, "cancel": cancel}
+                  "lesion_model": self.lesion, "patches": patches, "progress": progress, "cancel": cancel}
         try:
             return segment_vertebrae(self.segmenter, ct, items, self.device, **kwargs)
         except torch.OutOfMemoryError:

@@ -23,6 +23,7 @@ import torch
 from scipy import ndimage
 
 from .measure import SLAB_VOXELS
+from .models.lesion import LesionNet, lesion_input
 from .models.segmenter import (
     INPUT_SPACING_MM,
     LESION_CHANNELS,
@@ -107,6 +108,7 @@ def segment_vertebrae(
     batch_size: int = 4,
     adapt_intensity: bool = False,
     lesion_thresholds: dict[str, float] | None = None,
+    lesion_model: LesionNet | None = None,
     patches: Sequence[tuple[int, int, int]] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
@@ -116,10 +118,17 @@ def segment_vertebrae(
     ``adapt_intensity`` shifts the scan's HU so that its soft-tissue median matches the training
     data (test-time intensity-statistics adaptation); off by default. ``lesion_thresholds`` (type →
     raw probability that flags it) scale the lesion outputs (see `LESION_FLAG`).
+
+    With ``lesion_model`` (`inference.models.lesion`), each vertebra's lesion scores come from that
+    classifier (``lesion_thresholds`` are then its thresholds) and the heatmap inside the vertebra is
+    the segmenter's lesion channel of each type, scaled to peak at that type's score: the segmenter
+    shows where, the classifier how suspicious. Without it, both come from the segmenter's channels.
     """
     thr = {t: (lesion_thresholds or {}).get(t, LESION_FLAG) for t in LESION_TYPES}
     # a type the weights disable (threshold None: not better than chance on held-out synthetic CT) scores 0
     scale = np.array([0.0 if thr[t] is None else LESION_FLAG / float(thr[t]) for t in LESION_TYPES], np.float32)
+    if lesion_model is not None:
+        lesion_model = lesion_model.to(device).eval()
     tell = report(progress)
     k, j, i = ct.array.shape
     labels = np.zeros((k, j, i), np.uint8)
@@ -166,18 +175,21 @@ def segment_vertebrae(
         with torch.inference_mode():
             out = model(x)
             prob = torch.sigmoid(out.float()).cpu().numpy()
-        prob[:, LESION_CHANNELS] = np.minimum(prob[:, LESION_CHANNELS] * scale[None, :, None, None, None], 1.0)
-        for n, start, p in zip(idx, starts, prob, strict=True):
+        inside_all = prob[:, 0] > MASK_THRESHOLD
+        if lesion_model is None:
+            prob[:, LESION_CHANNELS] = np.minimum(prob[:, LESION_CHANNELS] * scale[None, :, None, None, None], 1.0)
+            per_vertebra = [_channel_scores(p, inside) for p, inside in zip(prob, inside_all, strict=True)]
+        else:
+            xl = np.stack([lesion_input(xx[0], inside) for xx, inside in zip(xs, inside_all, strict=True)])
+            with torch.inference_mode():
+                raw = torch.sigmoid(lesion_model(torch.from_numpy(xl).to(device)).float()).cpu().numpy()
+            per_vertebra = []
+            for p, inside, r in zip(prob, inside_all, raw, strict=True):
+                s = np.minimum(r * scale, 1.0)
+                per_vertebra.append({name: float(s[t]) for t, name in enumerate(LESION_TYPES)})
+                p[LESION_CHANNELS] = _heat_scaled(p[LESION_CHANNELS], inside, s)
+        for n, start, p, inside, scores in zip(idx, starts, prob, inside_all, per_vertebra, strict=True):
             vid = int(vertebrae[n][0])
-            inside = p[0] > MASK_THRESHOLD
-            scores = {}
-            for t, name in enumerate(LESION_TYPES):
-                vals = p[1 + t][inside]
-                if vals.size:
-                    top = max(8, int(LESION_TOP_FRACTION * vals.size))
-                    scores[name] = float(np.sort(vals)[-top:].mean())
-                else:
-                    scores[name] = 0.0
             rib_ml = rib_zone_ml(p[RIB_CHANNEL], local[n] - start, sub.spacing, (-start, np.array(hu.shape) - start),
                                  own=inside)
             masks[vid] = VertebraMask(vid, int(inside.sum()), scores, rib_ml)
@@ -189,6 +201,30 @@ def segment_vertebrae(
     _drop_islands(labels, boxes)
     lesion_map[labels == 0] = 0.0
     return SegmentationOutput(_on_ct(ct, labels), _on_ct(ct, lesion_map), masks, shift)
+
+
+def _channel_scores(p: np.ndarray, inside: np.ndarray) -> dict[str, float]:
+    """Per type, the mean of the top `LESION_TOP_FRACTION` of the segmenter's lesion channel in the mask."""
+    scores = {}
+    for t, name in enumerate(LESION_TYPES):
+        vals = p[1 + t][inside]
+        if vals.size:
+            top = max(8, int(LESION_TOP_FRACTION * vals.size))
+            scores[name] = float(np.sort(vals)[-top:].mean())
+        else:
+            scores[name] = 0.0
+    return scores
+
+
+def _heat_scaled(heat: np.ndarray, inside: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The segmenter's lesion channels [3, k, j, i], each scaled so that its peak in the mask is that
+    type's classifier score (a type scored 0 vanishes from the map)."""
+    out = np.zeros_like(heat)
+    for t in range(len(heat)):
+        peak = float(heat[t][inside].max()) if inside.any() else 0.0
+        if peak > 0 and scores[t] > 0:
+            out[t] = np.minimum(heat[t] / peak, 1.0) * scores[t]
+    return out
 
 
 def _drop_islands(labels: np.ndarray, boxes: dict[int, tuple[slice, slice, slice] | None]) -> None:

@@ -53,6 +53,9 @@ def test_a_frozen_descriptor_gives_the_mean_descriptors_output_for_any_scan():
 
 
 def test_segmenter_training_stops_at_its_step_budget_and_ships_its_variant(tmp_path, monkeypatch):
+    import shutil
+
+    from inference.models.weights import WEIGHTS_ROOT
     from inference.pipeline import Pipeline
     from inference.train import export_weights, train_segmenter
     from tests.test_training import _seg_case
@@ -73,6 +76,7 @@ def test_segmenter_training_stops_at_its_step_budget_and_ships_its_variant(tmp_p
     manifest = json.loads((weights / "segmenter" / "manifest.json").read_text())
     assert manifest["architecture"]["attention"] is True and manifest["architecture"]["use_centers"] is False
     assert manifest["training"]["schedule"] == "2 steps"
+    shutil.copytree(WEIGHTS_ROOT / "lesion", weights / "lesion")  # the segmentation stage loads it too
     pipe = Pipeline("cpu", weights_root=weights, localizer=LocalizerNet(widths=(4, 8, 8, 8)))
     assert pipe.segmenter.unet.gates is not None and pipe.segmenter.use_centers is False
 

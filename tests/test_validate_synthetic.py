@@ -73,3 +73,33 @@ def test_lesion_ap_is_also_reported_for_large_lesions_alone():
     assert ap["lytic"]["positives"] == 3 and ap["lytic"]["ap"] < 1.0
     assert large["lytic"] == {"ap": 1.0, "positives": 2}
     assert ap["blastic"]["ap"] is None and large["blastic"]["ap"] is None
+
+
+def test_update_manifest_writes_the_thresholds_into_the_lesion_classifier_when_one_ships(tmp_path, monkeypatch):
+    """With the classifier beside the segmenter, its manifest takes the thresholds; the segmenter's
+    keep theirs (it no longer scores lesions), and neither weights file changes."""
+    import shutil
+    import sys
+
+    from inference.models.weights import WEIGHTS_ROOT, sha256_of
+    from inference.train import validate_synthetic
+    from tests.test_training import _seg_case
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    np.savez_compressed(pool / "case_00000.npz", **_seg_case(True), origin=np.zeros(3), spacing=np.array([2.0]))
+    weights = tmp_path / "weights"
+    for name in ("segmenter", "lesion"):
+        shutil.copytree(WEIGHTS_ROOT / name, weights / name)
+    seg_before = json.loads((weights / "segmenter" / "manifest.json").read_text())["lesion_thresholds"]
+    out = tmp_path / "synthetic.json"
+    monkeypatch.setattr(sys, "argv", ["validate_synthetic", "--pool", str(pool), "--from", "0", "--weights",
+                                      str(weights), "--out", str(out), "--update-manifest"])
+    validate_synthetic.main()
+    lesion = json.loads((weights / "lesion" / "manifest.json").read_text())
+    segmenter = json.loads((weights / "segmenter" / "manifest.json").read_text())
+    assert json.loads(out.read_text())["lesion_scores_from"] == "lesion"
+    assert lesion["lesion_thresholds"] == {"lytic": None, "blastic": None, "fracture": None}  # no lesion: no AP
+    assert segmenter["lesion_thresholds"] == seg_before
+    assert lesion["metrics_synthetic_heldout"]["rows"] == f"per-vertebra rows in {out}"
+    assert sha256_of(weights / "lesion" / "lesion.pt") == lesion["sha256"]

@@ -2,6 +2,7 @@
 
     python -m inference.train.export_weights CKPT [--model localizer] [--metrics docs/localization.json]
     python -m inference.train.export_weights CKPT --model segmenter [--metrics docs/segmentation.json]
+    python -m inference.train.export_weights CKPT --model lesion --synthetic docs/segmentation_synthetic.json
 
 Writes the model's state dict alone (float32, no optimizer) and a manifest with its sha256, the
 architecture, input spacing, label map, training recipe and (when given) the metrics on real CT.
@@ -68,16 +69,19 @@ def _write_weights(ckpt: Path, out: Path, name: str, version: str | None = None)
     return state, header
 
 
-def _finish(out: Path, manifest: dict, state: dict, notes: str, metrics: dict | None, synthetic: dict | None) -> Path:
+def _finish(out: Path, manifest: dict, state: dict, notes: str, metrics: dict | None, synthetic: dict | None,
+            optimizer: str = "AdamW lr 2e-3, weight decay 1e-4, batch 2, gradient clip 5") -> Path:
     """Add the run's facts and metrics to the manifest and write it; the weights' path."""
     log = state.get("log") or []
     manifest["training"] |= {
-        "optimizer": "AdamW lr 2e-3, weight decay 1e-4, batch 2, gradient clip 5",
+        "optimizer": optimizer,
         "steps": state["step"],
         "final_running_loss": log[-1] if log else None,
         "hardware": notes,
     }
     manifest["metrics_real_ct"] = metrics
+    if synthetic is not None and isinstance(synthetic.get("rows"), list):  # per-vertebra rows stay in docs/
+        synthetic = synthetic | {"rows": "per-vertebra rows in docs/segmentation_synthetic.json"}
     manifest["metrics_synthetic_heldout"] = synthetic
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out / manifest["file"]
@@ -177,10 +181,45 @@ def export_segmenter(ckpt: Path, out: Path, metrics: dict | None, notes: str, po
     return _finish(out, manifest, state, notes, metrics, synthetic)
 
 
+def export_lesion(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict | None,
+                  synthetic: dict | None = None, version: str | None = None, schedule: str | None = None) -> Path:
+    from ..models import lesion as lm
+    from ..models import segmenter as sm
+    from . import train_lesion as tl
+
+    state, manifest = _write_weights(ckpt, out, "lesion", version)
+    manifest |= {
+        "architecture": {
+            "class": "inference.models.lesion.LesionNet",
+            "widths": list(lm.WIDTHS),
+            "input": f"2 channels on the segmenter's {sm.INPUT_SPACING_MM} mm crop {list(sm.PATCH)} (k, j, i) around "
+            "one vertebra center: HU clipped to [-1000, 1500] / 1000, the vertebra's mask (the segmenter's, > 0.5)",
+            "output": "3 logits: " + ", ".join(sm.LESION_TYPES) + " present in the vertebra",
+        },
+        "training": {
+            "code": "inference/train/pool.py (--spacing 2.0), inference/train/train_lesion.py",
+            "data": "synthetic CT only (inference/synth, shapes from assets/shapes); no real CT was trained on",
+            "pool": pool,
+            "synth_config": "inference.train.pool.POOL_CONFIG",
+            "targets": f"a type is present when >= {tl.MIN_LESION_VOXELS} voxels of the true mask carry it",
+            "loss": "binary cross-entropy per type; half of each batch from vertebrae with a lesion (type drawn "
+            "at random)",
+            "augmentation": f"crop shift N(0, {tl.JITTER_VOXELS} voxels) within +-{tl.MARGIN}, mask dilated or eroded "
+            f"by one voxel (p {tl.P_MASK_JITTER}), low-density marrow (p {ts.P_LOW_DENSITY}), HU gain 0.92-1.08, "
+            "offset +-30, noise 0-25 HU, left-right mirror; true masks (the segmenter's at inference)",
+            "schedule": schedule or "one run from scratch; the checkpoint with the best mean validation AP kept",
+        },
+        # raw probability per type that flags (5 % false alarms on synthetic training cases); see inference.segment
+        "lesion_thresholds": (synthetic or {}).get("lesion_thresholds"),
+    }
+    return _finish(out, manifest, state, notes, metrics, synthetic,
+                   optimizer="AdamW lr 1e-3, weight decay 1e-4, batch 16, gradient clip 5")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ckpt", type=Path)
-    parser.add_argument("--model", choices=["localizer", "segmenter"], default="localizer")
+    parser.add_argument("--model", choices=["localizer", "segmenter", "lesion"], default="localizer")
     parser.add_argument("--out", type=Path, help="default: assets/weights/<model>")
     parser.add_argument("--metrics", type=Path, help="JSON written by inference.train.validate_real")
     parser.add_argument("--pool", type=Path, nargs="+", help="pool folder(s) (their pool.json is recorded)")
@@ -201,8 +240,10 @@ def main() -> None:
     out = args.out or WEIGHTS_ROOT / args.model
     if args.model == "localizer":
         export(args.ckpt, out, metrics, args.notes, pool, synthetic, args.version, args.schedule)
-    else:
+    elif args.model == "segmenter":
         export_segmenter(args.ckpt, out, metrics, args.notes, pool, synthetic, args.version, args.schedule)
+    else:
+        export_lesion(args.ckpt, out, metrics, args.notes, pool, synthetic, args.version, args.schedule)
 
 
 if __name__ == "__main__":

@@ -86,10 +86,14 @@ def main() -> None:
                         help="only these fields of view (repeatable; default: all, weighted as in SynthConfig)")
     parser.add_argument("--contrast-p", type=float, help=f"share of contrast-enhanced cases (default "
                         f"{POOL_CONFIG.p_contrast})")
+    parser.add_argument("--lesion-p", type=float, help=f"share of spines with lesions (default "
+                        f"{POOL_CONFIG.p_lesions}; the lesion classifier's extra pool uses 1)")
     args = parser.parse_args()
     config = POOL_CONFIG
     if args.contrast_p is not None:
         config = replace(config, p_contrast=args.contrast_p)
+    if args.lesion_p is not None:
+        config = replace(config, p_lesions=args.lesion_p)
     if args.fov_mode:
         modes = tuple(dict.fromkeys(args.fov_mode))
         config = replace(config, fov_modes=modes, fov_weights=(1.0,) * len(modes))

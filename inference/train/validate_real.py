@@ -92,6 +92,25 @@ def real_cases() -> list[RealCase]:
     return [c for c in cases if c.ct.exists() and c.truth.exists()]
 
 
+def unlabeled_cases() -> dict[str, Path]:
+    """Real CTs without a vertebra reference (present only in ../shared): judged for lesion false alarms."""
+    chest = SHARED / "chest_ct_dicom_1mm" / "dicom"
+    return {"chest_ct_dicom_1mm": chest} if chest.is_dir() else {}
+
+
+def lesion_only(pipeline: Pipeline, path: Path) -> dict[str, Any]:
+    """The analysis of an unlabeled CT, reduced to what it says about lesions (every flag is a false
+    alarm unless a reader finds a lesion there)."""
+    result = pipeline.analyze(read_ct(path))
+    return {
+        "ct": os.path.relpath(path, ROOT),
+        "predicted": [v.name for v in result.vertebrae],
+        "lesion_flags": [f"{v.name}: {v.lesion_type} {v.lesion_score:.2f}" for v in result.vertebrae
+                         if v.lesion_type is not None],
+        "max_lesion_score": max((v.lesion_score or 0.0 for v in result.vertebrae), default=None),
+    }
+
+
 # ---- perturbations ----------------------------------------------------------------------------
 def _noise(ct: Volume, rng) -> Volume:
     return ct.with_array((ct.array + rng.normal(0, 40, ct.array.shape)).astype(np.float32))
@@ -264,6 +283,7 @@ def run(weights: Path | None, out: Path, perturb: bool) -> dict[str, Any]:
         results["cases"][case.name] = entry
         LOG.info("%s: %s", case.name, {k: entry["perturbations"]["none"][k] for k in ("id_rate", "mean_dice")}
                  | {"oracle_dice": entry["oracle_segmentation"]["mean_dice"]})
+    results["unlabeled"] = {name: lesion_only(pipeline, path) for name, path in unlabeled_cases().items()}
     _summaries(results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
@@ -500,21 +520,35 @@ def markdown_segmentation(results: dict[str, Any]) -> str:
         f = sy["flag_at_0.5"]
         min_pos = min(v["positives"] for v in sy["lesion_ap"].values())
         max_pos = max(v["positives"] for v in sy["lesion_ap"].values())
-        flags = (f"Flags (types {', '.join(f.get('types', []))}): sensitivity {f['sensitivity']}, false-alarm rate "
-                 f"{f['false_alarm_rate']} per vertebra. Thresholds were set for 5 % false alarms on synthetic "
-                 f"training cases 180-215 of the pool of seed 2; few positives ({min_pos}-{max_pos} per type) make "
-                 "these figures rough.")
+        cal = sy.get("calibration_cases")
+        if sy.get("lesion_scores_from") == "lesion":
+            source = "the lesion classifier (`inference.models.lesion`)"
+            where = "synthetic cases"
+            if cal and sy.get("calibration_pool"):
+                where = (f"cases {cal[0]}-{cal[1] - 1} of pool {Path(sy['calibration_pool']).name}, held out from the "
+                         "classifier's training (its checkpoint was chosen on them too)")
+        else:
+            source, where = "the segmenter's lesion channels", "training cases 180-215 of the pool of seed 2"
+        flags = (f"Scores from {source}. Flags (types {', '.join(f.get('types', []))}): sensitivity "
+                 f"{f['sensitivity']}, false-alarm rate {f['false_alarm_rate']} per vertebra. Thresholds were set for "
+                 f"5 % false alarms on synthetic {where}; few positives ({min_pos}-{max_pos} per type) make these "
+                 "figures rough.")
         lines += ["", flags]
     lines += ["", "## Lesion suspicion on these real cases", "",
               "None of these scans is known to hold a metastasis or fracture, so any vertebra at or above the flag "
               "threshold (0.5) is a false alarm unless a reader finds a lesion there. Lesion scores flag regions "
-              "for review; they are not a diagnosis.", "",
+              "for review; they are not a diagnosis. docs/lesions_sample_flags.png shows what each flag on the "
+              "sample CT points at (`python docs/make_lesion_figure.py`).", "",
               "| case | condition | highest lesion score | flagged |", "|---|---|---|---|"]
     for cname, entry in results["cases"].items():
         for name, r in entry["perturbations"].items():
             m = r.get("max_lesion_score")
             lines.append(f"| {cname} | {name} | {'' if m is None else round(m, 3)} | "
                          f"{'; '.join(r.get('lesion_flags') or []) or 'none'} |")
+    for cname, r in (results.get("unlabeled") or {}).items():
+        m = r.get("max_lesion_score")
+        lines.append(f"| {cname} (unlabeled; {len(r['predicted'])} vertebrae found) | none | "
+                     f"{'' if m is None else round(m, 3)} | {'; '.join(r.get('lesion_flags') or []) or 'none'} |")
     return "\n".join(lines) + "\n"
 
 

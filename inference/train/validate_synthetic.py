@@ -9,7 +9,8 @@ average precision (AP) of the per-vertebra lesion score, a vertebra counting as 
 when at least ``MIN_LESION_VOXELS`` voxels of its mask carry that lesion. With ``--calibrate`` the
 flag thresholds (raw score per type at a 5 % false-alarm rate) are first set on training cases and
 then applied, and a type whose held-out AP stays below ``MIN_AP_TO_FLAG`` gets no threshold (it is
-not flagged); they go into the segmenter's manifest (`inference.train.export_weights`). Synthetic numbers say the
+not flagged); they go into the manifest of the model that scores lesions: the lesion classifier
+(`inference.models.lesion`) when one is shipped or given, else the segmenter. Synthetic numbers say the
 model learned what the engine draws; they do not say how it does on real lesions.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..models.lesion import LesionNet
 from ..models.segmenter import LESION_TYPES, SegmenterNet
 from ..models.weights import WEIGHTS_ROOT, load_state
 from ..segment import LESION_FLAG, segment_vertebrae
@@ -53,12 +55,13 @@ MIN_AP_TO_FLAG = 0.1
 """A lesion type whose held-out AP stays below this (a few times its ~3 % prevalence) is not flagged at all."""
 
 
-def calibrate(pool: Path, first: int, stop: int, model: SegmenterNet, device: torch.device) -> dict[str, float]:
+def calibrate(pool: Path, first: int, stop: int, model: SegmenterNet, device: torch.device,
+              lesion_model: LesionNet | None = None) -> dict[str, float]:
     """Per lesion type, the raw score that flags at most `FALSE_ALARM_TARGET` of lesion-free vertebrae.
 
     Measured on training cases ``first`` … ``stop - 1`` (never on the held-out ones judged by `run`).
     """
-    rows = run(pool, first, model, device, stop=stop)["rows"]
+    rows = run(pool, first, model, device, stop=stop, lesion_model=lesion_model)["rows"]
     out = {}
     for name in LESION_TYPES:
         neg = np.array([r["scores"].get(name, 0.0) for r in rows if r["lesion_voxels"][name] < MIN_LESION_VOXELS])
@@ -67,7 +70,7 @@ def calibrate(pool: Path, first: int, stop: int, model: SegmenterNet, device: to
 
 
 def run(pool: Path, start: int, model: SegmenterNet, device: torch.device, stop: int | None = None,
-        thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+        thresholds: dict[str, float] | None = None, lesion_model: LesionNet | None = None) -> dict[str, Any]:
     files = sorted(p for p in pool.glob("case_*.npz") if int(p.stem[5:]) >= start
                    and (stop is None or int(p.stem[5:]) < stop))
     dices, rows = [], []
@@ -80,7 +83,7 @@ def run(pool: Path, start: int, model: SegmenterNet, device: torch.device, stop:
         labels = case["labels"]
         items = [(int(vid), np.asarray(origin) + spacing * c) for vid, c in zip(case["ids"], case["centers"],
                                                                                  strict=True)]
-        seg = segment_vertebrae(model, ct, items, device, lesion_thresholds=thresholds)
+        seg = segment_vertebrae(model, ct, items, device, lesion_thresholds=thresholds, lesion_model=lesion_model)
         pred = seg.labels.array
         for vid, _ in items:
             t, p = labels == vid, pred == vid
@@ -145,16 +148,21 @@ def main() -> None:
     parser.add_argument("--pool", type=Path, required=True)
     parser.add_argument("--from", dest="start", type=int, default=216)
     parser.add_argument("--weights", type=Path, default=WEIGHTS_ROOT)
-    parser.add_argument("--ckpt", type=Path, help="a training checkpoint instead of the shipped weights")
+    parser.add_argument("--ckpt", type=Path, help="a segmenter training checkpoint instead of the shipped weights")
+    parser.add_argument("--lesion-ckpt", type=Path,
+                        help="a lesion-classifier training checkpoint instead of the shipped classifier")
+    parser.add_argument("--no-lesion-model", action="store_true",
+                        help="score lesions with the segmenter's own channels (as before the classifier)")
     parser.add_argument("--out", type=Path, default=Path("docs/segmentation_synthetic.json"))
     parser.add_argument("--calibrate", nargs=2, type=int, metavar=("FIRST", "STOP"),
                         help="set the lesion flag thresholds on training cases FIRST..STOP-1 first")
+    parser.add_argument("--calibrate-pool", type=Path, help="pool of those training cases (default: --pool)")
     parser.add_argument("--update-manifest", action="store_true",
-                        help="write the thresholds (types failing the AP rule disabled) and these metrics into the "
-                        "shipped segmenter's manifest")
+                        help="write these metrics into the shipped manifests, and the thresholds (types failing the "
+                        "AP rule disabled) into the manifest of the model that scores lesions")
     args = parser.parse_args()
-    if args.update_manifest and args.ckpt:
-        parser.error("--update-manifest judges the shipped weights; leave out --ckpt")
+    if args.update_manifest and (args.ckpt or args.lesion_ckpt):
+        parser.error("--update-manifest judges the shipped weights; leave out --ckpt and --lesion-ckpt")
     if not any(p.stem[5:].isdigit() and int(p.stem[5:]) >= args.start for p in args.pool.glob("case_*.npz")):
         # judged on nothing, every lesion type would fail the AP rule (and --update-manifest switch them off)
         parser.error(f"{args.pool}: no pool case from index {args.start} on; make one with python -m "
@@ -170,18 +178,29 @@ def main() -> None:
         model = SegmenterNet.from_architecture(manifest["architecture"])
         model.load_state_dict(weights)
     model.eval()
+    lesion_model, lesion_manifest = None, None
+    if args.lesion_ckpt:
+        lesion_model = LesionNet()
+        lesion_model.load_state_dict(torch.load(args.lesion_ckpt, map_location="cpu", weights_only=False)["model"])
+    elif not args.no_lesion_model and (args.weights / "lesion" / "manifest.json").is_file():
+        weights, lesion_manifest = load_state("lesion", args.weights)
+        lesion_model = LesionNet.from_architecture(lesion_manifest["architecture"])
+        lesion_model.load_state_dict(weights)
+    scorer = manifest if lesion_model is None else lesion_manifest  # the shipped model that scores lesions
     thresholds = None
     if args.calibrate:
-        thresholds = calibrate(args.pool, args.calibrate[0], args.calibrate[1], model, torch.device("cpu"))
+        thresholds = calibrate(args.calibrate_pool or args.pool, args.calibrate[0], args.calibrate[1], model,
+                               torch.device("cpu"), lesion_model)
         LOG.info("lesion thresholds (raw, %d%% false alarms on cases %d-%d): %s", 100 * FALSE_ALARM_TARGET,
                  args.calibrate[0], args.calibrate[1] - 1, thresholds)
-    elif manifest is not None:
-        thresholds = manifest.get("lesion_thresholds")  # judge the flags the shipped model raises
+    elif scorer is not None:
+        thresholds = scorer.get("lesion_thresholds")  # judge the flags the shipped model raises
     # a type already disabled (None) is measured on its raw score, so its AP is still reported
     measured = None if thresholds is None else {t: LESION_FLAG if v is None else v for t, v in thresholds.items()}
-    res = run(args.pool, args.start, model, torch.device("cpu"), thresholds=measured)
+    res = run(args.pool, args.start, model, torch.device("cpu"), thresholds=measured, lesion_model=lesion_model)
     pool_meta = args.pool / "pool.json"
     res["pool_seed"] = json.loads(pool_meta.read_text()).get("seed") if pool_meta.is_file() else None
+    res["lesion_scores_from"] = "segmenter" if lesion_model is None else "lesion"
     if thresholds is not None:  # set here, or the shipped ones: the same rule decides which types flag
         thresholds = dict(thresholds)
         for name, v in res["lesion_ap"].items():
@@ -191,20 +210,30 @@ def main() -> None:
         res["flag_at_0.5"] = flag_rates(res["rows"], [t for t in LESION_TYPES if thresholds[t] is not None])
     res["lesion_thresholds"] = thresholds
     res["calibration_cases"] = args.calibrate
+    res["calibration_pool"] = None if not args.calibrate else str(args.calibrate_pool or args.pool)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
     if args.update_manifest:
         # the weights are unchanged (same file, same sha256): only what was measured on them is updated
-        path = args.weights / "segmenter" / "manifest.json"
-        manifest["lesion_thresholds"] = thresholds
-        manifest["metrics_synthetic_heldout"] = {k: v for k, v in res.items() if k != "rows"} | {
-            "rows": f"per-vertebra rows in {args.out}"}
-        tmp = path.with_suffix(".tmp")  # written whole, then swapped in: a crash never leaves half a manifest
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        tmp.replace(path)
-        LOG.info("%s: lesion thresholds %s", path, thresholds)
+        metrics = {k: v for k, v in res.items() if k != "rows"} | {"rows": f"per-vertebra rows in {args.out}"}
+        _update_manifest(args.weights / "segmenter" / "manifest.json", manifest, metrics,
+                         thresholds if lesion_model is None else None)
+        if lesion_model is not None:
+            _update_manifest(args.weights / "lesion" / "manifest.json", lesion_manifest, metrics, thresholds)
     LOG.info("mean Dice %s over %d vertebrae; lesion AP %s; flag %s", res["mean_dice"], res["vertebrae"],
              {k: v["ap"] for k, v in res["lesion_ap"].items()}, res["flag_at_0.5"])
+
+
+def _update_manifest(path: Path, manifest: dict, metrics: dict, thresholds: dict | None) -> None:
+    """Write ``metrics`` (and ``thresholds``, when given) into the manifest at ``path``, whole, then swapped in:
+    a crash never leaves half a manifest."""
+    manifest["metrics_synthetic_heldout"] = metrics
+    if thresholds is not None:
+        manifest["lesion_thresholds"] = thresholds
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(path)
+    LOG.info("%s updated (lesion thresholds %s)", path, manifest.get("lesion_thresholds"))
 
 
 if __name__ == "__main__":
