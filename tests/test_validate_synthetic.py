@@ -103,3 +103,24 @@ def test_update_manifest_writes_the_thresholds_into_the_lesion_classifier_when_o
     assert segmenter["lesion_thresholds"] == seg_before
     assert lesion["metrics_synthetic_heldout"]["rows"] == f"per-vertebra rows in {out}"
     assert sha256_of(weights / "lesion" / "lesion.pt") == lesion["sha256"]
+
+
+def test_a_missing_checkpoint_or_calibration_pool_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    import sys
+
+    import pytest
+
+    from inference.train import validate_synthetic
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "case_00000.npz").touch()
+    for extra, named in ((["--lesion-ckpt", str(tmp_path / "none.pt")], "none.pt: no such checkpoint"),
+                         (["--ckpt", str(tmp_path / "seg.pt")], "seg.pt: no such checkpoint"),
+                         (["--calibrate", "0", "1", "--calibrate-pool", str(tmp_path / "nopool")],
+                          "nopool: no such pool folder")):
+        monkeypatch.setattr(sys, "argv", ["validate_synthetic", "--pool", str(pool), "--from", "0", *extra])
+        with pytest.raises(SystemExit):
+            validate_synthetic.main()
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert named in err and "Traceback" not in err

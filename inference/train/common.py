@@ -40,12 +40,17 @@ def parse_training_arguments(parser: argparse.ArgumentParser, argv: list[str] | 
     return args
 
 
-def training_files(pools: Path | list[Path], val_from: int) -> list[Path]:
-    """The complete cases of ``pools`` (one folder or several) with an index below ``val_from`` (the
-    rest of each pool is held out)."""
+def split_files(pools: Path | list[Path], val_from: int) -> tuple[list[Path], list[Path]]:
+    """The complete cases of ``pools`` (one folder or several): those with an index below ``val_from``
+    (training) and the rest of each pool (held out)."""
     pools = [pools] if isinstance(pools, Path) else pools
-    return sorted(p for pool in pools for p in pool.glob("case_*.npz")
-                  if p.stem[5:].isdigit() and int(p.stem[5:]) < val_from)
+    files = sorted(p for pool in pools for p in pool.glob("case_*.npz") if p.stem[5:].isdigit())
+    return [p for p in files if int(p.stem[5:]) < val_from], [p for p in files if int(p.stem[5:]) >= val_from]
+
+
+def training_files(pools: Path | list[Path], val_from: int) -> list[Path]:
+    """The training cases of ``pools`` (see `split_files`)."""
+    return split_files(pools, val_from)[0]
 
 
 def keep_training(t_end: float, step: int, max_steps: int) -> bool:

@@ -34,6 +34,7 @@ from .common import (
     parse_training_arguments,
     resume,
     save_checkpoint,
+    split_files,
     training_arguments,
 )
 from .train_segmenter import P_LOW_DENSITY
@@ -93,11 +94,6 @@ class Crops:
             if rng.random() < 0.5:
                 hu, mask = hu[..., ::-1], mask[..., ::-1]
         return lesion_input(normalize_hu(np.ascontiguousarray(hu)), np.ascontiguousarray(mask))
-
-
-def split_files(pools: list[Path], val_from: int) -> tuple[list[Path], list[Path]]:
-    files = sorted(p for pool in pools for p in pool.glob("case_*.npz") if p.stem[5:].isdigit())
-    return [p for p in files if int(p.stem[5:]) < val_from], [p for p in files if int(p.stem[5:]) >= val_from]
 
 
 def predict(model: LesionNet, crops: Crops, batch: int = 16) -> np.ndarray:

@@ -31,7 +31,7 @@ from ..export.analysis import write_analysis_bundle
 from ..io import onto_grid, read_ct, read_label_map
 from ..measure import vertebra_centers
 from ..models.localizer import DESCRIPTOR_MEAN
-from ..pipeline import Pipeline
+from ..pipeline import AnalysisResult, Pipeline
 from ..segment import segment_vertebrae
 from ..volume import Volume
 
@@ -102,9 +102,13 @@ def lesion_only(pipeline: Pipeline, path: Path) -> dict[str, Any]:
     """The analysis of an unlabeled CT, reduced to what it says about lesions (every flag is a false
     alarm unless a reader finds a lesion there)."""
     result = pipeline.analyze(read_ct(path))
+    return {"ct": os.path.relpath(path, ROOT), "predicted": [v.name for v in result.vertebrae],
+            **lesion_summary(result)}
+
+
+def lesion_summary(result: AnalysisResult) -> dict[str, Any]:
+    """The flagged vertebrae ("L1: blastic 1.00") and the highest lesion score of an analysis."""
     return {
-        "ct": os.path.relpath(path, ROOT),
-        "predicted": [v.name for v in result.vertebrae],
         "lesion_flags": [f"{v.name}: {v.lesion_type} {v.lesion_score:.2f}" for v in result.vertebrae
                          if v.lesion_type is not None],
         "max_lesion_score": max((v.lesion_score or 0.0 for v in result.vertebrae), default=None),
@@ -232,9 +236,7 @@ def evaluate_case(
                                "hd95_mm")}
             for r in report["per_vertebra"]
         ],
-        "lesion_flags": [f"{v.name}: {v.lesion_type} {v.lesion_score:.2f}" for v in result.vertebrae
-                         if v.lesion_type is not None],
-        "max_lesion_score": max((v.lesion_score or 0.0 for v in result.vertebrae), default=None),
+        **lesion_summary(result),
         "seconds": round(seconds, 2),
     }
 

@@ -163,6 +163,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.update_manifest and (args.ckpt or args.lesion_ckpt):
         parser.error("--update-manifest judges the shipped weights; leave out --ckpt and --lesion-ckpt")
+    for ckpt, trainer in ((args.ckpt, "train_segmenter"), (args.lesion_ckpt, "train_lesion")):
+        if ckpt and not ckpt.is_file():
+            parser.error(f"{ckpt}: no such checkpoint; give the last.pt or best.pt of a "
+                         f"python -m inference.train.{trainer} run")
+    if args.calibrate_pool and not args.calibrate_pool.is_dir():
+        parser.error(f"{args.calibrate_pool}: no such pool folder; make one with python -m inference.train.pool")
     if not any(p.stem[5:].isdigit() and int(p.stem[5:]) >= args.start for p in args.pool.glob("case_*.npz")):
         # judged on nothing, every lesion type would fail the AP rule (and --update-manifest switch them off)
         parser.error(f"{args.pool}: no pool case from index {args.start} on; make one with python -m "
