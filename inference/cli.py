@@ -61,7 +61,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     progress, close = _progress_bar()
     try:
         ct = read_ct(args.path, progress=sub_progress(progress, 0.0, 0.15) if progress else None)
-        pipeline = Pipeline(device=args.device, segment=not args.centers_only, adapt_intensity=args.adapt_intensity)
+        pipeline = Pipeline(device=args.device, segment=not args.centers_only, adapt_intensity=args.adapt_intensity,
+                            precision=args.precision)
         result = pipeline.analyze(ct, progress=sub_progress(progress, 0.15, 0.8) if progress else None)
         bundle = write_analysis_bundle(
             args.output, result, ct, input_path=args.path, force=args.force,
@@ -174,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder to create")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                    help="where the models run (auto: CUDA, then MPS, then CPU)")
+    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
+                   help="of the network passes (auto: float16 autocast on CUDA, float32 elsewhere)")
     p.add_argument("--force", action="store_true", help="replace an existing non-empty output folder")
     p.add_argument("--centers-only", action="store_true", help="skip segmentation: centers and labels, no meshes")
     p.add_argument("--adapt-intensity", action="store_true",

@@ -17,6 +17,7 @@ from scipy import ndimage
 from torch.nn import functional as F
 
 from .models.localizer import CLASSES, INPUT_SPACING_MM, LocalizerNet, scan_descriptor
+from .precision import autocast
 from .preprocess import WorkingGrid, normalize_hu, resample_ct, working_grid
 from .progress import CancelToken, check_cancel
 from .volume import Volume
@@ -56,8 +57,10 @@ def run_localizer(
     *,
     descriptor: np.ndarray | None = None,
     cancel: CancelToken | None = None,
+    precision: str = "fp32",
 ) -> LocalizerOutput:
-    """Resample ``ct`` to 4 mm, run the network on the whole volume, upsample outputs to 4 mm."""
+    """Resample ``ct`` to 4 mm, run the network on the whole volume, upsample outputs to 4 mm.
+    ``precision``: fp32, or fp16 / bf16 autocast on CUDA (`inference.precision`)."""
     grid = working_grid(ct, INPUT_SPACING_MM)
     hu = resample_ct(ct, grid, cancel=cancel)
     check_cancel(cancel)
@@ -74,7 +77,7 @@ def run_localizer(
     hooks = [m.register_forward_pre_hook(lambda *_: check_cancel(cancel)) for m in model.modules()
              if cancel is not None and not list(m.children())]
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, precision):
             out = model(xt, dt).float()
     finally:
         for h in hooks:

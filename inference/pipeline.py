@@ -24,6 +24,7 @@ from .models.lesion import LesionNet
 from .models.localizer import LEVEL_IDS, LocalizerNet
 from .models.segmenter import SegmenterNet, patch_of
 from .models.weights import load_state
+from .precision import resolve_precision
 from .progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
 from .qa import intensity_notes, mask_flags
 from .segment import LESION_FLAG, SegmentationOutput, relabel, segment_vertebrae
@@ -90,6 +91,8 @@ class AnalysisResult:
     localizer: LocalizerOutput | None = None
     segmentation: SegmentationOutput | None = None
     """Label map and lesion map on the CT grid (None when the pipeline runs without segmentation)."""
+    precision: str = "fp32"
+    """Of the network passes (`inference.precision`): fp32, or fp16 / bf16 autocast on CUDA."""
 
     def summary(self) -> str:
         names = ", ".join(v.name for v in self.vertebrae) or "none"
@@ -101,7 +104,7 @@ class AnalysisResult:
             lines.append(f"  {v.name:<4} p={v.confidence:.2f}  center LPS ({c}) mm{les}{flags}")
         lines += [f"  check: {q}" for q in self.qa]
         t = ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items())
-        lines.append(f"  timings on {self.device}: {t}")
+        lines.append(f"  timings on {self.device} ({self.precision}): {t}")
         return "\n".join(lines)
 
 
@@ -121,6 +124,9 @@ class Pipeline:
         Run the segmentation stage (masks, lesions); False gives centers and labels only.
     adapt_intensity : bool
         Test-time intensity adaptation in the segmentation stage (see `segment_vertebrae`).
+    precision : {"auto", "fp32", "fp16", "bf16"}
+        Of the network passes (`inference.precision`): "auto" is float16 autocast on CUDA and
+        float32 elsewhere; half precision needs CUDA.
     """
 
     def __init__(
@@ -133,8 +139,10 @@ class Pipeline:
         *,
         segment: bool = True,
         adapt_intensity: bool = False,
+        precision: str = "auto",
     ) -> None:
         self.device = pick_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.models = []
         self._manifests: dict[str, dict] = {}
         self.lesion_thresholds: dict[str, float] | None = None
@@ -240,7 +248,7 @@ class Pipeline:
         timings["label"] = time.perf_counter() - t1
         qa = _qa(vertebrae, ct, seg)
         tell(1.0, f"{len(vertebrae)} vertebrae")
-        return AnalysisResult(vertebrae, qa, timings, list(self.models), str(self.device), out, seg)
+        return AnalysisResult(vertebrae, qa, timings, list(self.models), str(self.device), out, seg, self.precision)
 
     def candidates(self, out: LocalizerOutput) -> list[Candidate]:
         """The localizer's candidates that the labeling decodes, head to foot."""
@@ -260,7 +268,8 @@ class Pipeline:
     def _run_segmenter(self, ct: Volume, items: list[tuple[int, np.ndarray]], progress, cancel,
                        patches: list[tuple[int, int, int]] | None = None) -> SegmentationOutput:
         kwargs = {"adapt_intensity": self.adapt_intensity, "lesion_thresholds": self.lesion_thresholds,
-                  "lesion_model": self.lesion, "patches": patches, "progress": progress, "cancel": cancel}
+                  "lesion_model": self.lesion, "patches": patches, "progress": progress, "cancel": cancel,
+                  "precision": self.precision}
         try:
             return segment_vertebrae(self.segmenter, ct, items, self.device, **kwargs)
         except torch.OutOfMemoryError:
@@ -268,17 +277,18 @@ class Pipeline:
                 raise
             torch.cuda.empty_cache()
             return segment_vertebrae(self.segmenter.to("cpu"), ct, items, torch.device("cpu"), batch_size=1,
-                                     **kwargs)
+                                     **{**kwargs, "precision": "fp32"})
 
     def _run_localizer(self, ct: Volume, cancel: CancelToken | None) -> LocalizerOutput:
         try:
-            return run_localizer(self.localizer, ct, self.device, cancel=cancel)
+            return run_localizer(self.localizer, ct, self.device, cancel=cancel, precision=self.precision)
         except torch.OutOfMemoryError:
             if self.device.type == "cpu":
                 raise
             # GPU out of memory: the whole-volume pass falls back to the CPU (slower, same result)
             torch.cuda.empty_cache()
             self.device = torch.device("cpu")
+            self.precision = "fp32"
             self.localizer = self.localizer.to(self.device)
             return run_localizer(self.localizer, ct, self.device, cancel=cancel)
 

@@ -58,10 +58,18 @@ def working_grid(volume: Volume, spacing: float) -> WorkingGrid:
 def resample_ct(ct: Volume, grid: WorkingGrid, cancel: CancelToken | None = None) -> np.ndarray:
     """CT HU on ``grid`` (float32 [k, j, i]): Gaussian anti-aliasing, then linear interpolation.
 
-    ``cancel`` aborts the ITK filters from their progress events (`CancelledError`).
+    Only the part of ``ct`` that ``grid`` needs is read: the CT box under the grid, grown by five
+    anti-aliasing sigmas (the filter's tail beyond that weighs < 1e-6: the result differs from
+    smoothing the whole CT by far less than 0.1 HU). A segmentation crop of a big scan is a small
+    part of it. ``cancel`` aborts the ITK filters from their progress events (`CancelledError`).
     """
-    image = sitk.Cast(ct.to_sitk(), sitk.sitkFloat32)
     sigma = [max(0.01, 0.5 * np.sqrt(max(grid.spacing**2 - s**2, 0.0))) for s in ct.spacing]
+    box = needed_box(ct, grid, margin_mm=5.0 * max(sigma))
+    if box is not None:
+        k, j, i = box
+        corner = ct.index_to_lps(np.array([[i.start, j.start, k.start]], float))[0]
+        ct = Volume(ct.array[box], ct.spacing, tuple(float(v) for v in corner), ct.direction.copy(), {})
+    image = sitk.Cast(ct.to_sitk(), sitk.sitkFloat32)
     if max(sigma) > 0.05:
         smooth = sitk.SmoothingRecursiveGaussianImageFilter()
         smooth.SetSigma([float(x) for x in sigma])
@@ -72,6 +80,21 @@ def resample_ct(ct: Volume, grid: WorkingGrid, cancel: CancelToken | None = None
     resample.SetDefaultPixelValue(AIR_HU)
     resample.SetOutputPixelType(sitk.sitkFloat32)
     return sitk.GetArrayFromImage(_execute(resample, image, cancel))
+
+
+def needed_box(ct: Volume, grid: WorkingGrid, margin_mm: float) -> tuple[slice, slice, slice] | None:
+    """The box of ``ct``'s array (k, j, i) under ``grid``, grown by ``margin_mm`` and one voxel for the
+    interpolation; None when that is the whole CT (or nothing of it)."""
+    n = np.array(grid.size) - 1
+    corners = np.array([[a, b, c] for a in (0, n[0]) for b in (0, n[1]) for c in (0, n[2])], float)
+    ijk = ct.lps_to_index(grid.index_to_lps(corners))
+    grow = np.ceil(margin_mm / np.asarray(ct.spacing)) + 1
+    shape = np.array(ct.array.shape[::-1])
+    lo = np.clip(np.floor(ijk.min(axis=0) - grow).astype(int), 0, shape)
+    hi = np.clip(np.ceil(ijk.max(axis=0) + grow).astype(int) + 1, 0, shape)
+    if np.any(hi <= lo) or (np.all(lo == 0) and np.all(hi == shape)):
+        return None
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo[::-1], hi[::-1], strict=True))
 
 
 def _execute(f: sitk.ImageFilter, image: sitk.Image, cancel: CancelToken | None) -> sitk.Image:

@@ -36,6 +36,7 @@ from .models.segmenter import (
     crop_start,
     patch_of,
 )
+from .precision import autocast
 from .preprocess import AIR_HU, WorkingGrid, normalize_hu, resample_ct, working_grid
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 from .ribs import rib_zone_ml
@@ -112,6 +113,7 @@ def segment_vertebrae(
     patches: Sequence[tuple[int, int, int]] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    precision: str = "fp32",
 ) -> SegmentationOutput:
     """Masks and lesion suspicion for ``vertebrae`` = [(VerSe id, center LPS mm), …] of ``ct``.
 
@@ -123,6 +125,9 @@ def segment_vertebrae(
     classifier (``lesion_thresholds`` are then its thresholds) and the heatmap inside the vertebra is
     the segmenter's lesion channel of each type, scaled to peak at that type's score: the segmenter
     shows where, the classifier how suspicious. Without it, both come from the segmenter's channels.
+
+    ``precision``: fp32, or fp16 / bf16 autocast on CUDA (`inference.precision`); probabilities are
+    taken in float32 either way.
     """
     thr = {t: (lesion_thresholds or {}).get(t, LESION_FLAG) for t in LESION_TYPES}
     # a type the weights disable (threshold None: not better than chance on held-out synthetic CT) scores 0
@@ -173,7 +178,8 @@ def segment_vertebrae(
             starts.append(start)
         x = torch.from_numpy(np.stack(xs)).to(device)
         with torch.inference_mode():
-            out = model(x)
+            with autocast(device, precision):
+                out = model(x)
             prob = torch.sigmoid(out.float()).cpu().numpy()
         inside_all = prob[:, 0] > MASK_THRESHOLD
         if lesion_model is None:
@@ -182,7 +188,9 @@ def segment_vertebrae(
         else:
             xl = np.stack([lesion_input(xx[0], inside) for xx, inside in zip(xs, inside_all, strict=True)])
             with torch.inference_mode():
-                raw = torch.sigmoid(lesion_model(torch.from_numpy(xl).to(device)).float()).cpu().numpy()
+                with autocast(device, precision):
+                    logits = lesion_model(torch.from_numpy(xl).to(device))
+                raw = torch.sigmoid(logits.float()).cpu().numpy()
             per_vertebra = []
             for p, inside, r in zip(prob, inside_all, raw, strict=True):
                 s = np.minimum(r * scale, 1.0)

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from inference import registry
-from inference.errors import CancelledError, WeightsError
+from inference.errors import CancelledError, InputError, WeightsError
 from inference.export.analysis import write_analysis_bundle
 from inference.localize import find_candidates, order_head_to_foot, run_localizer
 from inference.models.localizer import LocalizerNet
 from inference.pipeline import Pipeline
+from inference.precision import AUTO_CUDA, autocast, resolve_precision
 from inference.progress import CancelToken
 from inference.volume import Volume
 from tests.fakes import SPINE_LEVELS, FakeSegmenter, fake_pipeline, spine_ct
@@ -67,9 +68,35 @@ def test_gpu_out_of_memory_falls_back_to_cpu(monkeypatch):
 
     monkeypatch.setattr("inference.pipeline.run_localizer", flaky)
     pipe.device = torch.device("cuda")  # pretend: the model itself stays on the CPU
+    pipe.precision = "fp16"
     result = pipe.analyze(ct)
     assert calls == ["cuda", "cpu"] and pipe.device.type == "cpu"
     assert [v.name for v in result.vertebrae] == LEVEL_NAMES
+    assert result.precision == "fp32"  # the CPU fallback runs in float32
+
+
+def test_precision_is_resolved_per_device_and_recorded(tmp_path):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("auto", cpu) == "fp32"
+    assert resolve_precision("auto", cuda) == AUTO_CUDA
+    assert resolve_precision("bf16", cuda) == "bf16"
+    for bad, device in [("fp16", cpu), ("bf16", cpu), ("fp8", cuda)]:
+        with pytest.raises(InputError) as err:
+            resolve_precision(bad, device)
+        assert "\n" not in str(err.value) and bad in str(err.value)
+    ct, centers = _spine_ct()
+    result = _fake_pipeline(ct, centers).analyze(ct)
+    assert result.precision == "fp32" and "(fp32)" in result.summary()
+    write_analysis_bundle(tmp_path / "b", result, ct)
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["input"]["analysis"] == {"device": "cpu", "precision": "fp32"}
+
+
+def test_autocast_is_float32_off_cuda():
+    conv = torch.nn.Conv3d(1, 2, 3)
+    x = torch.randn(1, 1, 5, 5, 5)
+    with autocast(torch.device("cpu"), "fp16"):
+        assert conv(x).dtype == torch.float32
 
 
 def test_qa_flags_gap_and_border(monkeypatch):
@@ -171,6 +198,26 @@ def test_cancel_aborts_resampling():
     token.cancel()
     with pytest.raises(CancelledError):
         resample_ct(ct, working_grid(ct, 4.0), cancel=token)
+
+
+@pytest.mark.parametrize("direction", [None, np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0.0]])])
+def test_resampling_a_small_grid_reads_only_its_part_of_the_ct(direction, monkeypatch):
+    from inference import preprocess
+    from inference.preprocess import WorkingGrid, needed_box, resample_ct, working_grid
+
+    ct, _ = _spine_ct(direction)
+    rng = np.random.default_rng(0)
+    ct = ct.with_array((ct.array + rng.normal(0, 80, ct.array.shape)).astype(np.int16))
+    full = working_grid(ct, 2.0)
+    sub = WorkingGrid(tuple(full.index_to_lps(np.array([6, 5, 9]))), 2.0, (9, 7, 11))
+    box = needed_box(ct, sub, margin_mm=5.0)
+    assert box is not None and np.prod([b.stop - b.start for b in box]) < 0.5 * ct.array.size
+    assert needed_box(ct, full, margin_mm=5.0) is None  # the whole CT: nothing to crop
+    cropped = resample_ct(ct, sub)
+    monkeypatch.setattr(preprocess, "needed_box", lambda *a, **k: None)
+    whole = resample_ct(ct, sub)
+    assert cropped.shape == whole.shape == (11, 7, 9)
+    assert np.abs(cropped - whole).max() < 0.1  # HU
 
 
 # ---- segmentation stage (fake segmenter: bright voxels near the center channel) ------------------

@@ -95,6 +95,7 @@ def write_analysis_bundle(
         inputs: dict[str, Any] = {
             "ct": ct_identity(Path(input_path) if input_path else None, ct),
             "grid": ct.geometry_dict(),
+            "analysis": {"device": result.device, "precision": result.precision},
         }
         manifest = {
             **manifest_header(inputs, result.models),
@@ -149,7 +150,8 @@ def _write_full(out_dir, result: AnalysisResult, ct: Volume, input_path, correct
             "rib_ml": None if v.rib_ml is None else mm(v.rib_ml, 2),
             "localizer_center_lps": point(v.center_lps),
         }
-    info = {"ct": ct_identity(Path(input_path) if input_path else None, ct)}
+    info = {"ct": ct_identity(Path(input_path) if input_path else None, ct),
+            "analysis": {"device": result.device, "precision": result.precision}}
     return write_bundle(
         out_dir,
         seg.labels,

@@ -13,6 +13,8 @@
    osteoporotic bone is not read as lytic), HU gain, offset and noise, left-right mirror.
 3. Loss: binary cross-entropy per type. Every ``--val-every`` steps: AP per type on the validation
    vertebrae; ``last.pt`` and ``best.pt`` (highest mean AP) are written.
+
+Runs on CUDA when present, else on the CPU (``--threads``, default 2).
 """
 
 from __future__ import annotations
@@ -97,13 +99,14 @@ class Crops:
 
 
 def predict(model: LesionNet, crops: Crops, batch: int = 16) -> np.ndarray:
-    """Sigmoid outputs [n, 3] on centred, unaugmented crops."""
+    """Sigmoid outputs [n, 3] on centred, unaugmented crops (on the model's device)."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     with torch.inference_mode():
         for b in range(0, len(crops), batch):
             x = torch.from_numpy(np.stack([crops.item(n) for n in range(b, min(b + batch, len(crops)))]))
-            out.append(torch.sigmoid(model(x)).numpy())
+            out.append(torch.sigmoid(model(x.to(device))).cpu().numpy())
     model.train()
     return np.concatenate(out) if out else np.zeros((0, len(LESION_TYPES)), np.float32)
 
@@ -115,7 +118,9 @@ def validation_ap(model: LesionNet, crops: Crops) -> dict[str, float | None]:
 
 def train(pools: list[Path], out: Path, minutes: float, batch: int, lr: float, val_from: int, seed: int,
           threads: int, max_steps: int = 0, val_every: int = 200) -> None:
-    torch.set_num_threads(threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,9 +131,9 @@ def train(pools: list[Path], out: Path, minutes: float, batch: int, lr: float, v
              "%.0f s", len(data), data.y.sum(0).astype(int).tolist(), len(train_files), len(val),
              val.y.sum(0).astype(int).tolist(), len(val_files), time.time() - t0)
     by_type = [np.flatnonzero(data.y[:, c] > 0) for c in range(len(LESION_TYPES))]
-    model = LesionNet()
+    model = LesionNet().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    step, log = resume(out / "last.pt", model, opt, torch.device("cpu"))
+    step, log = resume(out / "last.pt", model, opt, device)
     best = max((e.get("mean_ap", -1.0) for e in log if "mean_ap" in e), default=-1.0)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     t_end = time.time() + 60 * minutes
@@ -142,8 +147,8 @@ def train(pools: list[Path], out: Path, minutes: float, batch: int, lr: float, v
                 idx.append(int(rng.choice(by_type[int(rng.choice(kinds))])))
             else:
                 idx.append(int(rng.integers(len(data))))
-        x = torch.from_numpy(np.stack([data.item(n, rng) for n in idx]))
-        y = torch.from_numpy(data.y[idx])
+        x = torch.from_numpy(np.stack([data.item(n, rng) for n in idx])).to(device)
+        y = torch.from_numpy(data.y[idx]).to(device)
         loss = loss_fn(model(x), y)
         optimizer_step(model, opt, loss)
         running.append(loss.item())
