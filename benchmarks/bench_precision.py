@@ -1,12 +1,14 @@
-"""Benchmark: half-precision autocast (fp16, bf16) against float32 on a GPU: what changes, what it saves.
+"""Benchmark: what the GPU paths change against the CPU's arithmetic, and what they save.
 
 On the real CTs in the repository (the sample, its small crop, the 20-slice DICOM series, the
 TPTBox cutout; the chest DICOM beside the repository when present) and on the sample resampled to
-512 × 512 × 400, the same models analyze each CT in fp32, fp16 and bf16 (`inference.precision`).
-Per precision: analysis time (after one untimed warm-up), the names found, and against fp32 the
-largest center shift, the smallest per-vertebra Dice between the two label maps, the largest
-lesion-score difference and any change in the QA flags. This is what chose "auto" on CUDA
-(`inference.precision.AUTO_CUDA`). Without CUDA it says so and measures nothing.
+512 × 512 × 400, the same models analyze each CT on CUDA in four ways: the reference ("itk fp32":
+float32 networks and ITK's resampling on the CPU, the arithmetic of training and of CPU runs), then
+with the resampling on the GPU (`inference.preprocess.resample_ct_torch`) in fp32, fp16 and bf16
+autocast (`inference.precision`). Per way: analysis time (after one untimed warm-up), and against
+the reference the names found, the largest center shift, the smallest per-vertebra Dice between the
+two label maps, the largest lesion-score difference and any change in the QA flags. This chose
+"auto" on CUDA (`inference.precision.AUTO_CUDA`). Without CUDA it says so and measures nothing.
 
 Usage: python benchmarks/bench_precision.py [--no-big] [PATH ...]
 """
@@ -14,6 +16,8 @@ Usage: python benchmarks/bench_precision.py [--no-big] [PATH ...]
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import sys
 import time
 from pathlib import Path
@@ -50,8 +54,31 @@ def big_sample(size=(512, 512, 400)):
     return Volume.from_sitk(big, {"source_path": "resampled sample"})
 
 
+@contextlib.contextmanager
+def itk_resampling(on: bool):
+    """While ``on``, the analysis resamples with ITK on the CPU whatever its device (the reference)."""
+    import inference.localize
+    import inference.segment
+    from inference.preprocess import resample_ct
+
+    if not on:
+        yield
+        return
+    cpu = functools.partial(_resample_on_cpu, resample_ct)
+    saved = inference.localize.resample_ct, inference.segment.resample_ct
+    inference.localize.resample_ct = inference.segment.resample_ct = cpu
+    try:
+        yield
+    finally:
+        inference.localize.resample_ct, inference.segment.resample_ct = saved
+
+
+def _resample_on_cpu(resample_ct, ct, grid, cancel=None, device=None):
+    return resample_ct(ct, grid, cancel=cancel)
+
+
 def compare(ref, res) -> dict:
-    """``res`` against the fp32 result ``ref``: names, center shift, mask Dice, lesion scores, flags."""
+    """``res`` against the reference result ``ref``: names, center shift, mask Dice, lesion scores, flags."""
     a = {v.name: v for v in ref.vertebrae}
     b = {v.name: v for v in res.vertebrae}
     common = sorted(set(a) & set(b))
@@ -92,30 +119,32 @@ def main() -> int:
     pipes = {p: Pipeline(device="cuda", precision=p) for p in PRECISIONS}
     pipes["fp32"].analyze(cases[0][1])  # CUDA start-up
     print(f"GPU {torch.cuda.get_device_name(0)}, torch {torch.__version__}; each time after one warm-up run")
+    ways = [("itk fp32", "fp32", True)] + [(f"gpu {p}", p, False) for p in PRECISIONS]
     for name, ct in cases:
         print(f"{name} ({'x'.join(map(str, ct.size))})")
         results = {}
-        for p in PRECISIONS:
-            pipes[p].analyze(ct)  # warm-up: kernel selection for this grid
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            t0 = time.perf_counter()
-            results[p] = pipes[p].analyze(ct)
-            torch.cuda.synchronize()
-            seconds = time.perf_counter() - t0
+        for way, p, itk in ways:
+            with itk_resampling(itk):
+                pipes[p].analyze(ct)  # warm-up: kernel selection for this grid
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                t0 = time.perf_counter()
+                results[way] = pipes[p].analyze(ct)
+                torch.cuda.synchronize()
+                seconds = time.perf_counter() - t0
             peak = torch.cuda.max_memory_allocated() / 2**20
-            stages = ", ".join(f"{k} {v:.2f}" for k, v in results[p].timings.items())
-            line = f"  {p}: {seconds:.2f} s ({stages}), GPU peak {peak:.0f} MB"
-            if p == "fp32":
-                line += f"; found {', '.join(v.name for v in results[p].vertebrae) or 'none'}"
+            stages = ", ".join(f"{k} {v:.2f}" for k, v in results[way].timings.items())
+            line = f"  {way}: {seconds:.2f} s ({stages}), GPU peak {peak:.0f} MB"
+            if itk:
+                line += f"; found {', '.join(v.name for v in results[way].vertebrae) or 'none'}"
             else:
-                c = compare(results["fp32"], results[p])
+                c = compare(results["itk fp32"], results[way])
                 dice = "n/a" if c["min_dice"] is None else f"{c['min_dice']:.4f}"
-                line += (f"; vs fp32: names {'same' if c['same_names'] else 'DIFFERENT'}, center shift "
+                line += (f"; vs itk fp32: names {'same' if c['same_names'] else 'DIFFERENT'}, center shift "
                          f"≤ {c['shift_mm']:.2f} mm, min Dice {dice}, lesion score Δ ≤ {c['lesion_diff']:.3f}, "
                          f"flags changed on {', '.join(c['flags_changed']) or 'none'}")
                 if not c["same_names"]:
-                    line += f" (found {', '.join(v.name for v in results[p].vertebrae) or 'none'})"
+                    line += f" (found {', '.join(v.name for v in results[way].vertebrae) or 'none'})"
             print(line, flush=True)
     return 0
 

@@ -48,7 +48,7 @@ def step_rate(log: str) -> tuple[float, int] | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=0,
-                        help="steps per run, at least 20 (default: 30 on CPU, 60 on CUDA)")
+                        help="steps per run, at least 20 (default: 30 on CPU, 40 on CUDA)")
     parser.add_argument("--batch", type=int, nargs="+", help="batch sizes (default: 2 on CPU, 2 and 16 on CUDA)")
     args = parser.parse_args()
     if args.steps and args.steps < 20:
@@ -58,7 +58,7 @@ def main() -> int:
     from inference.train.pool import make_pool
 
     cuda = torch.cuda.is_available()
-    steps = args.steps or (60 if cuda else 30)
+    steps = args.steps or (40 if cuda else 30)
     batches = args.batch or ([2, 16] if cuda else [2])
     where = f"CUDA ({torch.cuda.get_device_name(0)})" if cuda else f"CPU, {torch.get_num_threads()} threads"
     with tempfile.TemporaryDirectory() as tmp:

@@ -62,7 +62,7 @@ def run_localizer(
     """Resample ``ct`` to 4 mm, run the network on the whole volume, upsample outputs to 4 mm.
     ``precision``: fp32, or fp16 / bf16 autocast on CUDA (`inference.precision`)."""
     grid = working_grid(ct, INPUT_SPACING_MM)
-    hu = resample_ct(ct, grid, cancel=cancel)
+    hu = resample_ct(ct, grid, cancel=cancel, device=device)
     check_cancel(cancel)
     if descriptor is None:
         descriptor = scan_descriptor(ct.spacing, hu)

@@ -319,7 +319,8 @@ def _qa(vertebrae: list[VertebraResult], ct: Volume, seg: SegmentationOutput | N
             a.qa_flags.append("gap_below")
             b.qa_flags.append("gap_above")
     if seg is not None:
-        present = set(vertebra_voxel_counts(seg.labels))
+        in_box = seg.labels_in_box()  # every mask, without the empty rest of a big scan
+        present = set(vertebra_voxel_counts(in_box))
         for v in vertebrae:
             if v.id not in present:
                 v.qa_flags.append("no_mask")
@@ -329,7 +330,7 @@ def _qa(vertebrae: list[VertebraResult], ct: Volume, seg: SegmentationOutput | N
             if "partial_at_border" not in v.qa_flags and cut_mm2.get(v.id, 0.0) > CUT_AREA_MM2:
                 v.qa_flags.append("partial_at_border")
         partial = {v.id for v in vertebrae if "partial_at_border" in v.qa_flags} | set(cut_mm2)
-        flags, mask_notes = mask_flags(seg.labels, partial)
+        flags, mask_notes = mask_flags(in_box, partial)
         for v in vertebrae:
             v.qa_flags += [f for f in flags.get(v.id, []) if f not in v.qa_flags]
         notes += mask_notes

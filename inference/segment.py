@@ -89,6 +89,13 @@ class SegmentationOutput:
     """Lesion suspicion on the CT grid: max over types of the lesion probability, inside vertebra masks (float16)."""
     masks: dict[int, VertebraMask]
     intensity_shift_hu: float = 0.0
+    box: tuple[slice, slice, slice] | None = None
+    """The CT box (k, j, i) that holds every mask (background and no lesion outside it); None: the
+    whole grid. Whole-map passes (renaming, QA) read this box only: on a big scan it is a fraction."""
+
+    def labels_in_box(self) -> Volume:
+        """``labels`` cut to `box` (same spacing and frame; ids and voxel counts unchanged)."""
+        return _crop(self.labels, self.box)
 
 
 def crop_box(centers_kji: np.ndarray, grid: WorkingGrid, shapes=None) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +158,7 @@ def segment_vertebrae(
     size = tuple(int(v) for v in (hi_c - lo_c)[::-1])
     sub = WorkingGrid(tuple(full.index_to_lps(lo_c[::-1]).tolist()), full.spacing, size)
     tell(0.02, "resampling for segmentation")
-    hu = resample_ct(ct, sub, cancel=cancel)
+    hu = resample_ct(ct, sub, cancel=cancel, device=device)
     shift = 0.0
     if adapt_intensity:
         soft = hu[(hu > -150) & (hu < 150)]
@@ -207,8 +214,11 @@ def segment_vertebrae(
         done += len(idx)
         tell(0.05 + 0.9 * min(1.0, done / len(vertebrae)), f"segmented {done}/{len(vertebrae)}")
     _drop_islands(labels, boxes)
-    lesion_map[labels == 0] = 0.0
-    return SegmentationOutput(_on_ct(ct, labels), _on_ct(ct, lesion_map), masks, shift)
+    pasted = [b for b in boxes.values() if b is not None]
+    box = tuple(slice(min(b[d].start for b in pasted), max(b[d].stop for b in pasted)) for d in range(3)) \
+        if pasted else (slice(0, 0),) * 3
+    lesion_map[box][labels[box] == 0] = 0.0  # outside the box nothing was pasted
+    return SegmentationOutput(_on_ct(ct, labels), _on_ct(ct, lesion_map), masks, shift, box)
 
 
 def _channel_scores(p: np.ndarray, inside: np.ndarray) -> dict[str, float]:
@@ -251,6 +261,15 @@ def _drop_islands(labels: np.ndarray, boxes: dict[int, tuple[slice, slice, slice
         sizes[0] = 0
         small = np.flatnonzero((sizes > 0) & (sizes < ISLAND_FRACTION * sizes.max()))
         sub[np.isin(pieces, small)] = 0
+
+
+def _crop(volume: Volume, box: tuple[slice, slice, slice] | None) -> Volume:
+    """``volume`` cut to ``box`` (k, j, i; a view), its origin moved to the box's first voxel."""
+    if box is None:
+        return volume
+    start = np.array([[box[2].start, box[1].start, box[0].start]], float)
+    return Volume(volume.array[box], volume.spacing, tuple(volume.index_to_lps(start)[0]), volume.direction.copy(),
+                  dict(volume.metadata))
 
 
 def _on_ct(ct: Volume, array: np.ndarray) -> Volume:
@@ -297,9 +316,11 @@ def relabel(seg: SegmentationOutput, mapping: dict[int, int]) -> SegmentationOut
     lut = np.zeros(256, np.uint8)
     for a, b in mapping.items():
         lut[int(a)] = int(b)
-    labels = seg.labels.array
-    lesions = seg.lesions.array
-    out = np.empty_like(labels)
+    box = seg.box if seg.box is not None else (slice(None),) * 3
+    labels = seg.labels.array[box]
+    lesions = seg.lesions.array[box]
+    full = np.zeros_like(seg.labels.array)  # outside the box: background, as it was
+    out = full[box]
     step = max(1, SLAB_VOXELS // max(1, labels[0].size))
     for k0 in range(0, labels.shape[0], step):
         sl = slice(k0, k0 + step)
@@ -307,4 +328,4 @@ def relabel(seg: SegmentationOutput, mapping: dict[int, int]) -> SegmentationOut
         lesions[sl][out[sl] == 0] = 0.0
     masks = {int(lut[a]): VertebraMask(int(lut[a]), m.voxels_2mm, dict(m.lesion_scores), m.rib_ml)
              for a, m in seg.masks.items() if lut[a]}
-    return SegmentationOutput(seg.labels.with_array(out), seg.lesions, masks, seg.intensity_shift_hu)
+    return SegmentationOutput(seg.labels.with_array(full), seg.lesions, masks, seg.intensity_shift_hu, seg.box)
