@@ -98,6 +98,7 @@ def make_window(qtbot, dialogs, tmp_path):
         assert all(not t.isRunning() for t in w.findChildren(QThread)), "a worker thread outlived the window"
         assert w.view3d.plotter._closed
         assert plotter_id not in _ALL_PLOTTERS, "the 3D plotter leaked"
+        assert getattr(w.view3d.plotter, "_surface", None) is None, "a wrapper of the GL surface outlived the window"
 
 
 @pytest.fixture

@@ -195,6 +195,13 @@ class View3D(QWidget):
     def close_plotter(self) -> None:
         """Release the VTK render window (call once, when the window closes)."""
         self.plotter.close()
+        # pyvistaqt keeps Python wrappers of its Qt GL context and that context's surface after close.
+        # Once Qt deletes them, shiboken's map from C++ address to wrapper still holds those wrappers,
+        # and a new Qt object at the same address comes back as the dead one (a File menu returned as
+        # a QSurface, seen once in CI). Drop them while they are still valid.
+        forget = getattr(self.plotter, "_forget_context", None)
+        if callable(forget):
+            forget()
 
     # ---- session slots ------------------------------------------------------------------------
     def _on_ct_changed(self) -> None:
