@@ -4,10 +4,11 @@ Makes two tiny synthetic pools in a temporary folder (3 cases at 4 mm for the lo
 with lesions for the segmenter and the classifier), then runs each training command for a few steps
 and reads the step rate off its log, between the first and the last logged step (start-up, pool
 loading and the first steps are not counted; the lesion classifier's interval includes its small
-validation pass). On CUDA each runs at batch 2 (the CPU recipe) and 16. Figures plan training runs;
-the trained weights are thrown away.
+validation pass). On CUDA each runs at batch 2 (the CPU recipe) and 16; ``--workers`` tries batch-
+making processes (`inference.train.common.batch_stream`). Figures plan training runs; the trained
+weights are thrown away.
 
-Usage: python benchmarks/bench_training.py [--steps N] [--batch B ...]
+Usage: python benchmarks/bench_training.py [--steps N] [--batch B ...] [--workers W ...]
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=0,
                         help="steps per run, at least 20 (default: 30 on CPU, 40 on CUDA)")
     parser.add_argument("--batch", type=int, nargs="+", help="batch sizes (default: 2 on CPU, 2 and 16 on CUDA)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0],
+                        help="batch-making processes to try (default 0: batches made in the training process)")
     args = parser.parse_args()
     if args.steps and args.steps < 20:
         parser.error("--steps: at least 20 (the rate is read between logged steps, every 10th)")
@@ -69,17 +72,18 @@ def main() -> int:
         print(f"training on {where}; pools made in {time.perf_counter() - t0:.0f} s (6 synthetic cases)")
         for name, (module, pool, extra) in TRAINERS.items():
             for batch in batches:
-                out = tmp / f"{name}_{batch}"
-                cmd = [sys.executable, "-m", module, "--pool", str(tmp / pool), "--out", str(out), "--steps",
-                       str(steps), "--batch", str(batch), "--minutes", "30", *extra]
-                proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-                rate = step_rate(proc.stderr + proc.stdout)
-                if proc.returncode != 0 or rate is None:
-                    print(f"  {name} batch {batch}: failed\n{(proc.stderr or proc.stdout)[-1500:]}")
-                    return 1
-                per_s, counted = rate
-                print(f"  {name:<9} batch {batch:>2}: {per_s:6.2f} steps/s = {per_s * batch:7.1f} samples/s "
-                      f"({counted} steps timed)", flush=True)
+                for workers in args.workers:
+                    out = tmp / f"{name}_{batch}_{workers}"
+                    cmd = [sys.executable, "-m", module, "--pool", str(tmp / pool), "--out", str(out), "--steps",
+                           str(steps), "--batch", str(batch), "--minutes", "30", "--workers", str(workers), *extra]
+                    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+                    rate = step_rate(proc.stderr + proc.stdout)
+                    if proc.returncode != 0 or rate is None:
+                        print(f"  {name} batch {batch}: failed\n{(proc.stderr or proc.stdout)[-1500:]}")
+                        return 1
+                    per_s, counted = rate
+                    print(f"  {name:<9} batch {batch:>2}, {workers:>2} workers: {per_s:6.2f} steps/s = "
+                          f"{per_s * batch:7.1f} samples/s ({counted} steps timed)", flush=True)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from inference.preprocess import AIR_HU
 from inference.train.train_localizer import CUT_BEHIND_MM, MIN_VISIBLE, cut_behind, restrict_fov
@@ -149,3 +150,41 @@ def test_a_missing_pool_folder_is_a_one_line_usage_error(tmp_path, capsys):
     assert "no such pool folder: " + pools[1] + ";" in err  # the empty folder is fine: it is waited on
     args = parse_training_arguments(parser, ["--pool", pools[0], "--out", str(tmp_path / "o")])
     assert args.pool == [tmp_path / "empty"]
+
+
+def _random_batch(rng):
+    return {"a": rng.random((2, 3)), "n": np.arange(4)}
+
+
+def test_batches_come_from_the_training_stream_or_from_worker_processes():
+    from inference.train.common import batch_stream
+
+    here = batch_stream(_random_batch, np.random.default_rng(5), seed=5, workers=0)
+    first = [next(here)["a"] for _ in range(3)]
+    expected = np.random.default_rng(5)
+    for got in first:  # in process: exactly the training generator's draws, in order
+        np.testing.assert_array_equal(got.numpy(), expected.random((2, 3)))
+    ahead = batch_stream(_random_batch, np.random.default_rng(5), seed=5, workers=2)
+    batches = [next(ahead) for _ in range(6)]
+    assert all(isinstance(b["a"], torch.Tensor) and b["a"].shape == (2, 3) for b in batches)
+    assert torch.equal(batches[0]["n"], torch.arange(4))
+    values = {tuple(b["a"].flatten().tolist()) for b in batches}
+    assert len(values) == 6  # the workers draw from streams of their own, not copies of one
+
+
+def test_the_trainers_make_batches_of_the_network_input_shapes(tmp_path):
+    from inference.train.common import PoolFiles
+    from inference.train.pool import make_pool
+    from inference.train.train_localizer import PATCH, make_batch
+    from inference.train.train_segmenter import SegmenterBatches
+
+    make_pool(tmp_path / "loc", 1, seed=3, spacing=4.0)
+    make_pool(tmp_path / "seg", 1, seed=3, spacing=2.0)
+    rng = np.random.default_rng(0)
+    b = make_batch(rng, PoolFiles([tmp_path / "loc"], 10), batch=2, fov_p=0.5, clip_p=0.0, cut_p=0.0,
+                   constant_descriptor=False)
+    assert b["x"].shape == (2, 1, *PATCH) and b["cls"].shape == (2, *PATCH)
+    assert b["heat"].shape == (2, *(p // 2 for p in PATCH)) and b["desc"].shape[0] == 2
+    s = SegmenterBatches(PoolFiles([tmp_path / "seg"], 10), batch=2, p_lesion=0.0, cache_cases=4)(rng)
+    assert s["x"].shape[0] == s["y"].shape[0] == s["w"].shape[0] == s["les"].shape[0] == s["ribs"].shape[0] == 2
+    assert s["w"].shape == s["y"].shape and s["w"].min() >= 1.0

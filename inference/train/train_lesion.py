@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from ..models.lesion import LesionNet, lesion_input
 from ..models.segmenter import LESION_TYPES, PATCH, crop, crop_start
 from ..preprocess import normalize_hu
 from .common import (
+    batch_stream,
     keep_training,
     optimizer_step,
     parse_training_arguments,
@@ -116,8 +118,21 @@ def validation_ap(model: LesionNet, crops: Crops) -> dict[str, float | None]:
     return {t: average_precision(p[:, c], crops.y[:, c] > 0) for c, t in enumerate(LESION_TYPES)}
 
 
+def make_batch(rng: np.random.Generator, data: Crops, by_type: list[np.ndarray], batch: int) -> dict[str, np.ndarray]:
+    """Half from vertebrae with a lesion (a type drawn at random, then a vertebra with it), half from all."""
+    idx = []
+    for _ in range(batch):
+        kinds = [c for c in range(len(LESION_TYPES)) if len(by_type[c])]
+        if kinds and rng.random() < 0.5:
+            idx.append(int(rng.choice(by_type[int(rng.choice(kinds))])))
+        else:
+            idx.append(int(rng.integers(len(data))))
+    return {"x": np.stack([data.item(n, rng) for n in idx]), "y": data.y[idx]}
+
+
 def train(pools: list[Path], out: Path, minutes: float, batch: int, lr: float, val_from: int, seed: int,
-          threads: int, max_steps: int = 0, val_every: int = 200) -> None:
+          threads: int, max_steps: int = 0, val_every: int = 200, workers: int = 0) -> None:
+    """``workers``: processes that make batches ahead (`common.batch_stream`; 0: this process)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         torch.set_num_threads(threads)
@@ -139,16 +154,10 @@ def train(pools: list[Path], out: Path, minutes: float, batch: int, lr: float, v
     t_end = time.time() + 60 * minutes
     running = []
     model.train()
+    stream = batch_stream(partial(make_batch, data=data, by_type=by_type, batch=batch), rng, seed, workers)
     while keep_training(t_end, step, max_steps):
-        idx = []
-        for _ in range(batch):
-            kinds = [c for c in range(len(LESION_TYPES)) if len(by_type[c])]
-            if kinds and rng.random() < 0.5:
-                idx.append(int(rng.choice(by_type[int(rng.choice(kinds))])))
-            else:
-                idx.append(int(rng.integers(len(data))))
-        x = torch.from_numpy(np.stack([data.item(n, rng) for n in idx])).to(device)
-        y = torch.from_numpy(data.y[idx]).to(device)
+        b = next(stream)
+        x, y = b["x"].to(device, non_blocking=True), b["y"].to(device, non_blocking=True)
         loss = loss_fn(model(x), y)
         optimizer_step(model, opt, loss)
         running.append(loss.item())
@@ -174,7 +183,7 @@ def main() -> None:
     args = parse_training_arguments(parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, args.threads,
-          args.steps, args.val_every)
+          args.steps, args.val_every, args.workers)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,14 @@ from ..models.localizer import (
 )
 from ..preprocess import AIR_HU, normalize_hu
 from .common import (
+    PoolFiles,
+    batch_stream,
     keep_training,
     optimizer_step,
     parse_training_arguments,
     resume,
     save_checkpoint,
     training_arguments,
-    training_files,
     update_running,
 )
 
@@ -194,6 +196,18 @@ def heatmap_target(centers_kji_4mm: np.ndarray, out_shape: tuple[int, int, int])
     return heat
 
 
+def make_batch(rng: np.random.Generator, files: PoolFiles, batch: int, fov_p: float, clip_p: float, cut_p: float,
+               constant_descriptor: bool) -> dict[str, np.ndarray]:
+    """``batch`` samples of random training cases (`sample_patch`), stacked: x, cls, heat, desc."""
+    fs = files()
+    items = [sample_patch(_load(fs[int(rng.integers(len(fs)))]), rng, fov_p=fov_p, clip_p=clip_p, cut_p=cut_p)
+             for _ in range(batch)]
+    if constant_descriptor:
+        for it in items:
+            it["desc"] = DESCRIPTOR_MEAN
+    return {k: np.stack([it[k] for it in items]) for k in ("x", "cls", "heat", "desc")}
+
+
 def loss_fn(out: torch.Tensor, cls_4mm: torch.Tensor, heat: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted heatmap MSE + soft-target cross-entropy of the level classes (targets pooled to 8 mm)."""
     n_cls = len(CLASSES)
@@ -230,9 +244,11 @@ def train(
     cut_p: float = 0.0,
     max_steps: int = 0,
     constant_descriptor: bool = False,
+    workers: int = 0,
 ) -> None:
     """``max_steps``: stop at this step (0: by time alone). ``constant_descriptor``: every sample gets
-    `DESCRIPTOR_MEAN` instead of its own descriptor (the descriptor ablation's control arm)."""
+    `DESCRIPTOR_MEAN` instead of its own descriptor (the descriptor ablation's control arm).
+    ``workers``: processes that make batches ahead (`common.batch_stream`; 0: this process)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -248,20 +264,12 @@ def train(
     t_end = time.time() + minutes * 60
     t_ckpt = time.time()
     running: dict[str, float] = {}
+    files = PoolFiles(pool, val_from)
+    stream = batch_stream(partial(make_batch, files=files, batch=batch, fov_p=fov_p, clip_p=clip_p, cut_p=cut_p,
+                                  constant_descriptor=constant_descriptor), rng, seed, workers)
     while keep_training(t_end, step, max_steps):
-        files = training_files(pool, val_from)
-        if not files:
-            LOG.info("waiting for pool cases")
-            time.sleep(20)
-            continue
-        items = [sample_patch(_load(files[int(rng.integers(len(files)))]), rng, fov_p=fov_p, clip_p=clip_p,
-                              cut_p=cut_p)
-                 for _ in range(batch)]
-        x = torch.from_numpy(np.stack([it["x"] for it in items])).to(device)
-        cls = torch.from_numpy(np.stack([it["cls"] for it in items])).to(device)
-        heat = torch.from_numpy(np.stack([it["heat"] for it in items])).to(device)
-        desc = torch.from_numpy(np.stack([DESCRIPTOR_MEAN if constant_descriptor else it["desc"]
-                                          for it in items])).to(device)
+        b = next(stream)
+        x, cls, heat, desc = (b[k].to(device, non_blocking=True) for k in ("x", "cls", "heat", "desc"))
         model.train()
         loss, parts = loss_fn(model(x, desc), cls, heat)
         optimizer_step(model, opt, loss)
@@ -269,8 +277,8 @@ def train(
         update_running(running, parts)
         if step % 10 == 0:
             LOG.info("step %d  ce %.4f  level_ce %.3f  mse %.5f  (pool %d cases)", step, running["ce"],
-                     running["level_ce"], running["mse"], len(files))
-            log.append({"step": step, **{k: round(v, 5) for k, v in running.items()}, "pool": len(files)})
+                     running["level_ce"], running["mse"], len(files()))
+            log.append({"step": step, **{k: round(v, 5) for k, v in running.items()}, "pool": len(files())})
         if time.time() - t_ckpt > 300 or time.time() >= t_end:
             save_checkpoint(ckpt, model, opt, step, log, use_descriptor=use_descriptor,
                             constant_descriptor=constant_descriptor)
@@ -295,7 +303,7 @@ def main() -> None:
     args = parse_training_arguments(parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, not args.no_descriptor,
-          args.threads, args.fov_p, args.clip_p, args.cut_p, args.steps, args.constant_descriptor)
+          args.threads, args.fov_p, args.clip_p, args.cut_p, args.steps, args.constant_descriptor, args.workers)
 
 
 if __name__ == "__main__":

@@ -50,13 +50,14 @@ from ..models.segmenter import (
 )
 from ..preprocess import normalize_hu
 from .common import (
+    PoolFiles,
+    batch_stream,
     keep_training,
     optimizer_step,
     parse_training_arguments,
     resume,
     save_checkpoint,
     training_arguments,
-    training_files,
     update_running,
 )
 
@@ -188,14 +189,50 @@ def loss_fn(
     return loss, {k: float(v.detach()) for k, v in parts.items()}
 
 
+class SegmenterBatches:
+    """Makes training batches (called with a random generator): vertebra crops of random pool cases
+    (`sample`), or, with probability `P_SACRUM_BATCH`, a batch of sacrum crops in their own taller shape;
+    with each crop's boundary weight. Holds up to ``cache_cases`` cases in memory, the only ones sampled
+    once it is full."""
+
+    def __init__(self, files: PoolFiles, batch: int, p_lesion: float, cache_cases: int):
+        self.files, self.batch, self.p_lesion, self.cache_cases = files, batch, p_lesion, cache_cases
+        self.cache: dict[Path, dict[str, np.ndarray]] = {}
+
+    def __call__(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        cache = self.cache
+        files = [f for f in self.files() if f in cache or len(cache) < self.cache_cases]
+        items = []
+        sacrum = rng.random() < P_SACRUM_BATCH  # a batch of sacrum crops (their own, taller shape)
+        tries = 0
+        while len(items) < self.batch:
+            f = files[int(rng.integers(len(files)))]
+            if f not in cache:
+                cache[f] = load_case(f)
+                cache[f]["lesion_rows"] = lesion_ids(cache[f])
+            ids = cache[f]["ids"]
+            tries += 1
+            if sacrum and tries > 200:
+                sacrum = False  # the pool holds (almost) no sacrum
+            sacra = [int(v) for v in ids if v in SACRUM_IDS]
+            if sacrum and sacra:
+                items.append(sample(cache[f], rng, target=sacra[0], shape=SACRUM_PATCH))
+            elif not sacrum and len(ids):
+                items.append(sample(cache[f], rng, self.p_lesion))
+        out = {k: np.stack([it[k] for it in items]) for k in ("x", "y", "les", "ribs")}
+        out["w"] = np.stack([boundary_weight(it["y"]) for it in items])
+        return out
+
+
 def train(pool: list[Path], out: Path, minutes: float, batch: int, lr: float, val_from: int, seed: int,
           threads: int, lesion: tuple[float, float, float] = (LESION_WEIGHT, LESION_POS_WEIGHT, 0.0),
-          init: Path | None = None, max_steps: int = 0, arch: dict | None = None, cache_cases: int = 400) -> None:
+          init: Path | None = None, max_steps: int = 0, arch: dict | None = None, cache_cases: int = 400,
+          workers: int = 0) -> None:
     """``lesion``: (loss weight, positive weight, share of samples drawn from vertebrae with a lesion);
     ``init``: weights to start from when ``out`` holds no checkpoint yet; ``max_steps``: stop at this
     step (0: by time alone); ``arch``: `SegmenterNet` keyword arguments (attention, use_centers), kept
     in the checkpoint; ``cache_cases``: cases held in memory (~24 MB each), the only ones sampled once
-    the cache is full."""
+    the cache is full (shared out among the ``workers``, processes that make batches ahead; 0: this one)."""
     arch = dict(arch or {})
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -211,39 +248,16 @@ def train(pool: list[Path], out: Path, minutes: float, batch: int, lr: float, va
         state = torch.load(init, map_location=device)
         model.load_state_dict(widen_head(state.get("model", state), model))
         LOG.info("initialized from %s", init)
-    cache: dict[Path, dict[str, np.ndarray]] = {}
     t_end = time.time() + minutes * 60
     t_ckpt = time.time()
     running: dict[str, float] = {}
+    files = PoolFiles(pool, val_from)
+    # each batch-making process holds its own cache: together no more than cache_cases cases
+    batches = SegmenterBatches(files, batch, lesion[2], max(1, cache_cases // max(1, workers)))
+    stream = batch_stream(batches, rng, seed, workers)
     while keep_training(t_end, step, max_steps):
-        files = training_files(pool, val_from)
-        files = [f for f in files if f in cache or len(cache) < cache_cases]
-        if not files:
-            LOG.info("waiting for pool cases")
-            time.sleep(20)
-            continue
-        items = []
-        sacrum = rng.random() < P_SACRUM_BATCH  # a batch of sacrum crops (their own, taller shape)
-        tries = 0
-        while len(items) < batch:
-            f = files[int(rng.integers(len(files)))]
-            if f not in cache:
-                cache[f] = load_case(f)
-                cache[f]["lesion_rows"] = lesion_ids(cache[f])
-            ids = cache[f]["ids"]
-            tries += 1
-            if sacrum and tries > 200:
-                sacrum = False  # the pool holds (almost) no sacrum
-            sacra = [int(v) for v in ids if v in SACRUM_IDS]
-            if sacrum and sacra:
-                items.append(sample(cache[f], rng, target=sacra[0], shape=SACRUM_PATCH))
-            elif not sacrum and len(ids):
-                items.append(sample(cache[f], rng, lesion[2]))
-        x = torch.from_numpy(np.stack([it["x"] for it in items])).to(device)
-        y = torch.from_numpy(np.stack([it["y"] for it in items])).to(device)
-        w = torch.from_numpy(np.stack([boundary_weight(it["y"]) for it in items])).to(device)
-        les = torch.from_numpy(np.stack([it["les"] for it in items])).to(device)
-        ribs = torch.from_numpy(np.stack([it["ribs"] for it in items])).to(device)
+        b = next(stream)
+        x, y, w, les, ribs = (b[k].to(device, non_blocking=True) for k in ("x", "y", "w", "les", "ribs"))
         model.train()
         loss, parts = loss_fn(model(x), y, w, les, lesion[0], lesion[1], ribs)
         optimizer_step(model, opt, loss)
@@ -251,8 +265,8 @@ def train(pool: list[Path], out: Path, minutes: float, batch: int, lr: float, va
         update_running(running, parts)
         if step % 10 == 0:
             LOG.info("step %d  " + "  ".join(f"{k} {v:.4f}" for k, v in running.items()) + "  (pool %d)",
-                     step, len(files))
-            log.append({"step": step, **{k: round(v, 5) for k, v in running.items()}, "pool": len(files)})
+                     step, len(files()))
+            log.append({"step": step, **{k: round(v, 5) for k, v in running.items()}, "pool": len(files())})
         if time.time() - t_ckpt > 300 or time.time() >= t_end:
             save_checkpoint(ckpt, model, opt, step, log, arch=arch)
             t_ckpt = time.time()
@@ -280,7 +294,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, args.threads,
           (args.lesion_weight, args.lesion_pos_weight, args.lesion_focus), args.init, args.steps,
-          {"attention": args.attention, "use_centers": not args.no_centers}, args.cache)
+          {"attention": args.attention, "use_centers": not args.no_centers}, args.cache, args.workers)
 
 
 if __name__ == "__main__":
