@@ -30,21 +30,14 @@ _CHILD = """
 import json, resource, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-import numpy as np, SimpleITK as sitk, torch
+import torch
 from inference.io import read_ct
-from inference.volume import Volume
 from inference.pipeline import Pipeline
+from benchmarks.sample_grid import resampled
 size = [int(v) for v in sys.argv[3].split(",")]
 precision = sys.argv[4]
 small = read_ct(Path(sys.argv[2]) / "assets/sample/abdomen_ct_3mm.nii.gz")
-img = small.to_sitk()
-extent = [sp * n for sp, n in zip(img.GetSpacing(), img.GetSize())]
-spacing = [e / n for e, n in zip(extent, size)]
-origin = img.TransformContinuousIndexToPhysicalPoint([-0.5 + 0.5 * s / o for s, o in zip(spacing, img.GetSpacing())])
-big = sitk.Resample(img, size, sitk.Transform(), sitk.sitkLinear, origin, spacing, img.GetDirection(), -1024,
-                    sitk.sitkInt16)
-ct = Volume.from_sitk(big, {"source_path": "resampled sample"})
-del img, big
+ct = resampled(small, size)
 pipe = Pipeline(device=sys.argv[1], precision=precision)
 if pipe.device.type == "cuda":
     pipe.analyze(small)  # warm-up: CUDA start-up and kernel selection, not timed

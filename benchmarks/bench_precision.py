@@ -39,19 +39,10 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 
 def big_sample(size=(512, 512, 400)):
     """The sample CT resampled (linear) onto a ``size`` grid over the same extent."""
-    import SimpleITK as sitk
-
+    from benchmarks.sample_grid import resampled
     from inference.io import read_ct
-    from inference.volume import Volume
 
-    img = read_ct(DEFAULT_CTS[0]).to_sitk()
-    extent = [sp * n for sp, n in zip(img.GetSpacing(), img.GetSize(), strict=True)]
-    spacing = [e / n for e, n in zip(extent, size, strict=True)]
-    origin = img.TransformContinuousIndexToPhysicalPoint(
-        [-0.5 + 0.5 * s / o for s, o in zip(spacing, img.GetSpacing(), strict=True)])
-    big = sitk.Resample(img, list(size), sitk.Transform(), sitk.sitkLinear, origin, spacing, img.GetDirection(),
-                        -1024, sitk.sitkInt16)
-    return Volume.from_sitk(big, {"source_path": "resampled sample"})
+    return resampled(read_ct(DEFAULT_CTS[0]), size)
 
 
 @contextlib.contextmanager

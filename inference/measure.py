@@ -6,6 +6,8 @@ return plain dicts keyed by label id, so they work for VerSe ids and any other i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from scipy import ndimage
 
@@ -45,6 +47,14 @@ def label_boxes(labels: Volume) -> dict[int, tuple[slice, slice, slice]]:
             else:
                 lo[n + 1], hi[n + 1] = start, stop
     return {vid: tuple(slice(a, b) for a, b in zip(lo[vid], hi[vid], strict=True)) for vid in _ordered(lo)}
+
+
+def union_box(boxes: Iterable[tuple[slice, slice, slice]]) -> tuple[slice, slice, slice] | None:
+    """The smallest box holding all ``boxes`` (array slices with explicit starts and stops); None for none."""
+    boxes = list(boxes)
+    if not boxes:
+        return None
+    return tuple(slice(min(b[d].start for b in boxes), max(b[d].stop for b in boxes)) for d in range(3))
 
 
 def vertebra_voxel_counts(labels: Volume) -> dict[int, int]:

@@ -94,6 +94,10 @@ class AnalysisResult:
     precision: str = "fp32"
     """Of the network passes (`inference.precision`): fp32, or fp16 / bf16 autocast on CUDA."""
 
+    def compute(self) -> dict[str, str]:
+        """Where and how the networks ran (recorded in the bundle's manifest)."""
+        return {"device": self.device, "precision": self.precision}
+
     def summary(self) -> str:
         names = ", ".join(v.name for v in self.vertebrae) or "none"
         lines = [f"{len(self.vertebrae)} vertebrae found: {names}"]

@@ -74,9 +74,7 @@ def resample_ct(ct: Volume, grid: WorkingGrid, cancel: CancelToken | None = None
     sigma = [max(0.01, 0.5 * np.sqrt(max(grid.spacing**2 - s**2, 0.0))) for s in ct.spacing]
     box = needed_box(ct, grid, margin_mm=5.0 * max(sigma))
     if box is not None:
-        k, j, i = box
-        corner = ct.index_to_lps(np.array([[i.start, j.start, k.start]], float))[0]
-        ct = Volume(ct.array[box], ct.spacing, tuple(float(v) for v in corner), ct.direction.copy(), {})
+        ct = ct.crop(box)
     if device is not None and device.type == "cuda":
         check_cancel(cancel)
         return resample_ct_torch(ct, grid, sigma if max(sigma) > 0.05 else [0.0] * 3, device)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import registry
-from .measure import label_boxes, vertebra_volumes_ml
+from .measure import label_boxes, union_box, vertebra_volumes_ml
 from .volume import Volume
 
 SHAPES_JSON = Path(__file__).resolve().parents[1] / "assets" / "shapes" / "shapes.json"
@@ -87,10 +87,7 @@ def contact_areas(labels: Volume) -> dict[tuple[int, int], float]:
     boxes = label_boxes(labels)
     if len(boxes) < 2:
         return {}
-    # only the box around all masks: a spine fills a small part of a CT-size map
-    box = tuple(slice(min(b[d].start for b in boxes.values()), max(b[d].stop for b in boxes.values()))
-                for d in range(3))
-    arr = np.asarray(labels.array)[box]
+    arr = np.asarray(labels.array)[union_box(boxes.values())]  # a spine fills a small part of a CT-size map
     sx, sy, sz = labels.spacing
     face = {0: sx * sy, 1: sx * sz, 2: sy * sz}  # array axes k, j, i
     out: dict[tuple[int, int], float] = {}

@@ -22,7 +22,7 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from .measure import SLAB_VOXELS
+from .measure import SLAB_VOXELS, union_box
 from .models.lesion import LesionNet, lesion_input
 from .models.segmenter import (
     INPUT_SPACING_MM,
@@ -95,7 +95,7 @@ class SegmentationOutput:
 
     def labels_in_box(self) -> Volume:
         """``labels`` cut to `box` (same spacing and frame; ids and voxel counts unchanged)."""
-        return _crop(self.labels, self.box)
+        return self.labels if self.box is None else self.labels.crop(self.box)
 
 
 def crop_box(centers_kji: np.ndarray, grid: WorkingGrid, shapes=None) -> tuple[np.ndarray, np.ndarray]:
@@ -214,9 +214,7 @@ def segment_vertebrae(
         done += len(idx)
         tell(0.05 + 0.9 * min(1.0, done / len(vertebrae)), f"segmented {done}/{len(vertebrae)}")
     _drop_islands(labels, boxes)
-    pasted = [b for b in boxes.values() if b is not None]
-    box = tuple(slice(min(b[d].start for b in pasted), max(b[d].stop for b in pasted)) for d in range(3)) \
-        if pasted else (slice(0, 0),) * 3
+    box = union_box(b for b in boxes.values() if b is not None) or (slice(0, 0),) * 3
     lesion_map[box][labels[box] == 0] = 0.0  # outside the box nothing was pasted
     return SegmentationOutput(_on_ct(ct, labels), _on_ct(ct, lesion_map), masks, shift, box)
 
@@ -261,15 +259,6 @@ def _drop_islands(labels: np.ndarray, boxes: dict[int, tuple[slice, slice, slice
         sizes[0] = 0
         small = np.flatnonzero((sizes > 0) & (sizes < ISLAND_FRACTION * sizes.max()))
         sub[np.isin(pieces, small)] = 0
-
-
-def _crop(volume: Volume, box: tuple[slice, slice, slice] | None) -> Volume:
-    """``volume`` cut to ``box`` (k, j, i; a view), its origin moved to the box's first voxel."""
-    if box is None:
-        return volume
-    start = np.array([[box[2].start, box[1].start, box[0].start]], float)
-    return Volume(volume.array[box], volume.spacing, tuple(volume.index_to_lps(start)[0]), volume.direction.copy(),
-                  dict(volume.metadata))
 
 
 def _on_ct(ct: Volume, array: np.ndarray) -> Volume:

@@ -99,6 +99,13 @@ class Volume:
             raise ValueError(f"array shape {array.shape} differs from the grid {self.array.shape}")
         return Volume(array, self.spacing, self.origin, self.direction.copy(), {**self.metadata, **metadata})
 
+    def crop(self, box: tuple[slice, slice, slice]) -> Volume:
+        """The part of this volume in ``box`` (array slices k, j, i with explicit starts; a view), in
+        the same frame: its origin is the box's first voxel."""
+        start = np.array([[box[2].start, box[1].start, box[0].start]], float)
+        return Volume(self.array[box], self.spacing, tuple(self.index_to_lps(start)[0]), self.direction.copy(),
+                      dict(self.metadata))
+
     # ---- SimpleITK bridge ---------------------------------------------------------------------
     def to_sitk(self) -> sitk.Image:
         img = sitk.GetImageFromArray(np.ascontiguousarray(self.array))

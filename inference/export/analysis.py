@@ -95,7 +95,7 @@ def write_analysis_bundle(
         inputs: dict[str, Any] = {
             "ct": ct_identity(Path(input_path) if input_path else None, ct),
             "grid": ct.geometry_dict(),
-            "analysis": {"device": result.device, "precision": result.precision},
+            "analysis": result.compute(),
         }
         manifest = {
             **manifest_header(inputs, result.models),
@@ -151,7 +151,7 @@ def _write_full(out_dir, result: AnalysisResult, ct: Volume, input_path, correct
             "localizer_center_lps": point(v.center_lps),
         }
     info = {"ct": ct_identity(Path(input_path) if input_path else None, ct),
-            "analysis": {"device": result.device, "precision": result.precision}}
+            "analysis": result.compute()}
     return write_bundle(
         out_dir,
         seg.labels,

@@ -58,6 +58,14 @@ def training_files(pools: Path | list[Path], val_from: int) -> list[Path]:
     return split_files(pools, val_from)[0]
 
 
+def training_device(threads: int) -> torch.device:
+    """CUDA when present, else the CPU with ``threads`` torch threads."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    return device
+
+
 def keep_training(t_end: float, step: int, max_steps: int) -> bool:
     """Before the wall-clock end ``t_end`` (``time.time()``) and, when ``max_steps`` is set, below that step."""
     return time.time() < t_end and not (max_steps and step >= max_steps)

@@ -40,6 +40,7 @@ from .common import (
     save_checkpoint,
     split_files,
     training_arguments,
+    training_device,
 )
 from .train_segmenter import P_LOW_DENSITY
 from .validate_synthetic import MIN_LESION_VOXELS, average_precision
@@ -133,9 +134,7 @@ def make_batch(rng: np.random.Generator, data: Crops, by_type: list[np.ndarray],
 def train(pools: list[Path], out: Path, minutes: float, batch: int, lr: float, val_from: int, seed: int,
           threads: int, max_steps: int = 0, val_every: int = 200, workers: int = 0) -> None:
     """``workers``: processes that make batches ahead (`common.batch_stream`; 0: this process)."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":
-        torch.set_num_threads(threads)
+    device = training_device(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)

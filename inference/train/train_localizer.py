@@ -40,6 +40,7 @@ from .common import (
     resume,
     save_checkpoint,
     training_arguments,
+    training_device,
     update_running,
 )
 
@@ -251,9 +252,7 @@ def train(
     ``workers``: processes that make batches ahead (`common.batch_stream`; 0: this process)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":
-        torch.set_num_threads(threads)
+    device = training_device(threads)
     out.mkdir(parents=True, exist_ok=True)
     model = LocalizerNet(use_descriptor=use_descriptor).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)

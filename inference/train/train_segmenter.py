@@ -58,6 +58,7 @@ from .common import (
     resume,
     save_checkpoint,
     training_arguments,
+    training_device,
     update_running,
 )
 
@@ -236,9 +237,7 @@ def train(pool: list[Path], out: Path, minutes: float, batch: int, lr: float, va
     arch = dict(arch or {})
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":
-        torch.set_num_threads(threads)
+    device = training_device(threads)
     out.mkdir(parents=True, exist_ok=True)
     model = SegmenterNet(**arch).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
