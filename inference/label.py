@@ -29,7 +29,7 @@ P_FALSE = 0.05
 """Prior probability that a candidate is a false detection (not a vertebra center)."""
 EMISSION_FLOOR = 1e-4
 """Smallest emission probability: one confident but wrong voxel vote cannot veto a whole column."""
-EMISSION_TEMPERATURE = 1.5
+EMISSION_TEMPERATURE = 2.0
 """The localizer's level probabilities are raised to 1 / this before decoding (see `decode`); chosen with
 the rib table below on held-out synthetic CT (docs/labeling_calibration.md)."""
 
@@ -268,17 +268,18 @@ RIB_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 RIB_GROUP_OF: dict[int, str] = {registry.id_of(name): g for g, names in RIB_GROUPS for name in names}
 """VerSe id → its `RIB_GROUPS` name."""
 RIB_LIKELIHOOD: dict[str, tuple[float, float, float]] = {
-    "C1-C6": (0.9816, 0.0123, 0.0061),
-    "C7": (0.871, 0.0645, 0.0645),
-    "T1-T10": (0.0849, 0.0826, 0.8326),
-    "T11-T13": (0.2654, 0.142, 0.5926),
-    "L1": (0.5976, 0.2317, 0.1707),
-    "L2-L4": (0.9592, 0.0367, 0.0041),
-    "L5-S1": (0.9773, 0.0114, 0.0114),
+    "C1-C6": (0.9881, 0.006, 0.006),
+    "C7": (0.8571, 0.0714, 0.0714),
+    "T1-T10": (0.0841, 0.1062, 0.8097),
+    "T11-T13": (0.2717, 0.1908, 0.5376),
+    "L1": (0.5795, 0.2386, 0.1818),
+    "L2-L4": (0.9686, 0.0275, 0.0039),
+    "L5-S1": (0.9674, 0.0217, 0.0109),
 }
-"""P(rib-cue bin | level group), measured on held-out synthetic CT with localizer 1.1-step15378 and
+"""P(rib-cue bin | level group), measured on held-out synthetic CT with localizer 1.1-step15378 (run as
+`inference.localize` runs it: mirror test-time augmentation, small scans in the training field) and
 segmenter 1.2-ft726 by `python -m inference.train.calibrate_labeling` (docs/labeling_calibration.md):
-re-measure it whenever either model changes."""
+re-measure it whenever either model or the way it is run changes."""
 
 
 def rib_bin(ml: float | None) -> int | None:

@@ -39,6 +39,13 @@ UNANCHORED_CAP = 0.5
 """Highest label probability given when the column in view holds no landmark (`label.is_anchored`)."""
 BORDER_MM = 8.0
 """A center closer than this to the scan's edge is flagged ``partial_at_border``."""
+SHORT_SCAN_MM = 60.0
+"""A field of view shorter than this (cranio-caudal) holds less than two lumbar vertebrae; when nothing
+is found in one, the note says the scan is too short rather than asking whether it shows the spine."""
+MIRROR_TTA = True
+"""Localizer test-time augmentation: average the pass on the scan and on its left-right mirror. On 100
+held-out synthetic cases (docs/labeling_calibration.md) it named 1104 of 1322 matched vertebrae right
+against 1072 of 1324 without it; it doubles the localizer's network time."""
 MAX_CANDIDATES = 60
 """Strongest heatmap peaks kept for decoding (a whole spine has 26 levels)."""
 
@@ -285,7 +292,8 @@ class Pipeline:
 
     def _run_localizer(self, ct: Volume, cancel: CancelToken | None) -> LocalizerOutput:
         try:
-            return run_localizer(self.localizer, ct, self.device, cancel=cancel, precision=self.precision)
+            return run_localizer(self.localizer, ct, self.device, cancel=cancel, precision=self.precision,
+                                 mirror=MIRROR_TTA)
         except torch.OutOfMemoryError:
             if self.device.type == "cpu":
                 raise
@@ -294,14 +302,20 @@ class Pipeline:
             self.device = torch.device("cpu")
             self.precision = "fp32"
             self.localizer = self.localizer.to(self.device)
-            return run_localizer(self.localizer, ct, self.device, cancel=cancel)
+            return run_localizer(self.localizer, ct, self.device, cancel=cancel, mirror=MIRROR_TTA)
 
 
 def _qa(vertebrae: list[VertebraResult], ct: Volume, seg: SegmentationOutput | None = None) -> list[str]:
     """Per-vertebra flags (in place) and case-level notes: gaps, doubtful labels, border cuts, masks."""
     notes = intensity_notes(ct)
     if not vertebrae:
-        notes.append("no vertebra found: is this a CT of the spine?")
+        lo, hi = ct.physical_bounds()
+        height = float(hi[2] - lo[2]) + float(np.abs(ct.direction[2]) @ np.asarray(ct.spacing))
+        if height < SHORT_SCAN_MM:
+            notes.append(f"no vertebra found in a field of view {height:.0f} mm tall: too short to find and name "
+                         f"vertebrae reliably; analyze a scan that covers at least {SHORT_SCAN_MM:.0f} mm of the spine")
+        else:
+            notes.append("no vertebra found: is this a CT of the spine?")
     if any("label_unanchored" in v.qa_flags for v in vertebrae):
         notes.append("labels not anchored: the scan shows neither C2, the sacrum nor a first or last rib, so the "
                      "levels are guessed from the shape of a few vertebrae; count them on a scan that shows one")

@@ -41,7 +41,9 @@ def spine_ct(direction=None) -> tuple[Volume, dict[str, np.ndarray]]:
 
 
 class FakeLocalizer(nn.Module):
-    """Heatmap = local brightness; level logits from the position along S (L1 top … L3 bottom).
+    """Heatmap = local brightness; level logits from the position along S (L1 top … L3 bottom),
+    counted from the first slice of the scan inside the input field (`inference.localize.input_field`
+    centres a small scan in air).
 
     ``seconds`` makes the forward pass take that long (sleeping, in one call like a real network).
     """
@@ -65,7 +67,8 @@ class FakeLocalizer(nn.Module):
         pooled = nn.functional.avg_pool3d(bright, 2)
         heat = nn.functional.avg_pool3d(pooled, 3, stride=1, padding=1)
         heat = heat / heat.max().clamp(min=1e-6)
-        k = torch.arange(pooled.shape[2], dtype=torch.float32)
+        k0 = int(torch.nonzero((x[0, 0] > -0.99).any(dim=2).any(dim=1))[0])  # first scan slice (4 mm)
+        k = torch.arange(pooled.shape[2], dtype=torch.float32) - k0 / 2
         z = self.origin_z + 8.0 * k + 2.0  # 8 mm output voxels (4 mm working grid origin + half voxel)
         logits = torch.full((1, len(CLASSES), *pooled.shape[2:]), -5.0)
         for name, cz in zip(SPINE_LEVELS, self.centers_z, strict=True):

@@ -404,3 +404,46 @@ def test_a_windowed_scan_is_called_out():
     assert len(intensity_notes(grey)) == 2
     result = fake_pipeline(clipped, spine_ct()[1]).analyze(clipped)
     assert any("display window" in q for q in result.qa)
+
+
+def test_a_small_scan_is_centred_in_air_the_size_of_the_training_field():
+    from inference.localize import input_field
+    from inference.models.localizer import CLASSES, TRAINING_FIELD
+
+    size, start = input_field(np.array([10, 20, 70]), 16)
+    assert np.all(size >= TRAINING_FIELD) and np.all(size % 16 == 0) and size[2] == 80
+    assert np.all(start % 2 == 0) and np.all(np.abs(start + np.array([10, 20, 70]) / 2 - size / 2) <= 2)
+    big, at = input_field(np.array([200, 130, 96]), 16)
+    assert big.tolist() == [208, 144, 96] and at.tolist() == [4, 6, 0]
+
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        divisor = 16
+
+        def forward(self, x, d):
+            seen["x"] = x.clone()
+            k = torch.arange(x.shape[2] // 2, dtype=torch.float32)[:, None, None]  # slice index as heatmap
+            heat = k.expand(x.shape[2] // 2, x.shape[3] // 2, x.shape[4] // 2)[None, None]
+            return torch.cat([heat, torch.zeros(1, len(CLASSES), *heat.shape[2:])], dim=1)
+
+    ct = Volume(np.full((6, 30, 40), 100, np.int16), (2.0, 2.0, 4.0), (0.0, 0.0, 0.0))  # 24 mm slab: 6 x 15 x 20 voxels at 4 mm
+    out = run_localizer(Recorder(), ct, torch.device("cpu"))
+    x = seen["x"][0, 0].numpy()
+    assert x.shape == tuple(input_field(np.array(out.heatmap.shape), 16)[0])
+    inside = np.argwhere(x > -0.99)
+    lo, hi = inside.min(0), inside.max(0) + 1
+    assert (hi - lo).tolist() == list(out.heatmap.shape) == [6, 15, 20]
+    assert lo.tolist() == input_field(np.array([6, 15, 20]), 16)[1].tolist()
+    assert x.min() == pytest.approx(-1.0) and np.allclose(x[tuple(slice(a, b) for a, b in zip(lo, hi))], 0.1)
+    # outputs are cut back to the scan: its first 4 mm slice is the field's slice lo[0] (8 mm slice lo[0] / 2)
+    assert out.heatmap[0, 0, 0] == pytest.approx(lo[0] / 2 - 0.25, abs=0.3)
+
+
+def test_nothing_found_in_a_short_slab_says_the_field_of_view_is_too_short():
+    from inference.pipeline import _qa
+
+    slab = Volume(np.zeros((20, 8, 8), np.int16), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
+    tall = Volume(np.zeros((40, 8, 8), np.int16), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
+    assert any("40 mm tall" in n for n in _qa([], slab))
+    assert any("is this a CT of the spine" in n for n in _qa([], tall))

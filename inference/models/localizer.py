@@ -23,6 +23,10 @@ from .nets import UNet3D
 INPUT_SPACING_MM = 4.0
 OUTPUT_SPACING_MM = 8.0
 HEATMAP_SIGMA_MM = 6.0
+TRAINING_FIELD = (112, 64, 64)
+"""The training crop (k, j, i) on the 4 mm grid: 448 mm cranio-caudal, 256 mm in-plane, centred
+on the spine in-plane; a synthetic scan smaller than it lies in air. At inference a scan smaller
+than it along an axis is centred in an air-filled field of this size (`inference.localize`)."""
 
 LEVEL_IDS: tuple[int, ...] = tuple(registry.sort_ids(list(registry.VALID_IDS)))
 """VerSe ids in cranio-caudal order (C1 … T12, T13, L1 … L5, L6, S1)."""

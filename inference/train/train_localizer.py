@@ -6,7 +6,8 @@
 Runs on CUDA when present, else CPU (2 threads unless told). Cases whose index is ≥ the pool's
 `--val-from` are held out for validation (synthetic, never trained on); real CT is judged after
 training with `inference.train.validate_real`, never used here. Checkpoints every few minutes, so
-a run can be stopped at any time and the last checkpoint kept.
+a run can be stopped at any time and the last checkpoint kept. ``--init WEIGHTS`` starts from another
+localizer's weights (a checkpoint or the shipped ``localizer.pt``) with a fresh optimizer: a fine-tune.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..models.localizer import (
     DESCRIPTOR_MEAN,
     HEATMAP_SIGMA_MM,
     INPUT_SPACING_MM,
+    TRAINING_FIELD,
     LocalizerNet,
     id_to_class_lut,
     scan_descriptor,
@@ -46,7 +48,7 @@ from .common import (
 
 LOG = logging.getLogger("spinenav.train.localizer")
 
-PATCH = (112, 64, 64)
+PATCH = TRAINING_FIELD
 """Training crop (k, j, i) at 4 mm: 448 mm cranio-caudal (most synthetic scans fit whole), 256 mm in-plane."""
 BACKGROUND_WEIGHT = 0.2
 HEATMAP_WEIGHT = 20.0
@@ -246,10 +248,12 @@ def train(
     max_steps: int = 0,
     constant_descriptor: bool = False,
     workers: int = 0,
+    init: Path | None = None,
 ) -> None:
     """``max_steps``: stop at this step (0: by time alone). ``constant_descriptor``: every sample gets
     `DESCRIPTOR_MEAN` instead of its own descriptor (the descriptor ablation's control arm).
-    ``workers``: processes that make batches ahead (`common.batch_stream`; 0: this process)."""
+    ``workers``: processes that make batches ahead (`common.batch_stream`; 0: this process).
+    ``init``: weights to start from when ``out`` holds no checkpoint yet."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = training_device(threads)
@@ -258,6 +262,10 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     ckpt = out / "last.pt"
     step, log = resume(ckpt, model, opt, device)
+    if step == 0 and init is not None:
+        state = torch.load(init, map_location=device, weights_only=True)
+        model.load_state_dict(state.get("model", state))
+        LOG.info("initialized from %s", init)
     for group in opt.param_groups:  # a resumed run (fine-tuning) takes the learning rate it is given
         group["lr"] = lr
     t_end = time.time() + minutes * 60
@@ -299,10 +307,15 @@ def main() -> None:
                         help="probability of a bone-window export (soft tissue and air set to one value)")
     parser.add_argument("--cut-p", type=float, default=0.0,
                         help="probability of a field of view cut through the column from behind (cardiac CT, CTA)")
+    parser.add_argument("--init", type=Path,
+                        help="localizer weights to start from (a checkpoint or the shipped localizer.pt)")
     args = parse_training_arguments(parser)
+    if args.init is not None and not args.init.is_file():
+        parser.error(f"{args.init}: no such weights file; give a checkpoint (last.pt) or a shipped localizer.pt")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(args.pool, args.out, args.minutes, args.batch, args.lr, args.val_from, args.seed, not args.no_descriptor,
-          args.threads, args.fov_p, args.clip_p, args.cut_p, args.steps, args.constant_descriptor, args.workers)
+          args.threads, args.fov_p, args.clip_p, args.cut_p, args.steps, args.constant_descriptor, args.workers,
+          args.init)
 
 
 if __name__ == "__main__":
