@@ -427,7 +427,8 @@ def test_a_small_scan_is_centred_in_air_the_size_of_the_training_field():
             heat = k.expand(x.shape[2] // 2, x.shape[3] // 2, x.shape[4] // 2)[None, None]
             return torch.cat([heat, torch.zeros(1, len(CLASSES), *heat.shape[2:])], dim=1)
 
-    ct = Volume(np.full((6, 30, 40), 100, np.int16), (2.0, 2.0, 4.0), (0.0, 0.0, 0.0))  # 24 mm slab: 6 x 15 x 20 voxels at 4 mm
+    # a 24 mm slab: 6 x 15 x 20 voxels at 4 mm
+    ct = Volume(np.full((6, 30, 40), 100, np.int16), (2.0, 2.0, 4.0), (0.0, 0.0, 0.0))
     out = run_localizer(Recorder(), ct, torch.device("cpu"))
     x = seen["x"][0, 0].numpy()
     assert x.shape == tuple(input_field(np.array(out.heatmap.shape), 16)[0])
@@ -435,7 +436,8 @@ def test_a_small_scan_is_centred_in_air_the_size_of_the_training_field():
     lo, hi = inside.min(0), inside.max(0) + 1
     assert (hi - lo).tolist() == list(out.heatmap.shape) == [6, 15, 20]
     assert lo.tolist() == input_field(np.array([6, 15, 20]), 16)[1].tolist()
-    assert x.min() == pytest.approx(-1.0) and np.allclose(x[tuple(slice(a, b) for a, b in zip(lo, hi))], 0.1)
+    scan = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    assert x.min() == pytest.approx(-1.0) and np.allclose(x[scan], 0.1)
     # outputs are cut back to the scan: its first 4 mm slice is the field's slice lo[0] (8 mm slice lo[0] / 2)
     assert out.heatmap[0, 0, 0] == pytest.approx(lo[0] / 2 - 0.25, abs=0.3)
 
