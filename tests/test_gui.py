@@ -26,7 +26,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from inference import registry
 from inference.errors import InputError, WeightsError
-from inference.pipeline import Pipeline
+from inference.pipeline import MIRROR_TTA, Pipeline
 from inference.preprocess import working_grid
 from inference.volume import Volume
 from navapp.app import main
@@ -50,6 +50,9 @@ SAMPLE_CT = ROOT / "assets" / "sample" / "abdomen_ct_3mm.nii.gz"
 SAMPLE_LABELS = ROOT / "assets" / "sample" / "abdomen_vertebrae_totalseg.nii.gz"
 SAMPLE_LEVELS = ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
 LOAD_TIMEOUT_MS = 60_000
+
+LOCALIZER_PASSES = 2 if MIRROR_TTA else 1
+"""Forward passes of the localizer per analysis (the mirror pass, `inference.pipeline.MIRROR_TTA`)."""
 
 
 # ---- fixtures ---------------------------------------------------------------------------------
@@ -587,7 +590,7 @@ def test_main_screenshot_runs_the_analysis_without_labels(qapp, tmp_path, spine,
     monkeypatch.setattr(analysis_module, "default_pipeline", fake)
     png = tmp_path / "analysed.png"
     assert main([str(path), "--screenshot", str(png)]) == 0
-    assert fake.calls == 1 and fake.model.calls == 1
+    assert fake.calls == 1 and fake.model.calls == LOCALIZER_PASSES  # one analysis
     rgb = _qimage_to_rgb(QImage(str(png)))
     # the 3D view drew the three center markers in their registry colours
     for name in SPINE_LEVELS:
@@ -676,7 +679,7 @@ def test_analysis_fills_table_markers_and_slices(qtbot, analysis_window, dialogs
 
     # a second run reuses the pipeline (the models load once)
     _analyze(qtbot, window)
-    assert factory.calls == 1 and factory.model.calls == 2
+    assert factory.calls == 1 and factory.model.calls == 2 * LOCALIZER_PASSES  # two analyses
 
 
 def test_cancel_during_analysis_stops_the_worker_within_a_second(qtbot, make_window, dialogs, spine, monkeypatch):
