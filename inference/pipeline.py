@@ -290,10 +290,12 @@ class Pipeline:
             return segment_vertebrae(self.segmenter.to("cpu"), ct, items, torch.device("cpu"), batch_size=1,
                                      **{**kwargs, "precision": "fp32"})
 
-    def _run_localizer(self, ct: Volume, cancel: CancelToken | None) -> LocalizerOutput:
+    def _run_localizer(self, ct: Volume, cancel: CancelToken | None,
+                       descriptor: np.ndarray | None = None) -> LocalizerOutput:
+        """``descriptor``: instead of the scan's own (the descriptor ablation of `validate_real`)."""
         try:
             return run_localizer(self.localizer, ct, self.device, cancel=cancel, precision=self.precision,
-                                 mirror=MIRROR_TTA)
+                                 mirror=MIRROR_TTA, descriptor=descriptor)
         except torch.OutOfMemoryError:
             if self.device.type == "cpu":
                 raise
@@ -302,15 +304,16 @@ class Pipeline:
             self.device = torch.device("cpu")
             self.precision = "fp32"
             self.localizer = self.localizer.to(self.device)
-            return run_localizer(self.localizer, ct, self.device, cancel=cancel, mirror=MIRROR_TTA)
+            return run_localizer(self.localizer, ct, self.device, cancel=cancel, mirror=MIRROR_TTA,
+                                 descriptor=descriptor)
 
 
 def _qa(vertebrae: list[VertebraResult], ct: Volume, seg: SegmentationOutput | None = None) -> list[str]:
     """Per-vertebra flags (in place) and case-level notes: gaps, doubtful labels, border cuts, masks."""
     notes = intensity_notes(ct)
     if not vertebrae:
-        lo, hi = ct.physical_bounds()
-        height = float(hi[2] - lo[2]) + float(np.abs(ct.direction[2]) @ np.asarray(ct.spacing))
+        lo, hi = ct.extent()
+        height = float(hi[2] - lo[2])
         if height < SHORT_SCAN_MM:
             notes.append(f"no vertebra found in a field of view {height:.0f} mm tall: too short to find and name "
                          f"vertebrae reliably; analyze a scan that covers at least {SHORT_SCAN_MM:.0f} mm of the spine")

@@ -82,6 +82,13 @@ class Volume:
         pts = self.index_to_lps(corners)
         return pts.min(axis=0), pts.max(axis=0)
 
+    def extent(self) -> tuple[np.ndarray, np.ndarray]:
+        """Axis-aligned LPS box (min, max) of the grid's voxels including their outer halves, mm."""
+        lo, hi = -0.5, np.array(self.size, dtype=float) - 0.5
+        corners = np.array([[i, j, k] for i in (lo, hi[0]) for j in (lo, hi[1]) for k in (lo, hi[2])])
+        pts = self.index_to_lps(corners)
+        return pts.min(axis=0), pts.max(axis=0)
+
     def same_grid(self, other: Volume, tol_mm: float = 1e-3) -> bool:
         """True when both volumes have the same size and voxel positions (within ``tol_mm``)."""
         if self.size != other.size:

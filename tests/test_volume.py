@@ -67,6 +67,9 @@ def test_physical_bounds_of_flipped_grid():
     lo, hi = v.physical_bounds()
     np.testing.assert_allclose(lo, [-4.0, -6.0, 0.0])
     np.testing.assert_allclose(hi, [0.0, 0.0, 6.0])
+    lo, hi = v.extent()  # the voxels' outer halves too
+    np.testing.assert_allclose(lo, [-4.5, -7.0, -1.5])
+    np.testing.assert_allclose(hi, [0.5, 1.0, 7.5])
 
 
 def test_geometry_dict_is_json_ready(vol):

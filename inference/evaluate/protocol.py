@@ -239,17 +239,9 @@ def _checked_boxes(volume: Volume) -> dict[int, tuple[slice, slice, slice]]:
     return boxes
 
 
-def _extent(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """Axis-aligned LPS box (min, max) of the grid's voxels including their outer halves, mm."""
-    lo, hi = -0.5, np.array(volume.size, dtype=float) - 0.5
-    corners = np.array([[i, j, k] for i in (lo, hi[0]) for j in (lo, hi[1]) for k in (lo, hi[2])])
-    pts = volume.index_to_lps(corners)
-    return pts.min(axis=0), pts.max(axis=0)
-
-
 def _resample_onto(pred: Volume, truth: Volume) -> np.ndarray:
     """``pred`` labels on ``truth``'s grid (nearest neighbour), as an array ``[k, j, i]``."""
-    (lo_p, hi_p), (lo_t, hi_t) = _extent(pred), _extent(truth)
+    (lo_p, hi_p), (lo_t, hi_t) = pred.extent(), truth.extent()
     if np.any(np.maximum(lo_p, lo_t) >= np.minimum(hi_p, hi_t)):
         raise InputError(pred.metadata.get("source_path"),
                          "the bundle and the reference do not overlap in LPS space; are they the same scan?")

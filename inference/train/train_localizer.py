@@ -49,7 +49,7 @@ from .common import (
 LOG = logging.getLogger("spinenav.train.localizer")
 
 PATCH = TRAINING_FIELD
-"""Training crop (k, j, i) at 4 mm: 448 mm cranio-caudal (most synthetic scans fit whole), 256 mm in-plane."""
+"""Training crop (k, j, i) at 4 mm (`TRAINING_FIELD`; most synthetic scans fit whole cranio-caudally)."""
 BACKGROUND_WEIGHT = 0.2
 HEATMAP_WEIGHT = 20.0
 LEVEL_WEIGHT = 0.2

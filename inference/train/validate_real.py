@@ -201,13 +201,8 @@ def evaluate_case(
     pipeline: Pipeline, case: RealCase, ct: Volume, descriptor: np.ndarray | None = None
 ) -> dict[str, Any]:
     if descriptor is not None:
-        from ..localize import run_localizer
-        from ..pipeline import MIRROR_TTA
-
         original = pipeline._run_localizer
-        pipeline._run_localizer = lambda ct_, cancel: run_localizer(
-            pipeline.localizer, ct_, pipeline.device, descriptor=descriptor, cancel=cancel, mirror=MIRROR_TTA
-        )
+        pipeline._run_localizer = lambda ct_, cancel: original(ct_, cancel, descriptor)
     try:
         t0 = time.perf_counter()
         result = pipeline.analyze(ct)
