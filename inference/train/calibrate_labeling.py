@@ -62,6 +62,7 @@ def _records(pipeline, ct: Volume, labels: Volume, case: int, view: str) -> list
         vid = min(d, key=d.get) if d else 0
         rows.append({"case": case, "view": view, "order": n, "true_id": int(vid) if d and d[vid] <= MATCH_MM else 0,
                      "score": round(float(c.score), 4), "rib_ml": None if ribs[n] is None else round(ribs[n], 3),
+                     "center": [round(float(x), 1) for x in c.center_lps],
                      "probs": [round(float(p), 5) for p in c.level_probs]})
     return rows
 
