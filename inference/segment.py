@@ -121,6 +121,7 @@ def segment_vertebrae(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     precision: str = "fp32",
+    mirror: bool = False,
 ) -> SegmentationOutput:
     """Masks and lesion suspicion for ``vertebrae`` = [(VerSe id, center LPS mm), …] of ``ct``.
 
@@ -134,7 +135,9 @@ def segment_vertebrae(
     shows where, the classifier how suspicious. Without it, both come from the segmenter's channels.
 
     ``precision``: fp32, or fp16 / bf16 autocast on CUDA (`inference.precision`); probabilities are
-    taken in float32 either way.
+    taken in float32 either way. ``mirror``: also run each crop left-right mirrored (a training
+    augmentation) and average the two passes' probabilities (test-time augmentation; twice the network
+    time).
     """
     thr = {t: (lesion_thresholds or {}).get(t, LESION_FLAG) for t in LESION_TYPES}
     # a type the weights disable (threshold None: not better than chance on held-out synthetic CT) scores 0
@@ -187,7 +190,12 @@ def segment_vertebrae(
         with torch.inference_mode():
             with autocast(device, precision):
                 out = model(x)
-            prob = torch.sigmoid(out.float()).cpu().numpy()
+            prob = torch.sigmoid(out.float())
+            if mirror:  # the left-right mirrored crops too (a training augmentation), flipped back and averaged
+                with autocast(device, precision):
+                    out = model(x.flip(-1))
+                prob = 0.5 * (prob + torch.sigmoid(out.float()).flip(-1))
+            prob = prob.cpu().numpy()
         inside_all = prob[:, 0] > MASK_THRESHOLD
         if lesion_model is None:
             prob[:, LESION_CHANNELS] = np.minimum(prob[:, LESION_CHANNELS] * scale[None, :, None, None, None], 1.0)

@@ -449,3 +449,32 @@ def test_nothing_found_in_a_short_slab_says_the_field_of_view_is_too_short():
     tall = Volume(np.zeros((40, 8, 8), np.int16), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
     assert any("40 mm tall" in n for n in _qa([], slab))
     assert any("is this a CT of the spine" in n for n in _qa([], tall))
+
+
+class _LeftHalfSegmenter(FakeSegmenter):
+    """Sure of the vertebra on the first half of the crop along i, doubtful (p 0.38) on the other half."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        half = x.shape[-1] // 2
+        mask = out[:, 0]
+        mask[..., half:] = torch.where(mask[..., half:] > 0, -0.5, mask[..., half:])
+        return out
+
+
+def test_the_mirror_pass_averages_the_crop_with_its_mirror():
+    from inference.segment import segment_vertebrae
+
+    ct, centers = _spine_ct()
+    items = [(registry.id_of(n), c) for n, c in centers.items()]
+    one = _LeftHalfSegmenter()
+    plain = segment_vertebrae(one, ct, items, torch.device("cpu"), batch_size=4)
+    two = _LeftHalfSegmenter()
+    mirrored = segment_vertebrae(two, ct, items, torch.device("cpu"), batch_size=4, mirror=True)
+    assert two.calls == 2 * one.calls
+    vid, center = items[1]
+    ci = int(round(ct.lps_to_index(center[None])[0][0]))  # the center's column (i) on the CT grid
+    cols = lambda out: np.nonzero((out.labels.array == vid).any(axis=(0, 1)))[0]  # noqa: E731
+    # one pass keeps only one side of the center; averaged with its mirror, the sure side wins on both
+    assert cols(plain).min() >= ci - 1 or cols(plain).max() <= ci + 1
+    assert cols(mirrored).min() < ci - 3 and cols(mirrored).max() > ci + 3
