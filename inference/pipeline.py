@@ -20,14 +20,14 @@ from .errors import InputError, WeightsError
 from .label import LEVELS, decode, is_anchored, rib_likelihoods
 from .localize import Candidate, LocalizerOutput, drop_off_column, find_candidates, order_head_to_foot, run_localizer
 from .measure import CUT_AREA_MM2, field_of_view_cut_areas, vertebra_voxel_counts
-from .models.lesion import LesionNet
+from .models.lesion import NOT_SCORED, LesionNet
 from .models.localizer import LEVEL_IDS, LocalizerNet
 from .models.segmenter import SegmenterNet, patch_of
 from .models.weights import load_state
 from .precision import resolve_precision
 from .progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
 from .qa import intensity_notes, mask_flags
-from .segment import LESION_FLAG, SegmentationOutput, relabel, segment_vertebrae
+from .segment import LESION_FLAG, SegmentationOutput, clear_lesions, relabel, segment_vertebrae
 from .volume import Volume
 
 LOCALIZER = "localizer"
@@ -85,7 +85,8 @@ class VertebraResult:
     alternatives: list[dict[str, Any]] = field(default_factory=list)
     qa_flags: list[str] = field(default_factory=list)
     lesion_score: float | None = None
-    """Highest lesion suspicion of the vertebra (0–1; None without segmentation)."""
+    """Highest lesion suspicion of the vertebra (0–1; None without segmentation, and at the levels
+    the classifier does not assess, `inference.models.lesion.NOT_SCORED`)."""
     lesion_type: str | None = None
     """Lesion type with that score when it reaches the flag threshold, else None."""
     lesion_scores: dict[str, float] = field(default_factory=dict)
@@ -253,9 +254,11 @@ class Pipeline:
                 v.qa_flags.append("label_unanchored")
         if seg is not None:
             seg = relabel(seg, {n + 1: int(dec.ids[n]) for n in range(len(cands))})
+            # no score where the classifier never saw a lesion (lesion_score stays None: not assessed)
+            seg = clear_lesions(seg, [registry.id_of(name) for name in NOT_SCORED])
             for v in vertebrae:
                 m = seg.masks.get(v.id)
-                if m is None:
+                if m is None or not m.lesion_scores:
                     continue
                 v.lesion_scores = dict(m.lesion_scores)
                 v.lesion_score = m.lesion_score

@@ -305,6 +305,23 @@ def _paste(ct: Volume, origin_lps: np.ndarray, spacing: float, mask_p: np.ndarra
     return box
 
 
+def clear_lesions(seg: SegmentationOutput, ids) -> SegmentationOutput:
+    """``seg`` with no lesion scores and no lesion suspicion in the map for the vertebrae ``ids`` (the
+    map is changed in place, slab by slab; the returned output shares it)."""
+    ids = sorted(set(ids) & set(seg.masks))
+    if not ids:
+        return seg
+    box = seg.box if seg.box is not None else (slice(None),) * 3
+    labels, lesions = seg.labels.array[box], seg.lesions.array[box]
+    step = max(1, SLAB_VOXELS // max(1, labels[0].size))
+    for k0 in range(0, labels.shape[0], step):
+        sl = slice(k0, k0 + step)
+        lesions[sl][np.isin(labels[sl], ids)] = 0.0
+    masks = {a: VertebraMask(a, m.voxels_2mm, {} if a in ids else dict(m.lesion_scores), m.rib_ml)
+             for a, m in seg.masks.items()}
+    return SegmentationOutput(seg.labels, seg.lesions, masks, seg.intensity_shift_hu, seg.box)
+
+
 def relabel(seg: SegmentationOutput, mapping: dict[int, int]) -> SegmentationOutput:
     """The same segmentation with each label ``a`` renamed ``mapping[a]``; labels mapped to 0 or not in
     ``mapping`` are removed, and their lesion suspicion is cleared in ``seg.lesions`` itself (the

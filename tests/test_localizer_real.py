@@ -46,8 +46,11 @@ def test_analyze_sample_ct_from_the_command_line(tmp_path, capsys):
     assert min(whole) >= MIN_DICE_WHOLE_SAMPLE, report["per_vertebra"]
     doc = json.loads((out / "vertebrae.json").read_text())["vertebrae"]
     # the sample holds no known lesion, but its L1 has a ~6 mm, ~930 HU focus in the body (a bone island,
-    # docs/lesions_sample_flags.png) that reads as blastic; nothing else may be flagged
-    flagged = {v["name"]: v["lesion_type"] for v in doc if v["lesion_score"] >= 0.5}
+    # docs/lesions_sample_flags.png) that reads as blastic; nothing else may be flagged, and the sacrum
+    # is not scored (inference.models.lesion.NOT_SCORED)
+    scored = {v["name"]: v for v in doc if v["lesion_score"] is not None}
+    assert set(scored) == {v["name"] for v in doc} - {"S1"}
+    flagged = {name: v["lesion_type"] for name, v in scored.items() if v["lesion_score"] >= 0.5}
     assert flagged == {"L1": "blastic"}, [(v["name"], v["lesion_scores"]) for v in doc]
 
 

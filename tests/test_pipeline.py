@@ -274,6 +274,23 @@ def test_lesion_scores_follow_the_lesion_channels():
     assert not lesion_map[hot.segmentation.labels.array == 0].any()  # only inside vertebra masks
 
 
+def test_levels_the_classifier_never_saw_a_lesion_in_are_not_assessed(monkeypatch):
+    from inference.models.lesion import NOT_SCORED
+
+    assert set(NOT_SCORED) == {"C1", "C2", "S1"}
+    monkeypatch.setattr("inference.pipeline.NOT_SCORED", ("L2",))  # the fake spine has no C1, C2 or sacrum
+    ct, centers = _spine_ct()
+    hot = _fake_pipeline(ct, centers, segmenter=FakeSegmenter({"blastic": 0.9})).analyze(ct)
+    by_name = {v.name: v for v in hot.vertebrae}
+    assert by_name["L2"].lesion_score is None and by_name["L2"].lesion_type is None
+    assert not by_name["L2"].lesion_scores and not any(f.startswith("lesion") for f in by_name["L2"].qa_flags)
+    assert by_name["L1"].lesion_type == by_name["L3"].lesion_type == "blastic"
+    seg = hot.segmentation
+    l2 = seg.labels.array == registry.id_of("L2")
+    assert l2.any() and not seg.lesions.array[l2].any()
+    assert seg.lesions.array[seg.labels.array == registry.id_of("L1")].max() == pytest.approx(0.9, abs=1e-3)
+
+
 def test_full_analysis_bundle_has_meshes_labels_and_probabilities(tmp_path):
     from inference.evaluate import evaluate_bundle
 

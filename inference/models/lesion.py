@@ -21,6 +21,10 @@ from .segmenter import PATCH
 N_TYPES = 3
 """Outputs: lytic, blastic, fracture (`inference.models.segmenter.LESION_TYPES` order)."""
 WIDTHS = (8, 16, 32, 64)
+NOT_SCORED = ("C1", "C2", "S1")
+"""Levels the synthetic engine never puts a lesion in (`inference.synth.layout`): the classifier has
+only seen them lesion-free, so its score there means nothing and the pipeline reports them as not
+assessed (on the sample CT the sacrum, with its odd shape and an implausible mask, read as a fracture)."""
 
 
 class LesionNet(nn.Module):

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import registry
+from ..models.lesion import NOT_SCORED
 from .config import SynthConfig
 from .shapes import Shape
 
@@ -243,7 +244,7 @@ def sample_layout(rng: np.random.Generator, cfg: SynthConfig, lib: dict[str, lis
             lv.ribs = lv.ribs or lv.name == "L1"
     # fractures and lesions (before stacking: a fracture shortens the column)
     lesion_list: list[dict[str, Any]] = []
-    candidates = [lv for lv in levels if lv.name not in ("C1", "C2", "S1")]
+    candidates = [lv for lv in levels if lv.name not in NOT_SCORED]
     if candidates and rng.random() < cfg.p_lesions:
         k = int(rng.integers(cfg.lesions_per_spine[0], cfg.lesions_per_spine[1] + 1))
         kinds = ("lytic", "blastic", "mixed", "fracture")

@@ -567,6 +567,13 @@ def markdown_segmentation(results: dict[str, Any]) -> str:
         m = r.get("max_lesion_score")
         lines.append(f"| {cname} (unlabeled; {len(r['predicted'])} vertebrae found) | none | "
                      f"{'' if m is None else round(m, 3)} | {'; '.join(r.get('lesion_flags') or []) or 'none'} |")
+    lines += ["", "What the unperturbed flags point at (looked at on 2026-12-05 with the models above): the sample's "
+              "L1 holds a ~6 mm, ~930 HU focus in its body (a bone island is the likely reading) and the small "
+              "crop's L2 is that same vertebra named one level low. The aorta-stent CT angiogram's T6 is a 7.7 ml "
+              "piece of posterior elements behind the bodies (its field of view cuts the column from behind; "
+              "flagged `implausible_volume`, library 28-29 ml): a fragment that the classifier reads as a "
+              "collapsed vertebra. C1, C2 and the sacrum are not scored (`inference.models.lesion.NOT_SCORED`); "
+              "before that rule the sample's sacrum, whose mask is implausible, read as a fracture (0.74)."]
     return "\n".join(lines) + "\n"
 
 

@@ -54,7 +54,8 @@ class VertebraInfo:
     qa_flags : tuple of str
         Quality flags of the analysis (``label_uncertain``, ``gap_above``, …).
     lesion_score, lesion_type : float or None, str or None
-        The analysis' lesion suspicion (0–1) and its type when flagged; None without segmentation.
+        The analysis' lesion suspicion (0–1) and its type when flagged; None without segmentation
+        and at the levels not assessed (C1, C2, sacrum).
     rib_ml : float or None
         The analysis' rib cue: rib volume found beside the vertebra (`inference.ribs`); None when not measured.
     """

@@ -24,6 +24,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QStackedWidget, QTableView, QWidget
 
 from inference import registry
+from inference.models.lesion import NOT_SCORED
 
 from ..state.session import SOURCE_ANALYSIS, SOURCE_LABELS, Session, VertebraInfo
 from .view3d import NO_CT_TEXT, NO_LABELS_TEXT
@@ -125,6 +126,8 @@ class VertebraTableModel(QAbstractTableModel):
         if v.lesion_score is not None:
             lines.append(f"lesion suspicion {v.lesion_score:.2f}" + (f" ({v.lesion_type})" if v.lesion_type else "")
                          + ": flags a region to review, not a diagnosis")
+        elif v.name in NOT_SCORED:
+            lines.append("lesion suspicion: not assessed at C1, C2 and the sacrum (the classifier never learned them)")
         if v.rib_ml is not None:
             lines.append(f"rib found beside it: {v.rib_ml:.2f} ml (the labeling's rib cue)")
         if v.qa_flags:
