@@ -270,16 +270,17 @@ RIB_GROUP_OF: dict[int, str] = {registry.id_of(name): g for g, names in RIB_GROU
 RIB_LIKELIHOOD: dict[str, tuple[float, float, float]] = {
     "C1-C6": (0.9881, 0.006, 0.006),
     "C7": (0.8571, 0.0714, 0.0714),
-    "T1-T10": (0.0841, 0.1062, 0.8097),
-    "T11-T13": (0.2717, 0.1908, 0.5376),
-    "L1": (0.5795, 0.2386, 0.1818),
-    "L2-L4": (0.9686, 0.0275, 0.0039),
+    "T1-T10": (0.0929, 0.0907, 0.8164),
+    "T11-T13": (0.2717, 0.2023, 0.526),
+    "L1": (0.5909, 0.2273, 0.1818),
+    "L2-L4": (0.9765, 0.0196, 0.0039),
     "L5-S1": (0.9674, 0.0217, 0.0109),
 }
 """P(rib-cue bin | level group), measured on held-out synthetic CT with localizer 1.1-step15378 (run as
 `inference.localize` runs it: mirror test-time augmentation, small scans in the training field) and
-segmenter 1.2-ft726 by `python -m inference.train.calibrate_labeling` (docs/labeling_calibration.md):
-re-measure it whenever either model or the way it is run changes."""
+segmenter 1.2-ft726 (with its mirror pass, `inference.pipeline.SEGMENT_MIRROR_TTA`) by
+`python -m inference.train.calibrate_labeling` (docs/labeling_calibration.md): re-measure it whenever
+either model or the way it is run changes."""
 
 
 def rib_bin(ml: float | None) -> int | None:
