@@ -14,20 +14,11 @@ from pathlib import Path
 
 from inference import label
 from inference import pipeline as pl
-from inference.io import read_ct
 from inference.ribs import bone_zone_ml
 from inference.train.calibrate_labeling import fit
-from inference.train.validate_real import evaluate_case, real_cases
 
-
-def run(p: pl.Pipeline, tag: str) -> None:
-    total = [0, 0]
-    for case in real_cases():
-        r = evaluate_case(p, case, read_ct(case.ct))
-        total[0] += r["n_identified"]
-        total[1] += r["n_reference"]
-        print(tag, case.name, r["n_identified"], "/", r["n_reference"], r["predicted"], r["confidence"], flush=True)
-    print(tag, "TOTAL", total, flush=True)
+sys.path.insert(0, str(Path(__file__).parent))
+from hu_rib_cue_real_whatif import run  # noqa: E402  (the earlier experiment's loop over the real cases)
 
 
 def main() -> None:
