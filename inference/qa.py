@@ -118,9 +118,10 @@ def mask_flags(labels: Volume, partial: set[int]) -> tuple[dict[int, list[str]],
             continue
         if implausible_volume(vid, ml):
             lo, hi = volume_ranges()[vid]
+            library = f"{lo:.0f} ml, one shape" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f} ml"
             flags.setdefault(vid, []).append("implausible_volume")
             notes.append(f"{registry.name_of(vid)}: mask volume {ml:.1f} ml is unusual for its level "
-                         f"(library {lo:.0f}–{hi:.0f} ml): check the mask and the label")
+                         f"(library {library}): check the mask and the label")
     for (a, b), area in sorted(contact_areas(labels).items()):
         if area > TOUCH_MM2:
             for vid in (a, b):

@@ -363,6 +363,21 @@ def test_qa_flags_leaking_masks_and_implausible_volumes():
     assert "implausible_volume" not in flags.get(l2, [])
 
 
+def test_implausible_volume_note_names_the_library_range():
+    from inference.qa import mask_flags, volume_ranges
+
+    s1, l2 = registry.id_of("S1"), registry.id_of("L2")
+    lo, hi = volume_ranges()[s1]
+    assert round(lo) == round(hi)  # the library holds one sacrum
+    arr = np.zeros((40, 40, 40), np.uint8)
+    arr[:10, 5:35, 5:35] = s1  # 72 ml: half a sacrum
+    arr[25:, 5:35, 5:35] = l2  # 108 ml: far above any L2
+    _, notes = mask_flags(Volume(arr, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0)), partial=set())
+    assert any(n.startswith("S1:") and f"(library {lo:.0f} ml, one shape)" in n for n in notes), notes
+    lo2, hi2 = volume_ranges()[l2]
+    assert any(n.startswith("L2:") and f"(library {lo2:.0f}–{hi2:.0f} ml)" in n for n in notes), notes
+
+
 def test_lesion_thresholds_from_the_weights_scale_the_scores():
     from inference.segment import segment_vertebrae
 
