@@ -124,3 +124,24 @@ def test_a_missing_checkpoint_or_calibration_pool_is_a_one_line_error(tmp_path, 
             validate_synthetic.main()
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert named in err and "Traceback" not in err
+
+
+def test_lesion_thresholds_and_figures_leave_out_the_levels_the_pipeline_does_not_score(monkeypatch):
+    """C1, C2 and the sacrum get no lesion score in the pipeline; a high score there on synthetic CT must not
+    raise the flag threshold fitted for the other levels."""
+    from inference import registry
+    from inference.train import validate_synthetic
+
+    def row(name, score):
+        return {"id": registry.id_of(name), "lesion_voxels": {"lytic": 0, "blastic": 0, "fracture": 0},
+                "scores": {"lytic": score, "blastic": 0.0, "fracture": 0.0}}
+
+    lumbar = [row("L3", s) for s in np.linspace(0.0, 0.6, 20)]
+    rows = lumbar + [row("S1", 0.99)] * 10 + [row("C2", 0.99)] * 10
+    monkeypatch.setattr(validate_synthetic, "run", lambda *a, **k: {"rows": rows})
+    thresholds = validate_synthetic.calibrate(None, 0, 1, None, None)
+    expected = max(0.5, float(np.quantile([r["scores"]["lytic"] for r in lumbar], 0.95)))
+    assert thresholds["lytic"] == round(expected, 4) < 0.99
+    assert validate_synthetic.scored(rows) == lumbar
+    rates = validate_synthetic.flag_rates(validate_synthetic.scored(rows), ["lytic"])
+    assert rates["false_alarm_rate"] == 0.2  # 4 of 20, not 24 of 40

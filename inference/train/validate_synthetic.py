@@ -10,8 +10,11 @@ when at least ``MIN_LESION_VOXELS`` voxels of its mask carry that lesion. With `
 flag thresholds (raw score per type at a 5 % false-alarm rate) are first set on training cases and
 then applied, and a type whose held-out AP stays below ``MIN_AP_TO_FLAG`` gets no threshold (it is
 not flagged); they go into the manifest of the model that scores lesions: the lesion classifier
-(`inference.models.lesion`) when one is shipped or given, else the segmenter. Synthetic numbers say the
-model learned what the engine draws; they do not say how it does on real lesions.
+(`inference.models.lesion`) when one is shipped or given, else the segmenter. Lesion figures count only
+the levels the pipeline scores (C1, C2 and the sacrum, `inference.models.lesion.NOT_SCORED`, are left
+out: the engine draws no lesion there and the pipeline gives them no score); Dice counts every level.
+Synthetic numbers say the model learned what the engine draws; they do not say how it does on real
+lesions.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.lesion import LesionNet
+from .. import registry
+from ..models.lesion import NOT_SCORED, LesionNet
 from ..models.segmenter import LESION_TYPES, SegmenterNet
 from ..models.weights import WEIGHTS_ROOT, load_state
 from ..pipeline import SEGMENT_MIRROR_TTA
@@ -56,13 +60,18 @@ MIN_AP_TO_FLAG = 0.1
 """A lesion type whose held-out AP stays below this (a few times its ~3 % prevalence) is not flagged at all."""
 
 
+def scored(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of levels the pipeline gives a lesion score (all but `NOT_SCORED`)."""
+    return [r for r in rows if registry.name_of(r["id"]) not in NOT_SCORED]
+
+
 def calibrate(pool: Path, first: int, stop: int, model: SegmenterNet, device: torch.device,
               lesion_model: LesionNet | None = None) -> dict[str, float]:
     """Per lesion type, the raw score that flags at most `FALSE_ALARM_TARGET` of lesion-free vertebrae.
 
     Measured on training cases ``first`` … ``stop - 1`` (never on the held-out ones judged by `run`).
     """
-    rows = run(pool, first, model, device, stop=stop, lesion_model=lesion_model)["rows"]
+    rows = scored(run(pool, first, model, device, stop=stop, lesion_model=lesion_model)["rows"])
     out = {}
     for name in LESION_TYPES:
         neg = np.array([r["scores"].get(name, 0.0) for r in rows if r["lesion_voxels"][name] < MIN_LESION_VOXELS])
@@ -100,7 +109,7 @@ def run(pool: Path, start: int, model: SegmenterNet, device: torch.device, stop:
                          "lesion_voxels": truth_types,
                          "scores": {k: round(v, 4) for k, v in (m.lesion_scores if m else {}).items()}})
         LOG.info("%s: %d vertebrae, mean Dice %.3f", path.stem, len(items), np.mean(dices[-len(items):]))
-    ap, ap_large = lesion_ap(rows)
+    ap, ap_large = lesion_ap(scored(rows))
     return {
         "cases": len(files),
         "first_case": start,
@@ -110,7 +119,9 @@ def run(pool: Path, start: int, model: SegmenterNet, device: torch.device, stop:
         "median_dice": round(float(np.median(dices)), 4) if dices else None,
         "lesion_ap": ap,
         "lesion_ap_large": ap_large,
-        "flag_at_0.5": flag_rates(rows, LESION_TYPES),
+        "lesion_vertebrae": len(scored(rows)),
+        "lesion_levels_left_out": list(NOT_SCORED),
+        "flag_at_0.5": flag_rates(scored(rows), LESION_TYPES),
         "rows": rows,
     }
 
@@ -216,7 +227,7 @@ def main() -> None:
             if v["ap"] is None or v["ap"] < MIN_AP_TO_FLAG:
                 thresholds[name] = None
                 LOG.info("%s: held-out AP %s < %s, not flagged", name, v["ap"], MIN_AP_TO_FLAG)
-        res["flag_at_0.5"] = flag_rates(res["rows"], [t for t in LESION_TYPES if thresholds[t] is not None])
+        res["flag_at_0.5"] = flag_rates(scored(res["rows"]), [t for t in LESION_TYPES if thresholds[t] is not None])
     res["lesion_thresholds"] = thresholds
     res["calibration_cases"] = args.calibrate
     res["calibration_pool"] = None if not args.calibrate else str(args.calibrate_pool or args.pool)
