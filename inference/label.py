@@ -252,6 +252,39 @@ def is_anchored(names: list[str] | set[str], ribs: dict[str, float | None] | Non
     return False
 
 
+UNANCHORED_CAP = 0.5
+"""Highest label probability given when the column in view holds no landmark (`is_anchored`): on real
+small fields of view such columns were named wrong for every vertebra (docs/localization.md)."""
+
+
+def shown_confidence(ids: np.ndarray, confidence: np.ndarray, ribs: list[float | None] | None = None
+                     ) -> tuple[np.ndarray, bool]:
+    """The label probabilities a user sees: `decode`'s confidence, capped at `UNANCHORED_CAP` for every
+    candidate when the named column is not anchored (`is_anchored`, with each candidate's rib cue when
+    ``ribs`` is given). Returns them (candidates decoded as false detections keep theirs) and whether the
+    column is anchored."""
+    named = [(registry.name_of(int(v)), None if ribs is None else ribs[n]) for n, v in enumerate(ids) if v]
+    anchored = not named or is_anchored([name for name, _ in named],
+                                        None if ribs is None else dict(named))
+    conf = np.asarray(confidence, float).copy()
+    if not anchored:
+        conf[np.asarray(ids) != 0] = np.minimum(conf[np.asarray(ids) != 0], UNANCHORED_CAP)
+    return conf, anchored
+
+
+def shift_of(decoded_id: int, true_id: int) -> str:
+    """How a decoded level relates to the true one: "right", "cranial" (the truth is one level above the
+    label, as `Decoded.p_shift_cranial` counts it, T13 and L6 included), "caudal", "off" (further) or
+    "dropped" (decoded as a false detection)."""
+    if decoded_id == 0:
+        return "dropped"
+    if decoded_id == true_id:
+        return "right"
+    above, below = _NEIGHBOURS[LEVELS.index(decoded_id)]
+    k = LEVELS.index(true_id)
+    return "cranial" if k in above else "caudal" if k in below else "off"
+
+
 # ---- the rib cue ------------------------------------------------------------------------------
 RIB_BINS_ML = (0.25, 1.0)
 """Edges of the rib-cue bins (rib volume in ml beside the vertebra, `inference.ribs`)."""

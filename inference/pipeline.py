@@ -17,7 +17,7 @@ import torch
 
 from . import registry
 from .errors import InputError, WeightsError
-from .label import LEVELS, decode, is_anchored, rib_likelihoods
+from .label import LEVELS, decode, rib_likelihoods, shown_confidence
 from .localize import Candidate, LocalizerOutput, drop_off_column, find_candidates, order_head_to_foot, run_localizer
 from .measure import CUT_AREA_MM2, field_of_view_cut_areas, vertebra_voxel_counts
 from .models.lesion import NOT_SCORED, LesionNet
@@ -35,8 +35,6 @@ SEGMENTER = "segmenter"
 LESION = "lesion"
 UNCERTAIN_BELOW = 0.7
 """A label whose posterior probability is below this is flagged ``label_uncertain``."""
-UNANCHORED_CAP = 0.5
-"""Highest label probability given when the column in view holds no landmark (`label.is_anchored`)."""
 BORDER_MM = 8.0
 """A center closer than this to the scan's edge is flagged ``partial_at_border``."""
 SHORT_SCAN_MM = 60.0
@@ -246,12 +244,12 @@ class Pipeline:
                     rib_ml=None if ribs is None else ribs[n],
                 )
             )
-        if vertebrae and not is_anchored([v.name for v in vertebrae],
-                                         None if ribs is None else {v.name: v.rib_ml for v in vertebrae}):
+        shown, anchored = shown_confidence(dec.ids, dec.confidence, ribs)
+        if not anchored:
             # no landmark in view: the levels come from the look of a few vertebrae, which on real
             # small fields of view was wrong for every vertebra (docs/localization.md)
-            for v in vertebrae:
-                v.confidence = min(v.confidence, UNANCHORED_CAP)
+            for v, conf in zip(vertebrae, shown[dec.ids != 0], strict=True):
+                v.confidence = float(conf)
                 v.qa_flags.append("label_unanchored")
         if seg is not None:
             seg = relabel(seg, {n + 1: int(dec.ids[n]) for n in range(len(cands))})

@@ -157,3 +157,31 @@ def test_labeling_calibration_fits_the_rib_table_and_scores_out_of_sample(tmp_pa
     assert all(a == b for a, b in report["out_of_sample"].values())  # one-hot votes: every vertebra named right
     assert report["table"]["L1"][0] > report["table"]["L1"][2]  # no rib beside these lumbar vertebrae
     assert "| L1 |" in markdown(report)
+    # L1-L3 without rib or sacrum in view: unanchored, shown at the cap, and all right
+    rel = report["reliability"]
+    assert rel["vertebrae"] == 12 and rel["wrong"] == 0 and rel["by_anchoring"].keys() == {"unanchored"}
+    assert rel["bins"] == [{"range": [0.0, 0.5], "vertebrae": 12, "mean_shown": 0.5, "named_right": 1.0}]
+    assert rel["ece"] == 0.5 and "Expected calibration error: **0.5**" in markdown(report)
+
+
+def test_shown_confidence_caps_unanchored_columns_and_leaves_false_detections_alone():
+    from inference.label import UNANCHORED_CAP, shown_confidence
+
+    ids = np.array([registry.id_of("L2"), 0, registry.id_of("L3")])
+    shown, anchored = shown_confidence(ids, np.array([0.9, 0.8, 0.95]))
+    assert not anchored and shown.tolist() == [UNANCHORED_CAP, 0.8, UNANCHORED_CAP]
+    ids = np.array([registry.id_of(n) for n in ("T12", "L1", "L2")])
+    assert shown_confidence(ids, np.array([0.9, 0.9, 0.9]))[1]  # the last rib, by the names alone
+    shown, anchored = shown_confidence(ids, np.array([0.9, 0.9, 0.9]), ribs=[0.0, 0.0, 0.0])
+    assert not anchored and shown.max() == UNANCHORED_CAP  # no rib seen beside "T12"
+    assert shown_confidence(np.zeros(2, int), np.array([0.7, 0.6]))[0].tolist() == [0.7, 0.6]
+
+
+def test_shift_of_counts_transitional_levels_as_one_step():
+    from inference.label import shift_of
+
+    vid = registry.id_of
+    assert shift_of(vid("L2"), vid("L2")) == "right"
+    assert shift_of(vid("L2"), vid("L1")) == "cranial" and shift_of(vid("L2"), vid("L3")) == "caudal"
+    assert shift_of(vid("L1"), vid("T12")) == "cranial" and shift_of(vid("T12"), vid("T13")) == "caudal"
+    assert shift_of(vid("L2"), vid("L4")) == "off" and shift_of(0, vid("L4")) == "dropped"

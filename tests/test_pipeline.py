@@ -117,7 +117,7 @@ def test_qa_flags_gap_and_border(monkeypatch):
 
 
 def test_labels_without_a_landmark_in_view_are_capped_and_flagged():
-    from inference.pipeline import UNANCHORED_CAP
+    from inference.label import UNANCHORED_CAP
 
     ct, centers = _spine_ct()  # L1-L3: no sacrum, no rib transition, no C2
     result = _fake_pipeline(ct, centers).analyze(ct)

@@ -13,7 +13,10 @@ models never trained on:
    cue, and match candidates to the true centers;
 2. ``fit``: two-fold cross-fitting (`fit`): count the rib-cue table (add-one smoothing) on one half
    of the cases, score the decoding on the other, both ways round, and pick the temperature, and
-   whether to use the rib cue at all, that name the most vertebrae out of sample.
+   whether to use the rib cue at all, that name the most vertebrae out of sample;
+3. reliability (`reliability`): with that choice, out of sample, how often a vertebra shown with a
+   label probability of p (after the cap on columns without a landmark, `inference.label.shown_confidence`)
+   is named right, and how often one named wrong was one level off the way its shift probabilities said.
 
 Run ``python -m inference.train.calibrate_labeling --n 100 --records /tmp/calib.jsonl``; it logs the
 constants for `inference.label` and writes docs/labeling_calibration.md (and .json).
@@ -28,7 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..label import RIB_BINS_ML, RIB_GROUP_OF, RIB_GROUPS, decode, rib_bin, rib_likelihoods
+from ..label import (
+    RIB_BINS_ML,
+    RIB_GROUP_OF,
+    RIB_GROUPS,
+    UNANCHORED_CAP,
+    decode,
+    rib_bin,
+    rib_likelihoods,
+    shift_of,
+    shown_confidence,
+)
 from ..measure import vertebra_centers
 from ..synth.generator import generate
 from ..synth.writer import case_seed
@@ -42,6 +55,8 @@ CALIBRATION_SEED = 77
 """Seed stream of the calibration cases (the localizer's pool is stream 1)."""
 MATCH_MM = 20.0
 TEMPERATURES = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+RELIABILITY_BINS = (0.0, 0.5, 0.7, 0.9, 0.97, 1.0)
+"""Edges of the shown-probability bins of the reliability table (the first holds the capped labels)."""
 
 
 def _slab(vol: Volume, k0: int, k1: int) -> Volume:
@@ -116,19 +131,63 @@ def rib_table(rows: list[dict]) -> dict[str, tuple[float, float, float]]:
     return {g: tuple(round(float(x), 4) for x in c / c.sum()) for g, c in counts.items()}
 
 
+def outcomes(columns: list[list[dict]], temperature: float, table: dict | None) -> list[dict]:
+    """Decode each column as the pipeline does; per candidate matched to a true vertebra: its view, the
+    label probability shown (`shown_confidence`), whether its column is anchored, its shift
+    probabilities and how its label relates to the truth (`inference.label.shift_of`)."""
+    out = []
+    for col in columns:
+        ribs = [r["rib_ml"] for r in col]
+        dec = decode(np.array([r["probs"] for r in col]), scores=np.array([min(1.0, r["score"]) for r in col]),
+                     cues=None if table is None else rib_likelihoods(ribs, table), temperature=temperature)
+        shown, anchored = shown_confidence(dec.ids, dec.confidence, ribs)
+        for n, r in enumerate(col):
+            if r["true_id"]:
+                out.append({"view": r["view"], "shown": float(shown[n]), "anchored": anchored,
+                            "p_cranial": float(dec.p_shift_cranial[n]), "p_caudal": float(dec.p_shift_caudal[n]),
+                            "outcome": shift_of(int(dec.ids[n]), int(r["true_id"]))})
+    return out
+
+
 def score_columns(columns: list[list[dict]], temperature: float, table: dict | None) -> dict[str, list[int]]:
     """Per view ("whole", "slab"): [vertebrae named right, vertebrae matched] after decoding each column."""
     out: dict[str, list[int]] = {}
-    for col in columns:
-        cues = None if table is None else rib_likelihoods([r["rib_ml"] for r in col], table)
-        dec = decode(np.array([r["probs"] for r in col]), scores=np.array([min(1.0, r["score"]) for r in col]),
-                     cues=cues, temperature=temperature)
-        acc = out.setdefault(col[0]["view"], [0, 0])
-        for n, r in enumerate(col):
-            if r["true_id"]:
-                acc[0] += int(dec.ids[n] == r["true_id"])
-                acc[1] += 1
+    for o in outcomes(columns, temperature, table):
+        acc = out.setdefault(o["view"], [0, 0])
+        acc[0] += int(o["outcome"] == "right")
+        acc[1] += 1
     return out
+
+
+def reliability(items: list[dict]) -> dict:
+    """Shown label probability against the share named right, per `RELIABILITY_BINS` bin and for anchored /
+    unanchored columns; the expected calibration error (ECE: |mean shown − share right| weighted by bin
+    size); and for the vertebrae named wrong, how often the truth was one level off and how much
+    probability the shift estimates had put there."""
+    shown = np.array([o["shown"] for o in items])
+    right = np.array([o["outcome"] == "right" for o in items])
+    bins = []
+    for lo, hi in zip(RELIABILITY_BINS[:-1], RELIABILITY_BINS[1:], strict=True):
+        sel = (shown > lo) & (shown <= hi) if lo > 0 else shown <= hi
+        if sel.any():
+            bins.append({"range": [lo, hi], "vertebrae": int(sel.sum()),
+                         "mean_shown": round(float(shown[sel].mean()), 3),
+                         "named_right": round(float(right[sel].mean()), 3)})
+    ece = sum(b["vertebrae"] * abs(b["mean_shown"] - b["named_right"]) for b in bins) / max(len(items), 1)
+    groups = {}
+    for name, keep in (("anchored", True), ("unanchored", False)):
+        sel = np.array([o["anchored"] == keep for o in items], bool)
+        if sel.any():
+            groups[name] = {"vertebrae": int(sel.sum()), "mean_shown": round(float(shown[sel].mean()), 3),
+                            "named_right": round(float(right[sel].mean()), 3)}
+    wrong = [o for o in items if o["outcome"] != "right"]
+    kinds = {k: sum(o["outcome"] == k for o in wrong) for k in ("cranial", "caudal", "off", "dropped")}
+    one_off = [o for o in wrong if o["outcome"] in ("cranial", "caudal")]
+    # probability the shift estimates gave the true neighbour, and the other neighbour, when wrong by one
+    p_true = [o["p_cranial"] if o["outcome"] == "cranial" else o["p_caudal"] for o in one_off]
+    return {"vertebrae": len(items), "bins": bins, "ece": round(float(ece), 3), "by_anchoring": groups,
+            "wrong": len(wrong), "wrong_by_kind": kinds,
+            "mean_p_true_shift_when_one_off": round(float(np.mean(p_true)), 3) if p_true else None}
 
 
 def fit(records: Path) -> dict:
@@ -154,11 +213,14 @@ def fit(records: Path) -> dict:
                         acc[0] += a
                         acc[1] += b
     best_t, use_ribs = max(results, key=lambda k: (results[k][0], -k[0]))
+    items = [o for fit_rows, test_rows in folds
+             for o in outcomes(_columns(test_rows), best_t, rib_table(fit_rows) if use_ribs else None)]
     report = {"cases": len(cases), "candidates": len(rows), "table": rib_table(rows),
               "temperature": best_t, "use_rib_cue": use_ribs,
               "out_of_sample": {f"{t}/{'ribs' if u else 'no ribs'}": v for (t, u), v in results.items()},
               "by_view": {f"{view}: {t}/{'ribs' if u else 'no ribs'}": v for (t, u, view), v in by_view.items()
-                          if t in (1.0, best_t)}}
+                          if t in (1.0, best_t)},
+              "reliability": reliability(items)}
     return report
 
 
@@ -187,6 +249,23 @@ def markdown(report: dict) -> str:
     for part in ("out_of_sample", "by_view"):
         for k, (a, b) in report[part].items():
             lines.append(f"| {k} | {a} / {b} | {a / b if b else 0:.3f} |")
+    rel = report["reliability"]
+    lines += ["", "## Are the label probabilities right? (out of sample, temperature and cue as chosen)", "",
+              "Each matched vertebra with the label probability the app and vertebrae.json show (after the cap "
+              f"at {UNANCHORED_CAP} on columns without a landmark in view, `inference.label.shown_confidence`), "
+              "against how often that label was right.", "",
+              "| shown probability | vertebrae | mean shown | named right |", "|---|---|---|---|"]
+    for b in rel["bins"]:
+        lo, hi = b["range"]
+        lines.append(f"| {'≤' if lo == 0 else f'{lo:g} –'} {hi:g} | {b['vertebrae']} | {b['mean_shown']} | "
+                     f"{b['named_right']} |")
+    lines += ["", f"Expected calibration error: **{rel['ece']}** (over {rel['vertebrae']} vertebrae).", ""]
+    lines += [f"- {name} columns: {g['vertebrae']} vertebrae, mean shown {g['mean_shown']}, named right "
+              f"{g['named_right']}" for name, g in rel["by_anchoring"].items()]
+    k = rel["wrong_by_kind"]
+    lines += [f"- of the {rel['wrong']} named wrong: truth one level above the label {k['cranial']}, one below "
+              f"{k['caudal']}, further off {k['off']}, decoded as a false detection {k['dropped']}; when one level "
+              f"off, the shift probability toward the truth averaged {rel['mean_p_true_shift_when_one_off']}"]
     return "\n".join(lines) + "\n"
 
 
