@@ -145,3 +145,15 @@ def test_lesion_thresholds_and_figures_leave_out_the_levels_the_pipeline_does_no
     assert validate_synthetic.scored(rows) == lumbar
     rates = validate_synthetic.flag_rates(validate_synthetic.scored(rows), ["lytic"])
     assert rates["false_alarm_rate"] == 0.2  # 4 of 20, not 24 of 40
+
+
+def test_a_calibration_pool_is_named_by_its_seed_and_changed_settings(tmp_path):
+    from dataclasses import asdict, replace
+
+    from inference.train.pool import POOL_CONFIG
+    from inference.train.validate_synthetic import describe_pool
+
+    config = asdict(replace(POOL_CONFIG, p_lesions=1.0))
+    (tmp_path / "pool.json").write_text(json.dumps({"n": 480, "seed": 31, "config": config}, default=list))
+    assert describe_pool(tmp_path) == "seed 31 (p_lesions 1.0)"
+    assert describe_pool(tmp_path / "nowhere") == str(tmp_path / "nowhere")

@@ -35,6 +35,7 @@ from ..models.weights import WEIGHTS_ROOT, load_state
 from ..pipeline import SEGMENT_MIRROR_TTA
 from ..segment import LESION_FLAG, segment_vertebrae
 from ..volume import Volume
+from .pool import POOL_CONFIG
 
 LOG = logging.getLogger("spinenav.validate_synthetic")
 MIN_LESION_VOXELS = 5
@@ -230,7 +231,7 @@ def main() -> None:
         res["flag_at_0.5"] = flag_rates(scored(res["rows"]), [t for t in LESION_TYPES if thresholds[t] is not None])
     res["lesion_thresholds"] = thresholds
     res["calibration_cases"] = args.calibrate
-    res["calibration_pool"] = None if not args.calibrate else str(args.calibrate_pool or args.pool)
+    res["calibration_pool"] = None if not args.calibrate else describe_pool(args.calibrate_pool or args.pool)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
     if args.update_manifest:
@@ -242,6 +243,19 @@ def main() -> None:
             _update_manifest(args.weights / "lesion" / "manifest.json", lesion_manifest, metrics, thresholds)
     LOG.info("mean Dice %s over %d vertebrae; lesion AP %s; flag %s", res["mean_dice"], res["vertebrae"],
              {k: v["ap"] for k, v in res["lesion_ap"].items()}, res["flag_at_0.5"])
+
+
+def describe_pool(pool: Path) -> str:
+    """"seed S" of a pool, with the synthesis settings that differ from `POOL_CONFIG` (from its pool.json);
+    the folder's path when it has no pool.json."""
+    meta_path = pool / "pool.json"
+    if not meta_path.is_file():
+        return str(pool)
+    meta = json.loads(meta_path.read_text())
+    config = meta.get("config") or {}
+    changed = [f"{k} {v}" for k, v in config.items() if k in ("p_lesions", "p_contrast")
+               and v != getattr(POOL_CONFIG, k)]
+    return f"seed {meta.get('seed')}" + (f" ({', '.join(changed)})" if changed else "")
 
 
 def _update_manifest(path: Path, manifest: dict, metrics: dict, thresholds: dict | None) -> None:
