@@ -33,6 +33,12 @@ EMISSION_TEMPERATURE = 2.0
 """The localizer's level probabilities are raised to 1 / this before decoding (see `decode`); chosen with
 the rib table below on held-out synthetic CT (docs/labeling_calibration.md)."""
 
+POSTERIOR_TEMPERATURE = 1.0
+"""The decoded posterior (label, shift and alternative probabilities; not the labels themselves) is
+tempered, each candidate's distribution over levels and "false detection" raised to 1 / this and
+renormalized, so that the probabilities shown match how often labels are right (temperature scaling,
+Guo et al. 2017); fitted on held-out synthetic CT by `inference.train.calibrate_labeling`."""
+
 _T12, _T13, _L1 = registry.id_of("T12"), registry.id_of("T13"), registry.id_of("L1")
 _L5, _L6, _S1 = registry.id_of("L5"), registry.id_of("L6"), registry.id_of("S1")
 
@@ -152,7 +158,7 @@ _LOG_TX, _LOG_START_X = _extended_transitions()
 
 
 def decode(emissions: np.ndarray, scores: np.ndarray | None = None, cues: np.ndarray | None = None,
-           temperature: float | None = None) -> Decoded:
+           temperature: float | None = None, posterior_temperature: float | None = None) -> Decoded:
     """Decode labels for candidates ordered head to foot.
 
     Parameters
@@ -162,6 +168,9 @@ def decode(emissions: np.ndarray, scores: np.ndarray | None = None, cues: np.nda
     scores : np.ndarray, (n,), optional
         Detection confidence in [0, 1] of each candidate (default 1). A candidate may be decoded as
         a false detection (id 0) at prior cost `P_FALSE`, more easily when its score is low.
+    temperature, posterior_temperature : float, optional
+        Default `EMISSION_TEMPERATURE` and `POSTERIOR_TEMPERATURE`; the second changes the probabilities
+        reported, never the labels.
     """
     e = np.asarray(emissions, dtype=float)
     if e.ndim != 2 or e.shape[1] != len(LEVELS):
@@ -210,6 +219,11 @@ def decode(emissions: np.ndarray, scores: np.ndarray | None = None, cues: np.nda
     post_x = fwd + bwd
     post_x = np.exp(post_x - _logsumexp(post_x, axis=1)[:, None])
     post = post_x[:, :m]  # probability of each level; the rest is "false detection"
+    tau = POSTERIOR_TEMPERATURE if posterior_temperature is None else float(posterior_temperature)
+    if tau != 1.0:
+        full = np.concatenate([post, np.clip(1 - post.sum(axis=1, keepdims=True), 0, 1)], axis=1)
+        full = np.maximum(full, 1e-300) ** (1.0 / tau)
+        post = (full / full.sum(axis=1, keepdims=True))[:, :m]
     is_level = path < m
     ids = np.array([LEVELS[p] if p < m else 0 for p in path])
     conf = np.where(is_level, post[np.arange(n), np.minimum(path, m - 1)], 1 - post.sum(axis=1))

@@ -162,6 +162,22 @@ def test_labeling_calibration_fits_the_rib_table_and_scores_out_of_sample(tmp_pa
     assert rel["vertebrae"] == 12 and rel["wrong"] == 0 and rel["by_anchoring"].keys() == {"unanchored"}
     assert rel["bins"] == [{"range": [0.0, 0.5], "vertebrae": 12, "mean_shown": 0.5, "named_right": 1.0}]
     assert rel["ece"] == 0.5 and "Expected calibration error: **0.5**" in markdown(report)
+    assert report["posterior_temperature"] == 1.0  # nothing anchored: no likelihood to fit, the first is kept
+
+
+def test_posterior_temperature_softens_the_probabilities_and_never_changes_the_labels():
+    from inference.label import decode
+
+    rng = np.random.default_rng(3)
+    e = rng.dirichlet(np.full(len(LEVELS), 0.3), size=6)
+    for k, name in enumerate(("T11", "T12", "L1", "L2", "L3", "L4")):
+        e[k, LEVELS.index(registry.id_of(name))] += 2.0
+    sharp = decode(e, posterior_temperature=1.0)
+    soft = decode(e, posterior_temperature=2.0)
+    assert (sharp.ids == soft.ids).all()
+    assert (soft.confidence <= sharp.confidence + 1e-12).all() and soft.confidence.min() < sharp.confidence.min()
+    assert (soft.posterior.sum(axis=1) <= 1 + 1e-9).all()  # levels plus "false detection" still sum to 1
+    assert (soft.p_shift_cranial + soft.p_shift_caudal >= sharp.p_shift_cranial + sharp.p_shift_caudal - 1e-12).all()
 
 
 def test_shown_confidence_caps_unanchored_columns_and_leaves_false_detections_alone():

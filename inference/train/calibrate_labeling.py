@@ -14,9 +14,11 @@ models never trained on:
 2. ``fit``: two-fold cross-fitting (`fit`): count the rib-cue table (add-one smoothing) on one half
    of the cases, score the decoding on the other, both ways round, and pick the temperature, and
    whether to use the rib cue at all, that name the most vertebrae out of sample;
-3. reliability (`reliability`): with that choice, out of sample, how often a vertebra shown with a
-   label probability of p (after the cap on columns without a landmark, `inference.label.shown_confidence`)
-   is named right, and how often one named wrong was one level off the way its shift probabilities said.
+3. reliability (`reliability`): with that choice, the posterior temperature
+   (`inference.label.POSTERIOR_TEMPERATURE`) that gives the true levels of vertebrae in anchored columns
+   the highest likelihood out of sample, and then how often a vertebra shown with a label probability of p
+   (after the cap on columns without a landmark, `inference.label.shown_confidence`) is named right, and
+   how often one named wrong was one level off the way its shift probabilities said.
 
 Run ``python -m inference.train.calibrate_labeling --n 100 --records /tmp/calib.jsonl``; it logs the
 constants for `inference.label` and writes docs/labeling_calibration.md (and .json).
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..label import (
+    LEVELS,
     RIB_BINS_ML,
     RIB_GROUP_OF,
     RIB_GROUPS,
@@ -55,6 +58,7 @@ CALIBRATION_SEED = 77
 """Seed stream of the calibration cases (the localizer's pool is stream 1)."""
 MATCH_MM = 20.0
 TEMPERATURES = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+POSTERIOR_TEMPERATURES = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0)
 RELIABILITY_BINS = (0.0, 0.5, 0.7, 0.9, 0.97, 1.0)
 """Edges of the shown-probability bins of the reliability table (the first holds the capped labels)."""
 
@@ -131,20 +135,24 @@ def rib_table(rows: list[dict]) -> dict[str, tuple[float, float, float]]:
     return {g: tuple(round(float(x), 4) for x in c / c.sum()) for g, c in counts.items()}
 
 
-def outcomes(columns: list[list[dict]], temperature: float, table: dict | None) -> list[dict]:
+def outcomes(columns: list[list[dict]], temperature: float, table: dict | None,
+             posterior_temperature: float = 1.0) -> list[dict]:
     """Decode each column as the pipeline does; per candidate matched to a true vertebra: its view, the
     label probability shown (`shown_confidence`), whether its column is anchored, its shift
-    probabilities and how its label relates to the truth (`inference.label.shift_of`)."""
+    probabilities, the probability given to its true level (``p_true``) and how its label relates to
+    the truth (`inference.label.shift_of`)."""
     out = []
     for col in columns:
         ribs = [r["rib_ml"] for r in col]
         dec = decode(np.array([r["probs"] for r in col]), scores=np.array([min(1.0, r["score"]) for r in col]),
-                     cues=None if table is None else rib_likelihoods(ribs, table), temperature=temperature)
+                     cues=None if table is None else rib_likelihoods(ribs, table), temperature=temperature,
+                     posterior_temperature=posterior_temperature)
         shown, anchored = shown_confidence(dec.ids, dec.confidence, ribs)
         for n, r in enumerate(col):
             if r["true_id"]:
                 out.append({"view": r["view"], "shown": float(shown[n]), "anchored": anchored,
                             "p_cranial": float(dec.p_shift_cranial[n]), "p_caudal": float(dec.p_shift_caudal[n]),
+                            "p_true": float(dec.posterior[n, LEVELS.index(r["true_id"])]),
                             "outcome": shift_of(int(dec.ids[n]), int(r["true_id"]))})
     return out
 
@@ -213,14 +221,22 @@ def fit(records: Path) -> dict:
                         acc[0] += a
                         acc[1] += b
     best_t, use_ribs = max(results, key=lambda k: (results[k][0], -k[0]))
-    items = [o for fit_rows, test_rows in folds
-             for o in outcomes(_columns(test_rows), best_t, rib_table(fit_rows) if use_ribs else None)]
+    def held_out(tau: float) -> list[dict]:
+        return [o for fit_rows, test_rows in folds
+                for o in outcomes(_columns(test_rows), best_t, rib_table(fit_rows) if use_ribs else None, tau)]
+
+    nll = {tau: -float(np.mean([np.log(max(o["p_true"], 1e-6)) for o in held_out(tau) if o["anchored"]] or [0.0]))
+           for tau in POSTERIOR_TEMPERATURES}
+    best_tau = min(nll, key=nll.get)
     report = {"cases": len(cases), "candidates": len(rows), "table": rib_table(rows),
               "temperature": best_t, "use_rib_cue": use_ribs,
               "out_of_sample": {f"{t}/{'ribs' if u else 'no ribs'}": v for (t, u), v in results.items()},
               "by_view": {f"{view}: {t}/{'ribs' if u else 'no ribs'}": v for (t, u, view), v in by_view.items()
                           if t in (1.0, best_t)},
-              "reliability": reliability(items)}
+              "posterior_temperature": best_tau,
+              "anchored_nll": {str(k): round(v, 4) for k, v in nll.items()},
+              "reliability": reliability(held_out(best_tau)),
+              "reliability_untempered": reliability(held_out(1.0))}
     return report
 
 
@@ -249,23 +265,33 @@ def markdown(report: dict) -> str:
     for part in ("out_of_sample", "by_view"):
         for k, (a, b) in report[part].items():
             lines.append(f"| {k} | {a} / {b} | {a / b if b else 0:.3f} |")
-    rel = report["reliability"]
+    tau = report["posterior_temperature"]
     lines += ["", "## Are the label probabilities right? (out of sample, temperature and cue as chosen)", "",
               "Each matched vertebra with the label probability the app and vertebrae.json show (after the cap "
               f"at {UNANCHORED_CAP} on columns without a landmark in view, `inference.label.shown_confidence`), "
-              "against how often that label was right.", "",
-              "| shown probability | vertebrae | mean shown | named right |", "|---|---|---|---|"]
-    for b in rel["bins"]:
-        lo, hi = b["range"]
-        lines.append(f"| {'≤' if lo == 0 else f'{lo:g} –'} {hi:g} | {b['vertebrae']} | {b['mean_shown']} | "
-                     f"{b['named_right']} |")
-    lines += ["", f"Expected calibration error: **{rel['ece']}** (over {rel['vertebrae']} vertebrae).", ""]
-    lines += [f"- {name} columns: {g['vertebrae']} vertebrae, mean shown {g['mean_shown']}, named right "
-              f"{g['named_right']}" for name, g in rel["by_anchoring"].items()]
-    k = rel["wrong_by_kind"]
-    lines += [f"- of the {rel['wrong']} named wrong: truth one level above the label {k['cranial']}, one below "
-              f"{k['caudal']}, further off {k['off']}, decoded as a false detection {k['dropped']}; when one level "
-              f"off, the shift probability toward the truth averaged {rel['mean_p_true_shift_when_one_off']}"]
+              "against how often that label was right. The posterior temperature "
+              "(`inference.label.POSTERIOR_TEMPERATURE`) changes the probabilities, never the labels; it is "
+              "the one of " + ", ".join(f"{t:g}" for t in POSTERIOR_TEMPERATURES) + " that gives the true "
+              "levels of the vertebrae in anchored columns the highest likelihood out of sample (mean negative "
+              "log-likelihood " + ", ".join(f"{k}: {v}" for k, v in report["anchored_nll"].items())
+              + f"): **{tau:g}**.",
+              ""]
+    for title, rel in ((f"posterior temperature {tau:g} (shipped)", report["reliability"]),
+                       ("untempered (posterior temperature 1)", report["reliability_untempered"])):
+        lines += [f"### {title}", "", "| shown probability | vertebrae | mean shown | named right |",
+                  "|---|---|---|---|"]
+        for b in rel["bins"]:
+            lo, hi = b["range"]
+            lines.append(f"| {'≤' if lo == 0 else f'{lo:g} –'} {hi:g} | {b['vertebrae']} | {b['mean_shown']} | "
+                         f"{b['named_right']} |")
+        lines += ["", f"Expected calibration error: **{rel['ece']}** (over {rel['vertebrae']} vertebrae).", ""]
+        lines += [f"- {name} columns: {g['vertebrae']} vertebrae, mean shown {g['mean_shown']}, named right "
+                  f"{g['named_right']}" for name, g in rel["by_anchoring"].items()]
+        k = rel["wrong_by_kind"]
+        lines += [f"- of the {rel['wrong']} named wrong: truth one level above the label {k['cranial']}, one below "
+                  f"{k['caudal']}, further off {k['off']}, decoded as a false detection {k['dropped']}; when one "
+                  f"level off, the shift probability toward the truth averaged "
+                  f"{rel['mean_p_true_shift_when_one_off']}", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -287,8 +313,8 @@ def main() -> None:
     report = fit(args.records)
     args.docs.write_text(markdown(report))
     (args.docs.with_suffix(".json")).write_text(json.dumps(report, indent=1, default=list))
-    LOG.info("EMISSION_TEMPERATURE = %s (rib cue %s)", report["temperature"],
-             "used" if report["use_rib_cue"] else "NOT used")
+    LOG.info("EMISSION_TEMPERATURE = %s (rib cue %s), POSTERIOR_TEMPERATURE = %s", report["temperature"],
+             "used" if report["use_rib_cue"] else "NOT used", report["posterior_temperature"])
     LOG.info("RIB_LIKELIHOOD = %s", json.dumps(report["table"], indent=4))
 
 
