@@ -35,7 +35,8 @@ def test_clean_column_is_decoded_in_order_with_high_confidence():
     d = decode(np.array([_emission(n) for n in seq]))
     assert _names(d.ids) == seq
     assert (d.confidence > 0.9).all()
-    assert np.allclose(d.posterior.sum(axis=1), 1.0)
+    # the rest of each row is "false detection", rare without detection scores (tempering lifts it a little)
+    assert np.allclose(d.posterior.sum(axis=1), 1.0, atol=1e-3)
 
 
 def test_labels_are_unique_and_ordered_even_when_votes_repeat():
@@ -201,3 +202,4 @@ def test_shift_of_counts_transitional_levels_as_one_step():
     assert shift_of(vid("L2"), vid("L1")) == "cranial" and shift_of(vid("L2"), vid("L3")) == "caudal"
     assert shift_of(vid("L1"), vid("T12")) == "cranial" and shift_of(vid("T12"), vid("T13")) == "caudal"
     assert shift_of(vid("L2"), vid("L4")) == "off" and shift_of(0, vid("L4")) == "dropped"
+

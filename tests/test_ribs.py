@@ -120,3 +120,17 @@ def test_relabel_renames_masks_and_drops_false_detections():
     assert (out.lesions.array[1] == 0).all() and (out.lesions.array[0] == 0.25).all()
     assert sorted(out.masks) == [22, 23] and out.masks[23].voxels_2mm == 30 and out.masks[22].id == 22
     assert out.masks[23].rib_ml == 3.0
+
+
+def test_the_shipped_labeling_constants_are_the_ones_the_committed_calibration_chose():
+    import json
+    from pathlib import Path
+
+    from inference import label
+
+    report = json.loads((Path(__file__).parents[1] / "docs" / "labeling_calibration.json").read_text())
+    assert label.EMISSION_TEMPERATURE == report["temperature"]
+    assert label.POSTERIOR_TEMPERATURE == report["posterior_temperature"]
+    assert report["use_rib_cue"]
+    for group, row in report["table"].items():
+        assert label.RIB_LIKELIHOOD[group] == tuple(row)

@@ -77,7 +77,7 @@ def test_lesion_ap_is_also_reported_for_large_lesions_alone():
 
 def test_update_manifest_writes_the_thresholds_into_the_lesion_classifier_when_one_ships(tmp_path, monkeypatch):
     """With the classifier beside the segmenter, its manifest takes the thresholds; the segmenter's
-    keep theirs (it no longer scores lesions), and neither weights file changes."""
+    keep theirs and their lesion figures (it no longer scores lesions), and neither weights file changes."""
     import shutil
     import sys
 
@@ -91,7 +91,9 @@ def test_update_manifest_writes_the_thresholds_into_the_lesion_classifier_when_o
     weights = tmp_path / "weights"
     for name in ("segmenter", "lesion"):
         shutil.copytree(WEIGHTS_ROOT / name, weights / name)
-    seg_before = json.loads((weights / "segmenter" / "manifest.json").read_text())["lesion_thresholds"]
+    seg_manifest = json.loads((weights / "segmenter" / "manifest.json").read_text())
+    seg_before = seg_manifest["lesion_thresholds"]
+    seg_ap_before = seg_manifest["metrics_synthetic_heldout"]["lesion_ap"]
     out = tmp_path / "synthetic.json"
     monkeypatch.setattr(sys, "argv", ["validate_synthetic", "--pool", str(pool), "--from", "0", "--weights",
                                       str(weights), "--out", str(out), "--update-manifest"])
@@ -101,6 +103,9 @@ def test_update_manifest_writes_the_thresholds_into_the_lesion_classifier_when_o
     assert json.loads(out.read_text())["lesion_scores_from"] == "lesion"
     assert lesion["lesion_thresholds"] == {"lytic": None, "blastic": None, "fracture": None}  # no lesion: no AP
     assert segmenter["lesion_thresholds"] == seg_before
+    # the segmenter's own lesion figures stay; its Dice is this run's
+    assert segmenter["metrics_synthetic_heldout"]["lesion_ap"] == seg_ap_before
+    assert segmenter["metrics_synthetic_heldout"]["cases"] == 1
     assert lesion["metrics_synthetic_heldout"]["rows"] == f"per-vertebra rows in {out}"
     assert sha256_of(weights / "lesion" / "lesion.pt") == lesion["sha256"]
 

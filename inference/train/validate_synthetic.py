@@ -237,9 +237,13 @@ def main() -> None:
     if args.update_manifest:
         # the weights are unchanged (same file, same sha256): only what was measured on them is updated
         metrics = {k: v for k, v in res.items() if k != "rows"} | {"rows": f"per-vertebra rows in {args.out}"}
-        _update_manifest(args.weights / "segmenter" / "manifest.json", manifest, metrics,
-                         thresholds if lesion_model is None else None)
-        if lesion_model is not None:
+        if lesion_model is None:
+            _update_manifest(args.weights / "segmenter" / "manifest.json", manifest, metrics, thresholds)
+        else:
+            # the segmenter's own lesion figures (a --no-lesion-model run) stay; only its Dice is refreshed
+            dice = {k: metrics[k] for k in ("cases", "first_case", "mirror", "vertebrae", "mean_dice", "median_dice")}
+            _update_manifest(args.weights / "segmenter" / "manifest.json", manifest,
+                             manifest.get("metrics_synthetic_heldout", {}) | dice, None)
             _update_manifest(args.weights / "lesion" / "manifest.json", lesion_manifest, metrics, thresholds)
     LOG.info("mean Dice %s over %d vertebrae; lesion AP %s; flag %s", res["mean_dice"], res["vertebrae"],
              {k: v["ap"] for k, v in res["lesion_ap"].items()}, res["flag_at_0.5"])
