@@ -528,14 +528,21 @@ def markdown_segmentation(results: dict[str, Any]) -> str:
                  f"{sy['mean_dice']}, median {sy['median_dice']}. Lesion average precision per type (a vertebra is "
                  "positive with ≥ 5 voxels of that lesion at 2 mm):")
         lines += ["", "## Held-out synthetic CT (never trained on)", "", intro, "",
-                  "| type | AP | positives / negatives | AP, lesions ≥ 1 ml only (positives) | flag threshold (raw) |",
-                  "|---|---|---|---|---|"]
+                  "| type | AP | positives / negatives | AP, lesions ≥ 1 ml only (positives) | flag threshold (raw) "
+                  "| flagged: sensitivity / false alarms |",
+                  "|---|---|---|---|---|---|"]
         for name, v in sy["lesion_ap"].items():
             thr = (sy.get("lesion_thresholds") or {}).get(name)
             big = (sy.get("lesion_ap_large") or {}).get(name) or {}
+            by_type = (sy.get("flag_by_type") or {}).get(name)
+            flag_cell = "" if not by_type else f"{by_type['sensitivity']} / {by_type['false_alarm_rate']}"
             lines.append(f"| {name} | {v['ap']} | {v['positives']} / {v['negatives']} | "
                          f"{big.get('ap', '')} ({big.get('positives', '')}) | "
-                         f"{'not flagged (AP below 0.1)' if thr is None else thr} |")
+                         f"{'not flagged (AP below 0.1)' if thr is None else thr} | "
+                         f"{flag_cell} |")
+        if sy.get("lesion_levels_left_out"):
+            lines += ["", f"Lesion figures count the {sy['lesion_vertebrae']} vertebrae the pipeline scores "
+                      f"({', '.join(sy['lesion_levels_left_out'])} left out: the app shows no lesion score there)."]
         f = sy["flag_at_0.5"]
         min_pos = min(v["positives"] for v in sy["lesion_ap"].values())
         max_pos = max(v["positives"] for v in sy["lesion_ap"].values())
