@@ -398,8 +398,9 @@ def markdown(results: dict[str, Any]) -> str:
         "and flagged `label_unanchored` (the probabilities in brackets below are after that cap). With "
         "segmentation, the last-rib landmark counts only when the segmenter's rib cue (`inference.ribs`) "
         "sees a rib beside the vertebra named T12 (or T13) and none beside L1.",
-        "- The decoding's emission temperature and rib-cue table were measured on held-out synthetic CT "
-        "(docs/labeling_calibration.md), not on these cases.",
+        "- The decoding's emission temperature, rib-cue table and posterior temperature (which sets the "
+        "probabilities in brackets, never the names; 1.5 since 2026-12-05) were measured on held-out synthetic "
+        "CT (docs/labeling_calibration.md), not on these cases.",
         "- The bone-window row is the worst: a scan exported through a display window has lost the soft "
         "tissue the models read. Since 2026-11-22 an analysis of a scan with nothing darker than -200 HU "
         "carries a case-level warning that says so (`inference.qa.intensity_notes`); the figures are unchanged.",
