@@ -86,6 +86,26 @@ def _records(pipeline, ct: Volume, labels: Volume, case: int, view: str) -> list
     return rows
 
 
+def calibration_case(i: int) -> tuple[Volume, Volume, Volume, tuple[int, int] | None]:
+    """Calibration case ``i``: its CT with the ribs dimmed as in the segmenter's training (what the
+    models read), its labels, the CT before dimming, and the slices (k0, k1) of its random 60–160 mm
+    slab (None when the scan is not taller than that)."""
+    case = generate(case_seed(CALIBRATION_SEED, i), POOL_CONFIG)
+    rng = np.random.default_rng([CALIBRATION_SEED, i])
+    ct = case.ct
+    if case.ribs is not None:
+        hu = case.ct.array.astype(np.float32)
+        dim_ribs(hu, case.ribs.array, case.labels.array, rng.uniform(*RIB_GAIN))
+        ct = case.ct.with_array(np.rint(hu).astype(case.ct.array.dtype))
+    nk = ct.array.shape[0]
+    length = int(rng.uniform(60.0, 160.0) / ct.spacing[2])
+    slab = None
+    if nk > length + 2:
+        k0 = int(rng.integers(0, nk - length))
+        slab = (k0, k0 + length)
+    return ct, case.labels, case.ct, slab
+
+
 def collect(n: int, records: Path, weights: Path | None = None) -> None:
     """Append the candidates of calibration cases 0 … n-1 to ``records`` (JSON lines; resumes), with
     the models under ``weights`` (default: the shipped ones)."""
@@ -98,20 +118,10 @@ def collect(n: int, records: Path, weights: Path | None = None) -> None:
     for i in range(n):
         if i in done:
             continue
-        case = generate(case_seed(CALIBRATION_SEED, i), POOL_CONFIG)
-        rng = np.random.default_rng([CALIBRATION_SEED, i])
-        if case.ribs is not None:
-            hu = case.ct.array.astype(np.float32)
-            dim_ribs(hu, case.ribs.array, case.labels.array, rng.uniform(*RIB_GAIN))
-            case.ct = case.ct.with_array(np.rint(hu).astype(case.ct.array.dtype))
-        rows = _records(pipeline, case.ct, case.labels, i, "whole")
-        nk = case.ct.array.shape[0]
-        dz = case.ct.spacing[2]
-        length = int(rng.uniform(60.0, 160.0) / dz)
-        if nk > length + 2:
-            k0 = int(rng.integers(0, nk - length))
-            rows += _records(pipeline, _slab(case.ct, k0, k0 + length), _slab(case.labels, k0, k0 + length), i,
-                             "slab")
+        ct, labels, _, slab = calibration_case(i)
+        rows = _records(pipeline, ct, labels, i, "whole")
+        if slab is not None:
+            rows += _records(pipeline, _slab(ct, *slab), _slab(labels, *slab), i, "slab")
         with records.open("a") as f:
             for r in rows:
                 f.write(json.dumps(r) + "\n")
