@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -203,3 +205,16 @@ def test_shift_of_counts_transitional_levels_as_one_step():
     assert shift_of(vid("L1"), vid("T12")) == "cranial" and shift_of(vid("T12"), vid("T13")) == "caudal"
     assert shift_of(vid("L2"), vid("L4")) == "off" and shift_of(0, vid("L4")) == "dropped"
 
+
+
+@pytest.mark.slow
+def test_calibration_records_are_the_same_with_case_making_workers(tmp_path):
+    """`calibrate_labeling.collect` makes cases in spawned processes when asked: same records as serial."""
+    from inference.train.calibrate_labeling import collect
+
+    serial, parallel = tmp_path / "serial.jsonl", tmp_path / "parallel.jsonl"
+    collect(2, serial)
+    collect(2, parallel, workers=2)
+    rows = serial.read_text().splitlines()
+    assert rows and rows == parallel.read_text().splitlines()
+    assert {json.loads(r)["case"] for r in rows} == {0, 1}

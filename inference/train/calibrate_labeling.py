@@ -106,26 +106,37 @@ def calibration_case(i: int) -> tuple[Volume, Volume, Volume, tuple[int, int] | 
     return ct, case.labels, case.ct, slab
 
 
-def collect(n: int, records: Path, weights: Path | None = None) -> None:
+def collect(n: int, records: Path, weights: Path | None = None, device: str = "cpu", precision: str = "fp32",
+            workers: int = 1) -> None:
     """Append the candidates of calibration cases 0 … n-1 to ``records`` (JSON lines; resumes), with
-    the models under ``weights`` (default: the shipped ones)."""
+    the models under ``weights`` (default: the shipped ones) on ``device``. The cases are always made on
+    the CPU (the same cases on every machine), by ``workers`` processes while the models run."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from ..pipeline import Pipeline
 
     done = set()
     if records.exists():
         done = {json.loads(line)["case"] for line in records.read_text().splitlines() if line.strip()}
-    pipeline = Pipeline(device="cpu", weights_root=weights)
-    for i in range(n):
-        if i in done:
-            continue
-        ct, labels, _, slab = calibration_case(i)
-        rows = _records(pipeline, ct, labels, i, "whole")
-        if slab is not None:
-            rows += _records(pipeline, _slab(ct, *slab), _slab(labels, *slab), i, "slab")
-        with records.open("a") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
-        LOG.info("case %d: %d candidates", i, len(rows))
+    todo = [i for i in range(n) if i not in done]
+    # spawned, not forked: a fork of a process whose torch thread pool has started can hang
+    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            if workers > 1 and len(todo) > 1 else None)
+    pipeline = Pipeline(device=device, weights_root=weights, precision=precision)
+    try:
+        made = pool.map(calibration_case, todo) if pool is not None else map(calibration_case, todo)
+        for i, (ct, labels, _, slab) in zip(todo, made, strict=True):
+            rows = _records(pipeline, ct, labels, i, "whole")
+            if slab is not None:
+                rows += _records(pipeline, _slab(ct, *slab), _slab(labels, *slab), i, "slab")
+            with records.open("a") as f:
+                for r in rows:
+                    f.write(json.dumps(r) + "\n")
+            LOG.info("case %d: %d candidates", i, len(rows))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def _columns(rows: list[dict]) -> list[list[dict]]:
@@ -312,6 +323,10 @@ def main() -> None:
     parser.add_argument("--fit-only", action="store_true")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "labeling_calibration.md")
     parser.add_argument("--weights", type=Path, help="folder of model weights (default: the shipped ones)")
+    parser.add_argument("--device", default="cpu", help="where the models run (cpu, cuda; default cpu)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "auto"),
+                        help="of the network passes (default fp32, as the CPU records)")
+    parser.add_argument("--workers", type=int, default=1, help="processes making the cases (CPU)")
     args = parser.parse_args()
     if args.weights is not None and not args.weights.is_dir():
         parser.error(f"{args.weights}: no such weights folder; give one holding localizer/ and segmenter/")
@@ -319,7 +334,7 @@ def main() -> None:
         parser.error(f"{args.records}: no records to fit; run without --fit-only first to collect them")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not args.fit_only:
-        collect(args.n, args.records, args.weights)
+        collect(args.n, args.records, args.weights, args.device, args.precision, max(1, args.workers))
     report = fit(args.records)
     args.docs.write_text(markdown(report))
     (args.docs.with_suffix(".json")).write_text(json.dumps(report, indent=1, default=list))
