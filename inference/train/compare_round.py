@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +72,7 @@ def main() -> None:
     for need in ("labeling_calibration.json", "real/localization.json"):
         if not (args.out / need).is_file():
             parser.error(f"{args.out / need}: missing; run inference/train/recipe_localizer_round.sh {args.out} first")
-    print(compare(args.out), end="")
+    sys.stdout.write(compare(args.out))
 
 
 if __name__ == "__main__":
