@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from inference.train.calibrate_labeling import decoding_key
 from inference.train.compare_round import compare, main
 
 DOCS = Path(__file__).parents[1] / "docs"
@@ -16,7 +17,7 @@ def _round(tmp_path: Path, named: int, drop_case: str | None = None) -> Path:
     out = tmp_path / "round"
     (out / "real").mkdir(parents=True)
     cal = json.loads((DOCS / "labeling_calibration.json").read_text())
-    key = f"{cal['temperature']}/{'ribs' if cal['use_rib_cue'] else 'no ribs'}"
+    key = decoding_key(cal["temperature"], cal["use_rib_cue"])
     cal["out_of_sample"][key] = [named, cal["out_of_sample"][key][1]]
     (out / "labeling_calibration.json").write_text(json.dumps(cal))
     real = json.loads((DOCS / "localization.json").read_text())
@@ -28,7 +29,7 @@ def _round(tmp_path: Path, named: int, drop_case: str | None = None) -> Path:
 
 def test_compare_reads_both_reports_on_the_cases_both_hold(tmp_path):
     shipped = json.loads((DOCS / "labeling_calibration.json").read_text())
-    key = f"{shipped['temperature']}/{'ribs' if shipped['use_rib_cue'] else 'no ribs'}"
+    key = decoding_key(shipped["temperature"], shipped["use_rib_cue"])
     old, n = shipped["out_of_sample"][key]
     text = compare(_round(tmp_path, old + 20, drop_case="ts_aorta_stent_crop"))
     assert f"| {old} / {n} " in text and f"| {old + 20} / {n} " in text

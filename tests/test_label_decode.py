@@ -206,7 +206,6 @@ def test_shift_of_counts_transitional_levels_as_one_step():
     assert shift_of(vid("L2"), vid("L4")) == "off" and shift_of(0, vid("L4")) == "dropped"
 
 
-
 @pytest.mark.slow
 def test_calibration_records_are_the_same_with_case_making_workers(tmp_path):
     """`calibrate_labeling.collect` makes cases in spawned processes when asked: same records as serial."""

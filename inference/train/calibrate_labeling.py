@@ -219,6 +219,11 @@ def reliability(items: list[dict]) -> dict:
             "mean_p_true_shift_when_one_off": round(float(np.mean(p_true)), 3) if p_true else None}
 
 
+def decoding_key(temperature: float, use_rib_cue: bool) -> str:
+    """How a decoding setting is named in the report's ``out_of_sample`` (e.g. "2.0/ribs")."""
+    return f"{temperature}/{'ribs' if use_rib_cue else 'no ribs'}"
+
+
 def fit(records: Path) -> dict:
     """Two-fold cross-fitting: the rib table is counted on one half of the cases and the decoding scored
     on the other, both ways round; the temperature and the use of the rib cue are chosen on the sum of
@@ -251,8 +256,8 @@ def fit(records: Path) -> dict:
     best_tau = min(nll, key=nll.get)
     report = {"cases": len(cases), "candidates": len(rows), "table": rib_table(rows),
               "temperature": best_t, "use_rib_cue": use_ribs,
-              "out_of_sample": {f"{t}/{'ribs' if u else 'no ribs'}": v for (t, u), v in results.items()},
-              "by_view": {f"{view}: {t}/{'ribs' if u else 'no ribs'}": v for (t, u, view), v in by_view.items()
+              "out_of_sample": {decoding_key(t, u): v for (t, u), v in results.items()},
+              "by_view": {f"{view}: {decoding_key(t, u)}": v for (t, u, view), v in by_view.items()
                           if t in (1.0, best_t)},
               "posterior_temperature": best_tau,
               "anchored_nll": {str(k): round(v, 4) for k, v in nll.items()},

@@ -15,25 +15,24 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
+
+from .calibrate_labeling import decoding_key
+from .validate_real import summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def named_right(report: dict) -> tuple[int, int]:
     """Vertebrae named right / matched, out of sample, with the temperature and cue the report chose."""
-    key = f"{report['temperature']}/{'ribs' if report['use_rib_cue'] else 'no ribs'}"
-    a, b = report["out_of_sample"][key]
+    a, b = report["out_of_sample"][decoding_key(report["temperature"], report["use_rib_cue"])]
     return int(a), int(b)
 
 
-def real_totals(results: dict, cases: set[str]) -> dict[str, float | int | None]:
-    """Identified / reference vertebrae and mean center error (unperturbed) over ``cases``."""
+def real_totals(results: dict, cases: set[str]) -> dict[str, Any]:
+    """`validate_real.summarize` of the unperturbed runs of ``cases``, with their false positives."""
     runs = [results["cases"][c]["perturbations"]["none"] for c in sorted(cases)]
-    errors = [e["center_error_mm"] for r in runs for e in r["per_vertebra"]
-              if e["in_reference"] and e["center_error_mm"] is not None]
-    return {"identified": sum(r["n_identified"] for r in runs), "reference": sum(r["n_reference"] for r in runs),
-            "center_error_mm": None if not errors else round(sum(errors) / len(errors), 2),
-            "false_positives": sum(len(r["false_positives"]) for r in runs)}
+    return summarize(runs) | {"false_positives": sum(len(r["false_positives"]) for r in runs)}
 
 
 def compare(out: Path, shipped_docs: Path = ROOT / "docs") -> str:
@@ -51,9 +50,9 @@ def compare(out: Path, shipped_docs: Path = ROOT / "docs") -> str:
         f"| synthetic: cases | {old_cal['cases']} | {new_cal['cases']} |",
         f"| synthetic: emission temperature, rib cue | {old_cal['temperature']}, {old_cal['use_rib_cue']} | "
         f"{new_cal['temperature']}, {new_cal['use_rib_cue']} |",
-        f"| real ({len(cases)} cases): identified | {old_t['identified']} / {old_t['reference']} | "
-        f"{new_t['identified']} / {new_t['reference']} |",
-        f"| real: mean center error (mm) | {old_t['center_error_mm']} | {new_t['center_error_mm']} |",
+        f"| real ({len(cases)} cases): identified | {old_t['n_identified']} / {old_t['n_reference']} | "
+        f"{new_t['n_identified']} / {new_t['n_reference']} |",
+        f"| real: mean center error (mm) | {old_t['mean_center_error_mm']} | {new_t['mean_center_error_mm']} |",
         f"| real: false positives | {old_t['false_positives']} | {new_t['false_positives']} |", "",
     ]
     if new_cal["cases"] != old_cal["cases"]:

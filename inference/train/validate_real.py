@@ -290,33 +290,36 @@ def run(weights: Path | None, out: Path, perturb: bool) -> dict[str, Any]:
     return results
 
 
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """ID rate, mean center error, Dice and HD95 over the reference vertebrae of several `evaluate_case` runs."""
+    n_ref = sum(r["n_reference"] for r in runs)
+    n_id = sum(r["n_identified"] for r in runs)
+    errs = [
+        e["center_error_mm"]
+        for r in runs
+        for e in r["per_vertebra"]
+        if e["center_error_mm"] is not None and e["in_reference"]
+    ]
+    dices = [e["dice"] for r in runs for e in r["per_vertebra"] if e["in_reference"] and e["dice"] is not None]
+    hds = [e["hd95_mm"] for r in runs for e in r["per_vertebra"] if e["in_reference"] and e["hd95_mm"] is not None]
+    return {
+        "mean_dice": round(float(np.mean(dices)), 3) if dices else None,
+        "mean_hd95_mm": round(float(np.mean(hds)), 2) if hds else None,
+        "id_rate": round(n_id / n_ref, 3) if n_ref else None,
+        "n_reference": n_ref,
+        "n_identified": n_id,
+        "mean_center_error_mm": round(float(np.mean(errs)), 2) if errs else None,
+        "whole_case_shifts": sum(1 for r in runs if r["shifts"]),
+    }
+
+
 def _summaries(results: dict[str, Any]) -> None:
     per_pert: dict[str, list] = {}
     for entry in results["cases"].values():
         for name, r in entry["perturbations"].items():
             per_pert.setdefault(name, []).append(r)
         per_pert.setdefault("descriptor replaced by mean", []).append(entry["descriptor_ablation"])
-    summary = {}
-    for name, rs in per_pert.items():
-        n_ref = sum(r["n_reference"] for r in rs)
-        n_id = sum(r["n_identified"] for r in rs)
-        errs = [
-            e["center_error_mm"]
-            for r in rs
-            for e in r["per_vertebra"]
-            if e["center_error_mm"] is not None and e["in_reference"]
-        ]
-        dices = [e["dice"] for r in rs for e in r["per_vertebra"] if e["in_reference"] and e["dice"] is not None]
-        hds = [e["hd95_mm"] for r in rs for e in r["per_vertebra"] if e["in_reference"] and e["hd95_mm"] is not None]
-        summary[name] = {
-            "mean_dice": round(float(np.mean(dices)), 3) if dices else None,
-            "mean_hd95_mm": round(float(np.mean(hds)), 2) if hds else None,
-            "id_rate": round(n_id / n_ref, 3) if n_ref else None,
-            "n_reference": n_ref,
-            "n_identified": n_id,
-            "mean_center_error_mm": round(float(np.mean(errs)), 2) if errs else None,
-            "whole_case_shifts": sum(1 for r in rs if r["shifts"]),
-        }
+    summary = {name: summarize(rs) for name, rs in per_pert.items()}
     results["summary"] = summary
     rows = [e for entry in results["cases"].values() for e in entry["oracle_segmentation"]["per_vertebra"]]
     dices = [e["dice"] for e in rows if e["dice"] is not None]

@@ -228,9 +228,9 @@ def main() -> None:
             if v["ap"] is None or v["ap"] < MIN_AP_TO_FLAG:
                 thresholds[name] = None
                 LOG.info("%s: held-out AP %s < %s, not flagged", name, v["ap"], MIN_AP_TO_FLAG)
-        flagged = [t for t in LESION_TYPES if thresholds[t] is not None]
-        res["flag_at_0.5"] = flag_rates(scored(res["rows"]), flagged)
-        res["flag_by_type"] = {t: flag_rates(scored(res["rows"]), [t]) for t in flagged}
+        flagged, rows = [t for t in LESION_TYPES if thresholds[t] is not None], scored(res["rows"])
+        res["flag_at_0.5"] = flag_rates(rows, flagged)
+        res["flag_by_type"] = {t: flag_rates(rows, [t]) for t in flagged}
     res["lesion_thresholds"] = thresholds
     res["calibration_cases"] = args.calibrate
     res["calibration_pool"] = None if not args.calibrate else describe_pool(args.calibrate_pool or args.pool)
