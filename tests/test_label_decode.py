@@ -217,3 +217,18 @@ def test_calibration_records_are_the_same_with_case_making_workers(tmp_path):
     rows = serial.read_text().splitlines()
     assert rows and rows == parallel.read_text().splitlines()
     assert {json.loads(r)["case"] for r in rows} == {0, 1}
+
+
+def test_calibration_on_a_device_this_machine_lacks_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from inference.train import calibrate_labeling
+
+    records = tmp_path / "calib.jsonl"
+    monkeypatch.setattr(sys, "argv", ["calibrate_labeling", "--n", "1", "--records", str(records),
+                                      "--docs", str(tmp_path / "cal.md"), "--device", "tpu", "--workers", "2"])
+    with pytest.raises(SystemExit) as exc:
+        calibrate_labeling.main()
+    assert exc.value.code == 2
+    assert "unknown device 'tpu'" in capsys.readouterr().err
+    assert not records.exists()

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..label import (
     LEVELS,
     RIB_BINS_ML,
@@ -120,10 +121,10 @@ def collect(n: int, records: Path, weights: Path | None = None, device: str = "c
     if records.exists():
         done = {json.loads(line)["case"] for line in records.read_text().splitlines() if line.strip()}
     todo = [i for i in range(n) if i not in done]
+    pipeline = Pipeline(device=device, weights_root=weights, precision=precision)
     # spawned, not forked: a fork of a process whose torch thread pool has started can hang
     pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
             if workers > 1 and len(todo) > 1 else None)
-    pipeline = Pipeline(device=device, weights_root=weights, precision=precision)
     try:
         made = pool.map(calibration_case, todo) if pool is not None else map(calibration_case, todo)
         for i, (ct, labels, _, slab) in zip(todo, made, strict=True):
@@ -339,7 +340,10 @@ def main() -> None:
         parser.error(f"{args.records}: no records to fit; run without --fit-only first to collect them")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not args.fit_only:
-        collect(args.n, args.records, args.weights, args.device, args.precision, max(1, args.workers))
+        try:
+            collect(args.n, args.records, args.weights, args.device, args.precision, max(1, args.workers))
+        except InputError as exc:  # a device or precision this machine lacks, damaged weights
+            parser.error(str(exc))
     report = fit(args.records)
     args.docs.write_text(markdown(report))
     (args.docs.with_suffix(".json")).write_text(json.dumps(report, indent=1, default=list))
