@@ -54,13 +54,14 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from .export.analysis import write_analysis_bundle
     from .export.atomic import check_output_dir
     from .io import read_ct
-    from .pipeline import Pipeline
+    from .pipeline import Pipeline, check_analyzable
     from .progress import sub_progress
 
-    check_output_dir(args.output, force=args.force)  # fail before minutes of work
+    check_output_dir(args.output, force=args.force, inputs=[args.path])  # fail before minutes of work
     progress, close = _progress_bar()
     try:
         ct = read_ct(args.path, progress=sub_progress(progress, 0.0, 0.15) if progress else None)
+        check_analyzable(ct)  # before the models load
         pipeline = Pipeline(device=args.device, segment=not args.centers_only, adapt_intensity=args.adapt_intensity,
                             precision=args.precision)
         result = pipeline.analyze(ct, progress=sub_progress(progress, 0.15, 0.8) if progress else None)
@@ -157,13 +158,20 @@ def _level_names(ids: list[int]) -> list[str]:
     return [BY_ID[i].name for i in sort_ids(ids)]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (exit 2), like every other refusal of the command line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {' '.join(message.split())}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="spinenav",
         description="SpineNav: spine CT analysis and robot bundle export (all coordinates LPS mm).",
     )
     parser.add_argument("--version", action="version", version=f"spinenav {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("info", help="geometry, series and scanner metadata of a CT")
     p.add_argument("path", type=Path, help="DICOM folder or file, NIfTI, NRRD or MHA")
@@ -260,6 +268,10 @@ def _native_stderr_to_log():
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A file name that is not UTF-8 must print (as \xNN escapes), not end the program.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     with _native_stderr_to_log():
@@ -278,6 +290,11 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of our output went away (`spinenav info X --json | head`): a normal end
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SpineNavError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -30,6 +30,14 @@ from .qa import intensity_notes, mask_flags
 from .segment import LESION_FLAG, SegmentationOutput, clear_lesions, relabel, segment_vertebrae
 from .volume import Volume
 
+MIN_ANALYSIS_EXTENT_MM = 20.0
+"""A CT thinner than this along any axis cannot show a vertebra (a vertebral body is ~25 mm tall)."""
+MAX_ANALYSIS_SPACING_MM = 10.0
+"""Voxels coarser than this along any axis cannot show a vertebra's shape."""
+ANALYSIS_BYTES_BASE, ANALYSIS_BYTES_PER_VOXEL = 0.8e9, 14.0
+"""Peak memory of an analysis ≈ base + per CT voxel, fitted to docs/benchmarks.md (2 CPU threads): 512×512×141
+1.29 GB, ×400 2.1 GB, ×800 3.47 GB; checked against the memory budget before any work."""
+
 LOCALIZER = "localizer"
 SEGMENTER = "segmenter"
 LESION = "lesion"
@@ -204,6 +212,7 @@ class Pipeline:
 
         Raises `CancelledError` between stages when ``cancel`` is set.
         """
+        check_analyzable(ct)
         tell = report(progress)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -364,3 +373,28 @@ def _qa(vertebrae: list[VertebraResult], ct: Volume, seg: SegmentationOutput | N
             v.qa_flags += [f for f in flags.get(v.id, []) if f not in v.qa_flags]
         notes += mask_notes
     return notes
+
+
+def check_analyzable(ct: Volume) -> None:
+    """`InputError` for a CT the analysis cannot use: too thin, too coarse, or beyond the memory budget.
+
+    Checked before any work, so a 2-slice or 2×2×2 volume that `read_ct` accepts (it is a valid
+    image) gets a sentence instead of a filter's failure deep inside a stage.
+    """
+    from .io.checks import check_memory
+
+    path = ct.metadata.get("source_path")
+    extent = [s * n for s, n in zip(ct.spacing, ct.size, strict=True)]
+    if min(extent) < MIN_ANALYSIS_EXTENT_MM:
+        axis = int(np.argmin(extent))
+        raise InputError(path, f"the CT covers only {extent[axis]:.1f} mm along its {'ijk'[axis]} axis "
+                         f"({ct.size[axis]} voxels of {ct.spacing[axis]:g} mm); a vertebra needs at least "
+                         f"{MIN_ANALYSIS_EXTENT_MM:g} mm in every direction: load the whole series")
+    if max(ct.spacing) > MAX_ANALYSIS_SPACING_MM:
+        raise InputError(path, f"voxels of {'×'.join(f'{s:g}' for s in ct.spacing)} mm are too coarse to show a "
+                         f"vertebra (at most {MAX_ANALYSIS_SPACING_MM:g} mm); load a CT reconstructed with thinner "
+                         "slices")
+    n_vox = int(np.prod(ct.size, dtype=np.int64))
+    check_memory(path, ANALYSIS_BYTES_BASE + ANALYSIS_BYTES_PER_VOXEL * n_vox,
+                 f"analysing this CT ({'×'.join(map(str, ct.size))} voxels)")
+

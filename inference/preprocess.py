@@ -46,6 +46,10 @@ class WorkingGrid:
         return ref
 
 
+MIN_FILTER_VOXELS = 4
+"""Fewest voxels per axis ITK's recursive Gaussian accepts."""
+
+
 def working_grid(volume: Volume, spacing: float) -> WorkingGrid:
     """The axis-aligned grid of ``spacing`` mm covering ``volume``'s physical extent."""
     k, j, i = volume.array.shape
@@ -79,6 +83,11 @@ def resample_ct(ct: Volume, grid: WorkingGrid, cancel: CancelToken | None = None
         check_cancel(cancel)
         return resample_ct_torch(ct, grid, sigma if max(sigma) > 0.05 else [0.0] * 3, device)
     image = sitk.Cast(ct.to_sitk(), sitk.sitkFloat32)
+    short = [max(0, MIN_FILTER_VOXELS - n) for n in image.GetSize()]
+    if max(sigma) > 0.05 and any(short):
+        # ITK's recursive Gaussian needs 4 voxels per axis: a crop at the scan's edge can have fewer.
+        # Repeat the edge voxels (zero-flux padding keeps the geometry; the resampling reads only the grid).
+        image = sitk.ZeroFluxNeumannPad(image, [n // 2 for n in short], [n - n // 2 for n in short])
     if max(sigma) > 0.05:
         smooth = sitk.SmoothingRecursiveGaussianImageFilter()
         smooth.SetSigma([float(x) for x in sigma])

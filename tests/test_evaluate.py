@@ -32,10 +32,10 @@ THICK, GAP, TOP = 6, 3, 4  # slices per vertebra, slices between vertebrae, firs
 
 
 def _oblique_direction() -> np.ndarray:
-    """Orthonormal, non-identity direction (30° about the i axis, then i flipped)."""
+    """Orthonormal, non-identity direction (30° about the i axis, then i and k flipped: k runs head to feet)."""
     a = np.deg2rad(30.0)
     rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    return rot @ np.diag([-1.0, 1.0, 1.0])
+    return rot @ np.diag([-1.0, 1.0, -1.0])
 
 
 def _spine(ids=LUMBAR, shape=(52, 22, 26)) -> Volume:
@@ -244,7 +244,7 @@ def test_non_overlapping_grids_refused():
     truth = _spine()
     far = Volume(truth.array.copy(), truth.spacing, (900.0, 900.0, 900.0), truth.direction,
                  {"source_path": "pred.nii.gz"})
-    with pytest.raises(InputError, match="do not overlap in LPS space"):
+    with pytest.raises(InputError, match="overlap in LPS space"):
         evaluate_labels(far, truth)
 
 
@@ -252,9 +252,9 @@ def test_non_overlapping_bundle_refused(tmp_path, truth_file):
     vol = _spine()
     far = Volume(vol.array, vol.spacing, (900.0, 900.0, 900.0), vol.direction)
     bundle = _write_bundle(tmp_path / "out", far)
-    with pytest.raises(InputError, match="do not overlap in LPS space") as info:
+    with pytest.raises(InputError, match="overlap in LPS space") as info:
         evaluate_bundle(bundle, truth_file)
-    assert str(bundle / "labels.nii.gz") in str(info.value)
+    assert str(truth_file) in str(info.value) and "another scan" in str(info.value)
 
 
 def test_unknown_ids_refused():
@@ -355,7 +355,7 @@ def test_bad_bundles(tmp_path, truth_file, setup, message):
 
 def test_unreadable_truth(tmp_path):
     bundle = _write_bundle(tmp_path / "out", _spine())
-    with pytest.raises(InputError, match="file not found"):
+    with pytest.raises(InputError, match="no such file"):
         evaluate_bundle(bundle, tmp_path / "missing.nii.gz")
 
 

@@ -34,11 +34,11 @@ MARKUPS_SCHEMA = (
 
 
 def spine_labels(direction=OBLIQUE) -> Volume:
-    """Three ellipsoidal 'vertebrae' L1–L3 along k, on an anisotropic oblique grid."""
+    """Three ellipsoidal 'vertebrae' L1–L3 along k (k runs feet to head: L3 first), on an anisotropic oblique grid."""
     shape = (36, 20, 22)
     kk, jj, ii = np.indices(shape)
     arr = np.zeros(shape, np.uint8)
-    for n, vid in enumerate((20, 21, 22)):
+    for n, vid in enumerate((22, 21, 20)):
         inside = ((ii - 11) / 7.5) ** 2 + ((jj - 10) / 6.5) ** 2 + ((kk - 6 - 11 * n) / 4.5) ** 2 <= 1
         arr[inside] = vid
     return Volume(arr, (2.2, 2.0, 2.4), (30.0, -120.0, 400.0), direction, {"source_path": "/in/memory/labels"})
@@ -233,6 +233,7 @@ def test_refuses_non_empty_output_and_force_replaces(tmp_path):
 def test_exception_midway_leaves_output_untouched(tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
+    (out / "manifest.json").write_text('{"software": {"name": "spinenav"}}')  # a previous bundle
     (out / "old.txt").write_text("previous bundle")
 
     def broken(*args, **kwargs):
@@ -241,7 +242,7 @@ def test_exception_midway_leaves_output_untouched(tmp_path, monkeypatch):
     monkeypatch.setattr(bundle_module, "write_nifti", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_bundle(out, spine_labels(), force=True)
-    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "old.txt"]
     assert no_temp_left(tmp_path)
     with pytest.raises(RuntimeError):
         write_bundle(tmp_path / "new", spine_labels())

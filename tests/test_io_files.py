@@ -29,8 +29,8 @@ def _oblique_ras_affine() -> np.ndarray:
 
 
 def _data(shape=(9, 7, 5), dtype=np.int16) -> np.ndarray:
-    """Distinct values per voxel, indexed [i, j, k] as nibabel stores them."""
-    return (np.arange(np.prod(shape)).reshape(shape) - 100).astype(dtype)
+    """Distinct values per voxel, indexed [i, j, k] as nibabel stores them, spanning air to bone as a CT does."""
+    return (np.arange(np.prod(shape)).reshape(shape) * 50 - 1000).astype(dtype)
 
 
 def test_nifti_ras_affine_becomes_lps(tmp_path):

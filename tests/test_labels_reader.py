@@ -24,9 +24,11 @@ def _write(path: Path, arr: np.ndarray, spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.
 
 
 def _spine(ids=(20, 21, 22)) -> np.ndarray:
+    """Levels stacked head (high k: +z is superior in LPS) to feet, 6 mm apart."""
     arr = np.zeros((3 * len(ids) + 1, 6, 6), np.uint8)
     for n, vid in enumerate(ids):
-        arr[3 * n + 1 : 3 * n + 3, 1:5, 1:5] = vid
+        top = 3 * (len(ids) - n)
+        arr[top - 2 : top, 1:5, 1:5] = vid
     return arr
 
 
@@ -88,9 +90,25 @@ def test_folder_errors(tmp_path):
     _write(tmp_path / "vertebrae_L2.nii.gz", np.ones((4, 4, 5), np.uint8))
     with pytest.raises(InputError, match="different grid"):
         read_label_map(tmp_path)
-    _write(tmp_path / "vertebrae_L2.nii.gz", np.ones((4, 4, 4), np.uint8))
-    with pytest.raises(InputError, match="overlap"):
-        read_label_map(tmp_path)
+
+
+def test_folder_masks_sharing_voxels_are_resolved_by_depth(tmp_path):
+    """TotalSegmentator's dataset masks overlap at neighbouring vertebrae: a shared voxel goes to the
+    mask in which it lies deeper, the count per pair is reported, and any non-zero value is foreground."""
+    l1 = np.zeros((20, 8, 8), np.uint8)
+    l2 = np.zeros_like(l1)
+    l1[9:19, 1:7, 1:7] = 255  # L1 above (high k), stored as 0/255
+    l2[1:11, 1:7, 1:7] = 1  # L2 below; slices 9 and 10 are in both masks
+    _write(tmp_path / "vertebrae_L1.nii.gz", l1)
+    _write(tmp_path / "vertebrae_L2.nii.gz", l2)
+    vol = read_label_map(tmp_path)
+    assert vol.metadata["overlaps"] == {(20, 21): 72}
+    assert "L1/L2: 72 voxels in both masks" in vol.metadata["warnings"][0]
+    # in the middle of the slab, slice 9 lies 2 mm inside L1 and 3 mm inside L2 (→ L2), slice 10 the other way
+    # round; on the rim both depths are the 1 mm to the side and the tie goes to the cranial L1
+    assert (vol.array[9, 3:5, 3:5] == 21).all() and (vol.array[10, 3:5, 3:5] == 20).all()
+    assert (vol.array[9:11, 1, 1:7] == 20).all()
+    assert ((vol.array > 0) == ((l1 > 0) | (l2 > 0))).all()
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from .. import registry
 from ..errors import InputError
 from ..io import read_label_map
 from ..io.labels import Convention
+from ..volume import Volume
 from .protocol import evaluate_labels
 
 LABELS_FILE = "labels.nii.gz"
@@ -58,8 +59,10 @@ def evaluate_bundle(
                          "written by 'spinenav analyze' or 'spinenav export-labels'")
     centers = read_bundle_centers(vertebrae_path)
     # a centers-only bundle (localization without segmentation) is judged on centers and labels only
-    pred = read_label_map(labels_path, convention="verse") if labels_path.is_file() else None
+    # the bundle's own masks are judged, not vetted: a leaking mask is a result to score
+    pred = read_label_map(labels_path, convention="verse", anatomy_check=False) if labels_path.is_file() else None
     truth = read_label_map(truth_path, convention=convention)
+    _check_same_scan(bundle, pred, truth, truth_path)
     report = evaluate_labels(pred, truth, centers)
     report["inputs"] = {
         "bundle": str(bundle.resolve()),
@@ -138,3 +141,41 @@ def _record_id(path: Path, where: str, rec: dict[str, Any]) -> int:
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _check_same_scan(bundle: Path, pred, truth, truth_path) -> None:
+    """`InputError` when the reference's vertebrae lie outside the bundle's scan: another patient or scan.
+
+    The bundle's scan is its label map's grid, or for a centers-only bundle the grid its manifest
+    records. Without either there is nothing to compare and the check is skipped.
+    """
+    grid = pred
+    if grid is None:
+        try:
+            g = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))["input"]["grid"]
+            size = [int(v) for v in g["size"]]
+            grid = Volume(np.zeros((1, 1, 1), np.uint8), g["spacing"], g["origin"], np.reshape(g["direction"], (3, 3)))
+            lo_p, hi_p = _box(grid, size)
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+    else:
+        lo_p, hi_p = grid.extent()
+    fg = np.argwhere(np.asarray(truth.array) > 0)
+    if not fg.size:
+        return
+    ijk = np.array([fg.min(axis=0)[::-1], fg.max(axis=0)[::-1]], dtype=float)
+    corners = np.array([[ijk[a, 0], ijk[b, 1], ijk[c, 2]] for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+    pts = truth.index_to_lps(corners)
+    lo_t, hi_t = pts.min(axis=0), pts.max(axis=0)
+    if np.any(np.maximum(lo_p, lo_t) >= np.minimum(hi_p, hi_t)):
+        raise InputError(truth_path, "the reference's vertebrae lie outside the bundle's scan (no overlap in LPS "
+                         "space): it belongs to another scan; give the reference drawn on the CT of this bundle")
+
+
+def _box(grid, size):
+    """LPS box (min, max) of a grid of ``size`` (i, j, k) voxels including their outer halves."""
+    corners = np.array([[i, j, k] for i in (-0.5, size[0] - 0.5) for j in (-0.5, size[1] - 0.5)
+                        for k in (-0.5, size[2] - 0.5)])
+    pts = grid.index_to_lps(corners)
+    return pts.min(axis=0), pts.max(axis=0)
+

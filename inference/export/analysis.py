@@ -51,7 +51,8 @@ def write_analysis_bundle(
                            manifest_extra)
     t0 = time.perf_counter()
     tell = report(progress)
-    check_output_dir(out_dir, force=force)
+    inputs = [input_path, ct.metadata.get("source_path")]
+    check_output_dir(out_dir, force=force, inputs=inputs)
     docs = []
     for v in result.vertebrae:
         docs.append(
@@ -76,7 +77,7 @@ def write_analysis_bundle(
                 "mesh_triangles": None,
             }
         )
-    with atomic_output_dir(out_dir, force=force) as tmp:
+    with atomic_output_dir(out_dir, force=force, inputs=inputs) as tmp:
         tell(0.2, "writing vertebrae")
         (tmp / "vertebrae.json").write_bytes(
             json_bytes({"schema_version": SCHEMA_VERSION, "coordinate_system": "LPS", "units": "mm", "vertebrae": docs})

@@ -141,6 +141,7 @@ def write_bundle(
     qa: list[str] | None = None,
     extra_files: dict[str, bytes] | None = None,
     manifest_extra: dict[str, Any] | None = None,
+    warnings: list[str] | None = None,
     force: bool = False,
     mesh_config: MeshConfig | None = None,
     progress: ProgressCallback | None = None,
@@ -177,6 +178,9 @@ def write_bundle(
     extra_files, manifest_extra : dict, optional
         More files (bundle-relative name → bytes, e.g. the planned screws' trajectories.json) and
         manifest sections (e.g. ``plan``) written with the bundle.
+    warnings : list of str, optional
+        One-line notes about the input (e.g. overlapping masks resolved), first in the manifest's
+        ``warnings``.
     force : bool
         Replace an existing non-empty ``out_dir`` (only once the new bundle is complete).
     mesh_config : MeshConfig, optional
@@ -198,7 +202,8 @@ def write_bundle(
     t0 = time.perf_counter()
     progress = report(progress)
     where = labels.metadata.get("source_path")
-    check_output_dir(out_dir, force=force)  # fail fast, before any work
+    inputs = [where, None if ct is None else ct.metadata.get("source_path")]
+    check_output_dir(out_dir, force=force, inputs=inputs)  # fail fast, before any work
     labels = _checked_labels(labels, where)
     if ct is not None:
         labels = onto_grid(labels, ct, path=where)
@@ -208,9 +213,9 @@ def write_bundle(
     if subregions is not None:
         subregions = onto_grid(subregions, grid, path=subregions.metadata.get("source_path"), what="subregion map")
     extras = _checked_extras(extra_per_vertebra or {}, labels)
-    warnings: list[str] = []
+    warnings = list(warnings or [])
 
-    with atomic_output_dir(out_dir, force=force) as tmp:
+    with atomic_output_dir(out_dir, force=force, inputs=inputs) as tmp:
         progress(0.0, "measuring vertebrae")
         centers = vertebra_centers(labels)
         counts = vertebra_voxel_counts(labels)
@@ -310,10 +315,8 @@ def export_labels(
     from ..io.image_file import read_image_file
 
     progress = report(progress)
-    check_output_dir(out_dir, force=force)
+    check_output_dir(out_dir, force=force, inputs=[labels_path, ct_path, subregions_path])
     labels_path = Path(labels_path)
-    if not labels_path.exists():
-        raise InputError(labels_path, "no such file or folder; check the path")
     progress(0.0, "reading labels")
     labels = read_label_map(labels_path, convention=convention)  # type: ignore[arg-type]
     check_cancel(cancel)
@@ -329,12 +332,18 @@ def export_labels(
         info["ct"] = ct_identity(Path(ct_path), ct)  # type: ignore[arg-type]
     if subregions_path is not None:
         info["subregions"] = _file_identity(Path(subregions_path))
+    flagged: dict[int, dict[str, Any]] = {}
+    for pair in labels.metadata.get("overlaps", {}):
+        for vid in pair:
+            flagged[vid] = {"qa_flags": ["mask_overlap_resolved"]}
     return write_bundle(
         out_dir,
         labels,
         ct=ct,
         input_info=info,
         subregions=subregions,
+        extra_per_vertebra=flagged,
+        warnings=labels.metadata.get("warnings"),
         force=force,
         mesh_config=mesh_config,
         progress=sub_progress(progress, 0.1, 1.0),

@@ -58,8 +58,12 @@ def point(xyz: Sequence[float] | np.ndarray | None, digits: int = 3) -> list[flo
 
 
 def json_bytes(doc: Any) -> bytes:
-    """UTF-8 JSON, two-space indent, keys in insertion order, trailing newline."""
-    return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    """UTF-8 JSON, two-space indent, keys in insertion order, trailing newline.
+
+    A path whose bytes are not UTF-8 (held by Python as lone surrogates) is written as a JSON
+    ``\\udcXX`` escape: valid JSON that reads back as the same path in Python.
+    """
+    return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8", "backslashreplace")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -171,8 +175,11 @@ def write_nifti(path: Path, volume: Volume, array: np.ndarray | None = None) -> 
     SimpleITK converts the LPS geometry to the NIfTI RAS affine itself. Its gzip stream carries
     no timestamp (mtime 0) and the header no date, so equal inputs give equal bytes (tested).
     """
+    from ..io.paths import itk_write_path
+
     image = volume.to_sitk() if array is None else volume.with_array(array).to_sitk()
     writer = sitk.ImageFileWriter()
-    writer.SetFileName(str(path))
-    writer.UseCompressionOn()
-    writer.Execute(image)
+    with itk_write_path(path) as name:
+        writer.SetFileName(name)
+        writer.UseCompressionOn()
+        writer.Execute(image)

@@ -7,10 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, display_path
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
 from ..volume import Volume
+from .checks import check_hounsfield
 from .image_file import IMAGE_SUFFIXES, is_image_file, read_image_file
+from .paths import check_input_path
 
 
 def read_ct(
@@ -30,11 +32,9 @@ def read_ct(
 
     Raises `InputError` with a one-line message for anything that is not a usable 3D CT.
     """
-    path = Path(path)
     progress = report(progress)
     check_cancel(cancel)
-    if not path.exists():
-        raise InputError(path, "no such file or folder; check the path")
+    path = check_input_path(path, what="CT")
     if path.is_file() and is_image_file(path):
         progress(0.0, "reading image")
         volume = read_image_file(path, what="CT")
@@ -48,31 +48,9 @@ def read_ct(
             raise InputError(path, f"not a CT file SpineNav reads; give a DICOM folder or one of "
                              f"{', '.join(IMAGE_SUFFIXES)}")
         volume = read_dicom(path, series_uid=series_uid, progress=progress, cancel=cancel)
-    _refuse_non_hu(path, volume.array)
+    check_hounsfield(path, volume.array)
     progress(1.0, "CT loaded")
     return volume
-
-
-LABEL_MAP_MAX_VALUES = 64
-"""An image of non-negative integers below 256 with at most this many distinct values is a label map."""
-
-
-def _refuse_non_hu(path: Path, array: np.ndarray) -> None:
-    """`InputError` for an image that cannot be a CT in Hounsfield units: a label map (the most common
-    mix-up: ``vertebrae_T12.nii.gz`` picked instead of the CT beside it) or 8-bit picture values (0-255).
-    A CT in HU holds air or fat, far below 0."""
-    if array.size == 0 or not np.issubdtype(array.dtype, np.integer):
-        return
-    lo, hi = int(array.min()), int(array.max())
-    if lo < 0 or hi > 255:
-        return
-    distinct = int(np.count_nonzero(np.bincount(array.ravel().astype(np.uint8), minlength=256)))
-    if distinct <= LABEL_MAP_MAX_VALUES:
-        raise InputError(path, f"holds {distinct} distinct values from {lo} to {hi}: a label map or mask, not a CT; "
-                         "open the CT image (label maps go in as references: spinenav evaluate --truth, or "
-                         "File → Open labels…)")
-    raise InputError(path, f"holds picture values {lo}-{hi}, not Hounsfield units (a CT holds air at about -1000); "
-                     "export the CT series with its original values")
 
 
 def _as_int16_if_lossless(array: np.ndarray) -> np.ndarray:
@@ -126,7 +104,7 @@ def format_ct_info(info: dict[str, Any]) -> str:
     """Human-readable version of `ct_info`."""
     d = info["direction"]
     lines = [
-        f"source        {info['source_path']} ({info['source_format']})",
+        f"source        {display_path(info['source_path'])} ({info['source_format']})",
         f"modality      {info['modality'] or 'not stated by the file'}",
         f"size (i,j,k)  {' x '.join(str(s) for s in info['size'])} voxels",
         f"spacing       {' x '.join(f'{s:g}' for s in info['spacing'])} mm",

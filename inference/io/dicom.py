@@ -27,9 +27,10 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import iter_pixels
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
-from ..errors import InputError
+from ..errors import InputError, display_path
 from ..progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
 from ..volume import Volume
+from .checks import check_geometry, check_memory
 from .image_file import MAX_VOXELS
 from .series import (
     Frame,
@@ -161,7 +162,7 @@ def read_dicom(
     try:
         volume = _read_series(chosen, path, notes, progress=sub_progress(progress, 0.2, 1.0), cancel=cancel)
     except InputError as exc:
-        if scan is None or not scan.n_skipped or exc.path != str(path):
+        if scan is None or not scan.n_skipped or exc.path != display_path(path):
             raise
         # a slice "missing" from the series may be one of the files that could not be read
         raise InputError(exc.path, f"{exc.message} (note: {scan.skipped_note()})") from None
@@ -187,6 +188,10 @@ def _read_series(
             "the series has a single slice; a 3D CT volume is needed (give the folder with the whole series)",
         )
     stack = _sort_and_check(frames, where)
+    direction = np.column_stack([stack.row, stack.col, stack.normal])
+    check_geometry(where, size=(stack.frames[0].columns, stack.frames[0].rows, len(stack.frames)),
+                   spacing=stack.spacing, origin=stack.frames[0].position, direction=direction.flatten(),
+                   what="CT series")
     array = _read_pixels(stack.frames, progress=sub_progress(progress, 0.0, 0.9), cancel=cancel)
     origin = np.asarray(stack.frames[0].position, dtype=float)
     files_in_order = list(dict.fromkeys(str(fr.path.resolve()) for fr in stack.frames))
@@ -234,7 +239,6 @@ def _read_series(
             f"the files have no {', '.join(missing)} (anonymised?); a DICOM-SEG or a robot cannot "
             "reference this series by its UIDs"
         )
-    direction = np.column_stack([stack.row, stack.col, stack.normal])
     metadata: dict[str, Any] = {
         "source_path": str(where.resolve()),
         "source_format": "dicom",
@@ -322,6 +326,8 @@ def _check_frames(frames: list[Frame], where: Path) -> None:
             f"the headers declare {first.columns}×{first.rows}×{len(frames)} voxels, more than "
             f"SpineNav reads ({MAX_VOXELS:.0e}); the files are damaged or not a CT volume",
         )
+    # int16 HU, or float32 when a rescale is not integral; plus one decoded frame at a time
+    check_memory(where, n_vox * 4, f"reading {first.columns}×{first.rows}×{len(frames)} DICOM voxels")
     if min(first.pixel_spacing) <= 0:
         raise InputError(
             first.path, f"PixelSpacing {_mm(first.pixel_spacing)} is not positive; the header is damaged"
@@ -521,6 +527,13 @@ def _open_pixels(path: Path, rows: int, cols: int) -> Dataset:
                 path,
                 f"the pixel data is truncated ({got} of {expected} bytes); copy the file again "
                 "from the source",
+            )
+        if got > expected + (expected % 2):  # one padding byte makes an odd length even
+            raise InputError(
+                path,
+                f"the pixel data holds {got} bytes where {rows} rows × {cols} columns × {declared} frame(s) of "
+                f"{bits} bits need {expected}: the image size in the header is wrong (the image would be sheared "
+                "or cut); export the series again",
             )
     return ds
 

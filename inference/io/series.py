@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,7 @@ MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 
 # reasons for skipping a file, as counted in messages
 EMPTY, NOT_DICOM, DAMAGED, DICOMDIR = "empty (0 bytes)", "not DICOM", "damaged", "DICOMDIR index"
+UNREADABLE = "unreadable (permission denied or I/O error)"
 
 NON_IMAGE_MODALITIES = frozenset(
     {"SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "SR", "KO", "PR", "REG", "DOC", "FID", "PLAN", "AU"}
@@ -111,6 +113,7 @@ class DicomFile:
     series_description: str
     image_type: tuple[str, ...]
     n_frames: int
+    series_number: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
     frames: list[Frame] = field(default_factory=list)
     problem: str | None = None
@@ -143,7 +146,15 @@ class DicomFile:
         if self.series_uid:
             # the kind splits localizers (and any non-CT object sharing the UID) off the CT slices
             return f"{self.series_uid}|{self.kind}"
-        return f"no-series-uid|{self.frame_of_reference_uid}|{self.path.parent}|{self.kind}"
+        # Anonymised without a UID: whatever differs between two series of one study keeps them apart
+        # (series number, kernel, orientation, image size and pixel spacing), never merged into one volume.
+        geometry = ""
+        if self.frames:
+            fr = self.frames[0]
+            geometry = (f"{[round(v, 3) for v in fr.orientation]}|{fr.rows}x{fr.columns}|"
+                        f"{[round(v, 4) for v in fr.pixel_spacing]}")
+        return (f"no-series-uid|{self.frame_of_reference_uid}|{self.path.parent}|{self.kind}|{self.series_number}|"
+                f"{self.facts.get('kernel')}|{geometry}")
 
 
 @dataclass
@@ -264,11 +275,12 @@ def read_header(path: str | Path) -> DicomFile:
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as exc:
-        raise UnusableFile(
-            path, DAMAGED, f"cannot open the file ({exc.strerror}); check permissions"
-        ) from None
+        raise UnusableFile(path, UNREADABLE, f"cannot open the file ({exc.strerror}); check permissions") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UnusableFile(path, NOT_DICOM, "not a regular file (a pipe, socket or device); give a DICOM CT series")
+    size = st.st_size
     if size == 0:
         raise UnusableFile(path, EMPTY, "the file is empty (0 bytes); copy the series again from the source")
     not_dicom = "not a DICOM file; give a DICOM CT series (folder or file)"
@@ -277,6 +289,9 @@ def read_header(path: str | Path) -> DicomFile:
         ds = dcmread_any(path, stop_before_pixels=True)
     except InvalidDicomError:
         raise UnusableFile(path, NOT_DICOM, not_dicom) from None
+    except OSError as exc:
+        raise UnusableFile(path, UNREADABLE, f"cannot be read ({exc.strerror or type(exc).__name__}); check "
+                           "its permissions or copy it again") from None
     except Exception as exc:  # noqa: BLE001 - damaged files make pydicom raise all sorts of errors
         raise UnusableFile(path, DAMAGED, damaged.format(type(exc).__name__)) from None
     try:
@@ -324,6 +339,7 @@ def _describe(path: Path, ds: Dataset) -> DicomFile:
         series_description=_str(ds.get("SeriesDescription")),
         image_type=image_type,
         n_frames=max(n_frames, 1),
+        series_number=_str(ds.get("SeriesNumber")),
     )
     if info.is_ct_image:
         info.facts = _scanner_facts(ds)
@@ -365,7 +381,7 @@ def _frames(path: Path, ds: Dataset, info: DicomFile) -> list[Frame]:
                 pixel_spacing=_floats(ds.get("PixelSpacing"), 2, "PixelSpacing (0028,0030)"),
                 rows=rows,
                 columns=cols,
-                slope=_float_or(ds.get("RescaleSlope"), 1.0, "RescaleSlope"),
+                slope=_slope(ds.get("RescaleSlope")),
                 intercept=_float_or(ds.get("RescaleIntercept"), 0.0, "RescaleIntercept"),
             )
         ]
@@ -400,9 +416,7 @@ def _frames(path: Path, ds: Dataset, info: DicomFile) -> list[Frame]:
                 ),
                 rows=rows,
                 columns=cols,
-                slope=_float_or(
-                    group("PixelValueTransformationSequence", "RescaleSlope"), 1.0, "RescaleSlope"
-                ),
+                slope=_slope(group("PixelValueTransformationSequence", "RescaleSlope")),
                 intercept=_float_or(
                     group("PixelValueTransformationSequence", "RescaleIntercept"), 0.0, "RescaleIntercept"
                 ),
@@ -454,15 +468,32 @@ def _scanner_facts(ds: Dataset) -> dict[str, Any]:
 
 
 # ---- scanning folders --------------------------------------------------------------------------------------
-def list_files(folder: Path, *, recursive: bool = True) -> list[Path]:
-    """Regular files under ``folder`` in a stable order; hidden files and folders (.DS_Store) ignored."""
+def list_files(folder: Path, *, recursive: bool = True, unreadable: list[Path] | None = None) -> list[Path]:
+    """Files under ``folder`` in a stable order; hidden files and folders (.DS_Store) ignored.
+
+    Raises `OSError` when ``folder`` itself cannot be listed; sub-folders that cannot be listed are
+    appended to ``unreadable`` (when given) and skipped. Pipes, sockets and devices are left out.
+    """
     if not recursive:
-        return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        return sorted(p for p in folder.iterdir() if _is_regular(p) and not p.name.startswith("."))
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    errors: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=errors.append):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(Path(dirpath) / n for n in sorted(filenames) if not n.startswith("."))
-    return [p for p in found if p.is_file()]
+    for exc in errors:
+        if exc.filename is not None and os.path.abspath(exc.filename) == os.path.abspath(folder):
+            raise exc
+        if unreadable is not None and exc.filename is not None:
+            unreadable.append(Path(exc.filename))
+    return [p for p in found if _is_regular(p)]
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return True  # kept: reading its header says why it cannot be used
 
 
 def scan_folder(
@@ -478,13 +509,19 @@ def scan_folder(
     """
     folder = Path(folder)
     progress = report(progress)
+    unreadable_folders: list[Path] = []
     try:
-        paths = list_files(folder, recursive=recursive)
+        paths = list_files(folder, recursive=recursive, unreadable=unreadable_folders)
     except OSError as exc:
-        raise InputError(folder, f"cannot list the folder ({exc.strerror}); check permissions") from None
+        raise InputError(folder, f"cannot list the folder ({exc.strerror}); check its permissions") from None
     if not paths:
+        if unreadable_folders:
+            raise InputError(folder, f"{_plural(len(unreadable_folders), 'sub-folder')} cannot be read (permission "
+                             f"denied, e.g. {_rel(unreadable_folders[0], folder)}) and no file is readable; ask for "
+                             "read access")
         raise InputError(folder, "the folder is empty; give a folder holding a CT series")
-    skipped: dict[str, list[Path]] = {EMPTY: [], NOT_DICOM: [], DAMAGED: [], DICOMDIR: []}
+    skipped: dict[str, list[Path]] = {EMPTY: [], NOT_DICOM: [], DAMAGED: [], UNREADABLE: list(unreadable_folders),
+                                      DICOMDIR: []}
     files: list[DicomFile] = []
     for n, path in enumerate(paths):
         check_cancel(cancel)
@@ -595,6 +632,15 @@ def _float_or(value: Any, default: float, what: str) -> float:
     if not math.isfinite(out):
         raise HeaderProblem(f"{what} is not finite; the header is damaged")
     return out
+
+
+def _slope(value: Any) -> float:
+    """RescaleSlope (default 1); zero or negative makes every CT value meaningless."""
+    slope = _float_or(value, 1.0, "RescaleSlope")
+    if slope <= 0:
+        raise HeaderProblem(f"RescaleSlope is {slope:g}: the stored values cannot be turned into Hounsfield units; "
+                            "export the series with its original rescale")
+    return slope
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -169,10 +169,15 @@ def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, ct_path:
         raise InputError(bundle / TRAJECTORIES, "exists already; pass --force to replace the planned screws")
     labels = read_image_file(labels_path, what="label map")
     manifest = json.loads(manifest_path.read_text())
+    _check_levels(bundle, labels, levels)
     ct, ct_note = _bundle_ct(manifest, labels, ct_path)
     result = plan_labels_with_models(labels, levels, ct=ct, progress=progress, cancel=cancel)
     result.ct_note = ct_note
     screws = result.screws
+    if not screws:
+        why = "; ".join(f"{name}: {reason}" for name, reason in result.not_planned.items()) or "no level to plan"
+        kept = " (the screws already planned are kept)" if (bundle / TRAJECTORIES).exists() else ""
+        raise InputError(bundle, f"no screw could be planned{kept}: {why}")
     with atomic_output_dir(bundle, force=True) as tmp:
         for item in bundle.iterdir():
             if item.name in (TRAJECTORIES, TRAJECTORY_MARKUPS):
@@ -188,6 +193,18 @@ def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, ct_path:
         manifest["plan"]["ct_breach"] = ct_note
         (tmp / "manifest.json").write_bytes(json_bytes(manifest))
     return result
+
+
+def _check_levels(bundle: Path, labels, levels: list[int] | None) -> None:
+    """`InputError` when none of the asked levels (default: thoracic and lumbar) is in the bundle."""
+    present = registry.sort_ids([int(v) for v in np.unique(labels.array) if v != 0 and int(v) in registry.VALID_IDS])
+    wanted = (levels if levels is not None
+              else [v for v in present if registry.by_id(v).region in PLANNED_REGIONS])
+    if not set(wanted) & set(present):
+        held = f"{registry.name_of(present[0])}–{registry.name_of(present[-1])}" if present else "no vertebra"
+        asked = ("thoracic or lumbar levels" if levels is None
+                 else ", ".join(registry.name_of(v) for v in levels[:3]) + ("…" if len(levels) > 3 else ""))
+        raise InputError(bundle, f"holds {held}, none of the {asked} asked for; choose --levels among those it holds")
 
 
 def _bundle_ct(manifest: dict[str, Any], labels, ct_path: str | Path | None):
