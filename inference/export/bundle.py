@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__, registry
-from ..errors import InputError
+from ..errors import InputError, display_path
 from ..io.grid import onto_grid
 from ..measure import body_centers, vertebra_centers, vertebra_voxel_counts
 from ..mesh import MeshConfig, SurfaceMesh, mesh_label_map, stl_bytes
@@ -116,7 +116,7 @@ class ExportResult:
         size = sum(f["bytes"] for f in self.files)
         others = [f["path"] for f in self.files if not f["path"].startswith("meshes/")]
         lines = [
-            f"bundle written to {self.out_dir} in {self.seconds:.1f} s (coordinates LPS mm)",
+            f"bundle written to {display_path(self.out_dir)} in {self.seconds:.1f} s (coordinates LPS mm)",
             f"  {len(self.vertebrae)} vertebrae: {names}",
             f"  files: manifest.json, {', '.join(others)}, meshes/ ({n_stl} STL); {size / 2**20:.1f} MB in all",
         ]
