@@ -303,9 +303,9 @@ class Pipeline:
         except torch.OutOfMemoryError:
             if self.device.type == "cpu":
                 raise
-            torch.cuda.empty_cache()
-            return segment_vertebrae(self.segmenter.to("cpu"), ct, items, torch.device("cpu"), batch_size=1,
-                                     **{**kwargs, "precision": "fp32"})
+            self._fall_back_to_cpu()
+            return segment_vertebrae(self.segmenter, ct, items, self.device, batch_size=1,
+                                     **{**kwargs, "precision": self.precision})
 
     def _run_localizer(self, ct: Volume, cancel: CancelToken | None,
                        descriptor: np.ndarray | None = None) -> LocalizerOutput:
@@ -316,13 +316,21 @@ class Pipeline:
         except torch.OutOfMemoryError:
             if self.device.type == "cpu":
                 raise
-            # GPU out of memory: the whole-volume pass falls back to the CPU (slower, same result)
-            torch.cuda.empty_cache()
-            self.device = torch.device("cpu")
-            self.precision = "fp32"
-            self.localizer = self.localizer.to(self.device)
+            self._fall_back_to_cpu()
             return run_localizer(self.localizer, ct, self.device, cancel=cancel, mirror=MIRROR_TTA,
                                  descriptor=descriptor)
+
+    def _fall_back_to_cpu(self) -> None:
+        """GPU out of memory: every model moves to the CPU in float32, and stays there for this pipeline's
+        later analyses (slower, same result). All models together: a pipeline never mixes devices."""
+        torch.cuda.empty_cache()
+        self.device = torch.device("cpu")
+        self.precision = "fp32"
+        self.localizer = self.localizer.to(self.device)
+        if self.segmenter is not None:
+            self.segmenter = self.segmenter.to(self.device)
+        if self.lesion is not None:
+            self.lesion = self.lesion.to(self.device)
 
 
 def _qa(vertebrae: list[VertebraResult], ct: Volume, seg: SegmentationOutput | None = None) -> list[str]:

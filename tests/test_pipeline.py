@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+import inference.pipeline as pipeline_module
+
 from inference import registry
 from inference.errors import CancelledError, InputError, WeightsError
 from inference.export.analysis import write_analysis_bundle
@@ -73,6 +75,38 @@ def test_gpu_out_of_memory_falls_back_to_cpu(monkeypatch):
     assert calls == ["cuda", "cpu"] and pipe.device.type == "cpu"
     assert [v.name for v in result.vertebrae] == LEVEL_NAMES
     assert result.precision == "fp32"  # the CPU fallback runs in float32
+
+
+def test_segmenter_out_of_memory_moves_the_whole_pipeline_to_one_device(monkeypatch):
+    """A CUDA OOM in the segmentation stage moves every model to the CPU (not the segmenter alone), so
+    the next analysis runs on one device for every stage."""
+    ct, centers = _spine_ct()
+    pipe = fake_pipeline(ct, centers, segmenter=FakeSegmenter())
+    seg_devices, loc_devices = [], []
+    real_segment, real_localize = pipeline_module.segment_vertebrae, pipeline_module.run_localizer
+
+    def flaky_segment(model, ct_, items, device, **kw):
+        seg_devices.append(device.type)
+        if device.type != "cpu":
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        assert all(p.device.type == "cpu" for p in model.parameters())
+        return real_segment(model, ct_, items, device, **kw)
+
+    def localize(model, ct_, device, **kw):
+        loc_devices.append(device.type)
+        return real_localize(model, ct_, torch.device("cpu"), **kw)  # the fake model never really left the CPU
+
+    monkeypatch.setattr(pipeline_module, "segment_vertebrae", flaky_segment)
+    monkeypatch.setattr(pipeline_module, "run_localizer", localize)
+    pipe.device = torch.device("cuda")  # pretend the models were on a GPU
+    pipe.precision = "fp16"
+    first = pipe.analyze(ct)
+    assert seg_devices == ["cuda", "cpu"] and loc_devices == ["cuda"]
+    assert pipe.device.type == "cpu" and pipe.precision == "fp32" and first.precision == "fp32"
+    for model in (pipe.localizer, pipe.segmenter):
+        assert all(p.device.type == "cpu" for p in model.parameters())
+    pipe.analyze(ct)
+    assert seg_devices[2:] == ["cpu"] and loc_devices[1:] == ["cpu"]
 
 
 def test_precision_is_resolved_per_device_and_recorded(tmp_path):
