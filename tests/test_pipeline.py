@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import inference.pipeline as pipeline_module
-
 from inference import registry
 from inference.errors import CancelledError, InputError, WeightsError
 from inference.export.analysis import write_analysis_bundle
