@@ -44,9 +44,9 @@ pipe.analyze(ct)  # warm-up (CUDA kernels, allocator); not timed
 t2 = time.perf_counter(); result = pipe.analyze(ct); t_analyze = time.perf_counter() - t2
 t_write = None
 if sys.argv[5] == "1":
-    from inference.export.analysis import write_analysis_bundle
+    from inference.export import write_bundle
     with tempfile.TemporaryDirectory() as tmp:
-        t3 = time.perf_counter(); write_analysis_bundle(Path(tmp) / "b", result, ct); t_write = time.perf_counter() - t3
+        t3 = time.perf_counter(); write_bundle(Path(tmp) / "b", result); t_write = time.perf_counter() - t3
 gpu = torch.cuda.max_memory_allocated() / 2**20 if pipe.device.type == "cuda" else None
 print(json.dumps({"grid": "x".join(map(str, ct.size)), "read_s": t_read, "load_s": t_load, "analyze_s": t_analyze,
                   "stages": result.timings, "write_s": t_write, "base_kb": base,

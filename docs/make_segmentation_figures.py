@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from inference import registry  # noqa: E402
-from inference.export.analysis import write_analysis_bundle  # noqa: E402
+from inference.export import write_bundle  # noqa: E402
 from inference.io import read_ct, read_label_map  # noqa: E402
 from inference.pipeline import Pipeline  # noqa: E402
 from inference.preprocess import resample_ct, resample_labels, working_grid  # noqa: E402
@@ -126,7 +126,7 @@ def main() -> None:
                    "sample abdomen CT 3 mm: SpineNav masks (colour) vs TotalSegmentator pseudo-labels (dashed white)",
                    centers)
     with tempfile.TemporaryDirectory() as tmp:
-        write_analysis_bundle(Path(tmp) / "b", result, ct)
+        write_bundle(Path(tmp) / "b", result)
         render_meshes(Path(tmp) / "b", ROOT / "docs/segmentation_abdomen_3d.png")
     if CHEST.is_dir():
         ct = read_ct(CHEST)

@@ -51,7 +51,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .export.analysis import write_analysis_bundle
+    from .config import SHIPPED
+    from .export import write_bundle
     from .export.atomic import check_output_dir
     from .io import read_ct
     from .pipeline import Pipeline, check_analyzable
@@ -62,18 +63,16 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     try:
         ct = read_ct(args.path, progress=sub_progress(progress, 0.0, 0.15) if progress else None)
         check_analyzable(ct)  # before the models load
-        pipeline = Pipeline(device=args.device, segment=not args.centers_only, adapt_intensity=args.adapt_intensity,
-                            precision=args.precision)
-        result = pipeline.analyze(ct, progress=sub_progress(progress, 0.15, 0.8) if progress else None)
-        bundle = write_analysis_bundle(
-            args.output, result, ct, input_path=args.path, force=args.force,
-            progress=sub_progress(progress, 0.8, 1.0) if progress else None,
-        )
+        config = SHIPPED.replace(adapt_intensity=args.adapt_intensity)
+        pipeline = Pipeline(device=args.device, segment=not args.centers_only, config=config, precision=args.precision)
+        case = pipeline.analyze(ct, progress=sub_progress(progress, 0.15, 0.8) if progress else None)
+        bundle = write_bundle(args.output, case, force=args.force,
+                              progress=sub_progress(progress, 0.8, 1.0) if progress else None)
     finally:
         close()
-    print(result.summary())
+    print(case.summary())
     print(bundle.summary())
-    if any(v.lesion_score is not None for v in result.vertebrae):
+    if any(v.lesion_score is not None for v in case.vertebrae):
         print("  lesion scores flag regions for a radiologist to review; they are not a diagnosis")
     return 0
 
@@ -115,6 +114,35 @@ def _cmd_export_labels(args: argparse.Namespace) -> int:
     finally:
         close()
     print(result.summary())
+    return 0
+
+
+def _cmd_correct(args: argparse.Namespace) -> int:
+    from . import corrections
+    from .errors import InputError
+    from .export import write_bundle
+    from .export.bundle import read_bundle_case
+
+    if not (args.rename or args.shift or args.delete or args.merge):
+        raise InputError(args.bundle, "no correction given; use --rename OLD=NEW, --shift up|down, --delete NAME or "
+                         "--merge KEEP+OTHER")
+    if (args.bundle / "trajectories.json").exists():
+        raise InputError(args.bundle, "holds planned screws, which are named by level; correct the names first, then "
+                         "plan (spinenav plan --force)")
+    case = read_bundle_case(args.bundle, ct_path=args.ct)
+    start = corrections.identity_map([v.id for v in case.vertebrae])
+    try:
+        id_map, records = corrections.parse_edits(start, renames=args.rename or [], shifts=args.shift or [],
+                                                  deletes=args.delete or [], merges=args.merge or [])
+    except corrections.CorrectionError as exc:
+        raise InputError(args.bundle, str(exc)) from None
+    fixed = corrections.apply(case, id_map, records)
+    bundle = write_bundle(args.bundle, fixed, force=True)
+    for r in records:
+        print(f"  {r.what}: {r.source} → {r.target or 'deleted'}")
+    if problem := corrections.order_problem(id_map):
+        print(f"  warning: {problem}")
+    print(bundle.summary())
     return 0
 
 
@@ -209,6 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ct", type=Path, help="the bundle's CT, for the breach against bone by HU (default: the CT "
                    "named in the manifest, when it is still there)")
     p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser("correct", help="correct a bundle's vertebra names (rename, shift, delete, merge)")
+    p.add_argument("bundle", type=Path, help="bundle folder (from analyze or export-labels)")
+    p.add_argument("--rename", action="append", metavar="OLD=NEW", help="e.g. T12=L1 (repeatable)")
+    p.add_argument("--shift", action="append", metavar="up|down", help="every name one level up (L1 → T12) or down")
+    p.add_argument("--delete", action="append", metavar="NAME", help="remove a false vertebra (repeatable)")
+    p.add_argument("--merge", action="append", metavar="KEEP+OTHER", help="join OTHER's mask to KEEP, e.g. L1+L2")
+    p.add_argument("--ct", type=Path, help="the bundle's CT, when its DICOM-SEG must be rewritten and the CT "
+                   "moved")
+    p.set_defaults(func=_cmd_correct)
 
     p = sub.add_parser("evaluate", help="accuracy of a bundle against reference labels (DESIGN §7)")
     p.add_argument("bundle", type=Path, help="bundle folder (from analyze or export-labels)")

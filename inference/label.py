@@ -16,7 +16,7 @@ import numpy as np
 
 from . import registry
 
-LEVELS: tuple[int, ...] = tuple(registry.sort_ids(list(registry.VALID_IDS)))
+LEVELS: tuple[int, ...] = registry.LEVEL_ORDER
 """States: VerSe ids in cranio-caudal order (C1 … T12, T13, L1 … L5, L6, S1)."""
 
 P_T13 = 0.03
@@ -113,23 +113,11 @@ _LOG_START = _start_prior()
 
 def _neighbours() -> list[tuple[list[int], list[int]]]:
     """State indices one level above / below each state (both T12 → T13 and T12 → L1 count as one)."""
-    trans = {_T13, _L6}
+    index = {vid: k for k, vid in enumerate(LEVELS)}
     out = []
-    for k in range(len(LEVELS)):
-        above, below = [], []
-        j = k - 1
-        while j >= 0:
-            above.append(j)
-            if LEVELS[j] not in trans:
-                break
-            j -= 1
-        j = k + 1
-        while j < len(LEVELS):
-            below.append(j)
-            if LEVELS[j] not in trans:
-                break
-            j += 1
-        out.append((above, below))
+    for vid in LEVELS:
+        above, below = registry.neighbours(vid)
+        out.append(([index[v] for v in above], [index[v] for v in below]))
     return out
 
 
@@ -326,7 +314,7 @@ RIB_LIKELIHOOD: dict[str, tuple[float, float, float]] = {
 }
 """P(rib-cue bin | level group), measured on held-out synthetic CT with localizer 1.1-step15378 (run as
 `inference.localize` runs it: mirror test-time augmentation, small scans in the training field) and
-segmenter 1.2-ft726 (with its mirror pass, `inference.pipeline.SEGMENT_MIRROR_TTA`) by
+segmenter 1.2-ft726 (with its mirror pass, `RunConfig.segmenter_mirror`) by
 `python -m inference.train.calibrate_labeling` (docs/labeling_calibration.md): re-measure it whenever
 either model or the way it is run changes."""
 

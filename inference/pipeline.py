@@ -8,18 +8,18 @@ segmentation with lesion suspicion (`inference.segment`) → QA flags.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from . import registry
+from .case import ANALYSIS_SOURCE, Case, Vertebra
+from .config import SHIPPED, RunConfig
 from .errors import InputError, WeightsError
 from .label import LEVELS, decode, rib_likelihoods, shown_confidence
 from .localize import Candidate, LocalizerOutput, drop_off_column, find_candidates, order_head_to_foot, run_localizer
-from .measure import CUT_AREA_MM2, field_of_view_cut_areas, vertebra_voxel_counts
+from .measure import CUT_AREA_MM2, field_of_view_cut_areas, vertebra_centers, vertebra_voxel_counts
 from .models.lesion import NOT_SCORED, LesionNet
 from .models.localizer import LEVEL_IDS, LocalizerNet
 from .models.segmenter import SegmenterNet, patch_of
@@ -48,21 +48,6 @@ BORDER_MM = 8.0
 SHORT_SCAN_MM = 60.0
 """A field of view shorter than this (cranio-caudal) holds less than two lumbar vertebrae; when nothing
 is found in one, the note says the scan is too short rather than asking whether it shows the spine."""
-MIRROR_TTA = True
-"""Localizer test-time augmentation: average the pass on the scan and on its left-right mirror. On 100
-held-out synthetic cases (docs/labeling_calibration.md) it named 1104 of 1322 matched vertebrae right
-against 1072 of 1324 without it; it doubles the localizer's network time."""
-SEGMENT_MIRROR_TTA = True
-"""Segmentation test-time augmentation: each crop also runs left-right mirrored, probabilities averaged
-(`segment_vertebrae`'s ``mirror``). With the true centers it lifted the mean Dice from 0.854 to 0.856 on
-the 18 real reference vertebrae (HD95 5.57 → 5.52 mm) and from 0.8317 to 0.8336 on 283 vertebrae of 30
-held-out synthetic cases (calibration seed stream 77; HD95 4.26 → 4.18 mm); with the rib table
-re-measured through it, the 100 calibration cases went from 1104 to 1112 of 1322 named right
-(docs/labeling_calibration.md). It doubles the segmenter's network time."""
-MAX_CANDIDATES = 60
-"""Strongest heatmap peaks kept for decoding (a whole spine has 26 levels)."""
-
-
 def pick_device(device: str = "auto") -> torch.device:
     """``auto`` → CUDA, then Apple MPS, then CPU; otherwise the named device (must be available)."""
     if device == "auto":
@@ -76,61 +61,6 @@ def pick_device(device: str = "auto") -> torch.device:
     if device not in ("cpu", "cuda", "mps"):
         raise InputError(None, f"unknown device {device!r}; use auto, cpu or cuda")
     return torch.device(device)
-
-
-@dataclass
-class VertebraResult:
-    """One detected vertebra (coordinates LPS mm)."""
-
-    id: int
-    name: str
-    center_lps: np.ndarray
-    confidence: float
-    p_shift_cranial: float
-    p_shift_caudal: float
-    detection_score: float
-    alternatives: list[dict[str, Any]] = field(default_factory=list)
-    qa_flags: list[str] = field(default_factory=list)
-    lesion_score: float | None = None
-    """Highest lesion suspicion of the vertebra (0–1; None without segmentation, and at the levels
-    the classifier does not assess, `inference.models.lesion.NOT_SCORED`)."""
-    lesion_type: str | None = None
-    """Lesion type with that score when it reaches the flag threshold, else None."""
-    lesion_scores: dict[str, float] = field(default_factory=dict)
-    rib_ml: float | None = None
-    """The rib cue: volume called rib beside the vertebra (`inference.ribs`); None without
-    segmentation or where that zone is out of the scan."""
-
-
-@dataclass
-class AnalysisResult:
-    vertebrae: list[VertebraResult]
-    qa: list[str]
-    timings: dict[str, float]
-    models: list[dict[str, Any]]
-    device: str
-    localizer: LocalizerOutput | None = None
-    segmentation: SegmentationOutput | None = None
-    """Label map and lesion map on the CT grid (None when the pipeline runs without segmentation)."""
-    precision: str = "fp32"
-    """Of the network passes (`inference.precision`): fp32, or fp16 / bf16 autocast on CUDA."""
-
-    def compute(self) -> dict[str, str]:
-        """Where and how the networks ran (recorded in the bundle's manifest)."""
-        return {"device": self.device, "precision": self.precision}
-
-    def summary(self) -> str:
-        names = ", ".join(v.name for v in self.vertebrae) or "none"
-        lines = [f"{len(self.vertebrae)} vertebrae found: {names}"]
-        for v in self.vertebrae:
-            c = ", ".join(f"{x:7.1f}" for x in v.center_lps)
-            flags = f"  [{', '.join(v.qa_flags)}]" if v.qa_flags else ""
-            les = f"  lesion {v.lesion_score:.2f}" if v.lesion_score is not None else ""
-            lines.append(f"  {v.name:<4} p={v.confidence:.2f}  center LPS ({c}) mm{les}{flags}")
-        lines += [f"  check: {q}" for q in self.qa]
-        t = ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items())
-        lines.append(f"  timings on {self.device} ({self.precision}): {t}")
-        return "\n".join(lines)
 
 
 class Pipeline:
@@ -147,8 +77,8 @@ class Pipeline:
         is used (without it, lesion scores come from the segmenter's own lesion channels).
     segment : bool
         Run the segmentation stage (masks, lesions); False gives centers and labels only.
-    adapt_intensity : bool
-        Test-time intensity adaptation in the segmentation stage (see `segment_vertebrae`).
+    config : RunConfig
+        The analysis' settings (`inference.config`); recorded in every case it returns.
     precision : {"auto", "fp32", "fp16", "bf16"}
         Of the network passes (`inference.precision`): "auto" is float16 autocast on CUDA and
         float32 elsewhere; half precision needs CUDA.
@@ -163,7 +93,7 @@ class Pipeline:
         lesion: LesionNet | None = None,
         *,
         segment: bool = True,
-        adapt_intensity: bool = False,
+        config: RunConfig = SHIPPED,
         precision: str = "auto",
     ) -> None:
         self.device = pick_device(device)
@@ -190,7 +120,7 @@ class Pipeline:
                     self.models.append({"name": LESION, "version": "in-memory", "sha256": None})
             self.segmenter = segmenter.eval().to(self.device)
             self.lesion = None if lesion is None else lesion.eval().to(self.device)
-        self.adapt_intensity = adapt_intensity
+        self.config = config
 
     def _load(self, name: str, weights_root: Path | None, build) -> torch.nn.Module:
         state, manifest = load_state(name, weights_root)
@@ -207,10 +137,12 @@ class Pipeline:
 
     def analyze(
         self, ct: Volume, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
-    ) -> AnalysisResult:
-        """Find and name every vertebra of ``ct``.
+    ) -> Case:
+        """Find, name and (with a segmenter) segment every vertebra of ``ct``; the result as a `Case`.
 
-        Raises `CancelledError` between stages when ``cancel`` is set.
+        A vertebra with a mask is centred on its mask's centroid (what the bundle exports); the
+        localizer's point stays in ``localizer_center_lps``. Raises `CancelledError` between stages
+        when ``cancel`` is set.
         """
         check_analyzable(ct)
         tell = report(progress)
@@ -230,9 +162,11 @@ class Pipeline:
         check_cancel(cancel)
         t1 = time.perf_counter()
         tell(0.96 if self.segmenter is not None else 0.8, "labeling the column")
+        config = self.config
         dec = decode(np.array([c.level_probs for c in cands]).reshape(len(cands), len(LEVELS)),
                      scores=np.array([min(1.0, c.score) for c in cands]),
-                     cues=None if ribs is None else rib_likelihoods(ribs))
+                     cues=None if ribs is None or not config.rib_cue else rib_likelihoods(ribs),
+                     temperature=config.emission_temperature, posterior_temperature=config.posterior_temperature)
         vertebrae = []
         for n, c in enumerate(cands):
             vid = int(dec.ids[n])
@@ -240,19 +174,13 @@ class Pipeline:
                 continue  # decoded as a false detection
             top = np.argsort(-dec.posterior[n])[:3]
             alts = [{"name": registry.name_of(LEVELS[k]), "p": round(float(dec.posterior[n, k]), 4)} for k in top]
-            vertebrae.append(
-                VertebraResult(
-                    vid,
-                    registry.name_of(vid),
-                    c.center_lps,
-                    float(dec.confidence[n]),
-                    float(dec.p_shift_cranial[n]),
-                    float(dec.p_shift_caudal[n]),
-                    c.score,
-                    alts,
-                    rib_ml=None if ribs is None else ribs[n],
-                )
-            )
+            vertebrae.append(Vertebra(
+                vid, np.asarray(c.center_lps, dtype=float), confidence=float(dec.confidence[n]),
+                confidence_source=ANALYSIS_SOURCE, alternatives=alts,
+                p_shift_cranial=float(dec.p_shift_cranial[n]), p_shift_caudal=float(dec.p_shift_caudal[n]),
+                detection_score=c.score, localizer_center_lps=np.asarray(c.center_lps, dtype=float),
+                rib_ml=None if ribs is None else ribs[n],
+            ))
         shown, anchored = shown_confidence(dec.ids, dec.confidence, ribs)
         if not anchored:
             # no landmark in view: the levels come from the look of a few vertebrae, which on real
@@ -275,13 +203,22 @@ class Pipeline:
                     v.qa_flags.append(f"lesion_suspected:{m.lesion_type}")
         timings["label"] = time.perf_counter() - t1
         qa = _qa(vertebrae, ct, seg)
+        if seg is not None:
+            # one center per vertebra: its mask's centroid, the point the bundle exports and the app shows
+            centroids = vertebra_centers(seg.labels)
+            for v in vertebrae:
+                if v.id in centroids:
+                    v.center_lps = np.asarray(centroids[v.id], dtype=float)
         tell(1.0, f"{len(vertebrae)} vertebrae")
-        return AnalysisResult(vertebrae, qa, timings, list(self.models), str(self.device), out, seg, self.precision)
+        return Case(ct, vertebrae, labels=None if seg is None else seg.labels,
+                    lesions=None if seg is None else seg.lesions, qa=qa, models=list(self.models),
+                    compute={"device": str(self.device), "precision": self.precision},
+                    run_config=config.to_json(), timings=timings, localizer=out, segmentation=seg)
 
     def candidates(self, out: LocalizerOutput) -> list[Candidate]:
         """The localizer's candidates that the labeling decodes, head to foot."""
         cands = find_candidates(out)
-        return order_head_to_foot(drop_off_column(sorted(cands, key=lambda c: -c.score)[:MAX_CANDIDATES]))
+        return order_head_to_foot(drop_off_column(sorted(cands, key=lambda c: -c.score)[:self.config.max_candidates]))
 
     def segment_candidates(self, ct: Volume, cands: list[Candidate], progress: ProgressCallback | None = None,
                            cancel: CancelToken | None = None) -> tuple[SegmentationOutput, list[float | None]]:
@@ -295,9 +232,9 @@ class Pipeline:
 
     def _run_segmenter(self, ct: Volume, items: list[tuple[int, np.ndarray]], progress, cancel,
                        patches: list[tuple[int, int, int]] | None = None) -> SegmentationOutput:
-        kwargs = {"adapt_intensity": self.adapt_intensity, "lesion_thresholds": self.lesion_thresholds,
+        kwargs = {"adapt_intensity": self.config.adapt_intensity, "lesion_thresholds": self.lesion_thresholds,
                   "lesion_model": self.lesion, "patches": patches, "progress": progress, "cancel": cancel,
-                  "precision": self.precision, "mirror": SEGMENT_MIRROR_TTA}
+                  "precision": self.precision, "mirror": self.config.segmenter_mirror}
         try:
             return segment_vertebrae(self.segmenter, ct, items, self.device, **kwargs)
         except torch.OutOfMemoryError:
@@ -307,17 +244,17 @@ class Pipeline:
             return segment_vertebrae(self.segmenter, ct, items, self.device, batch_size=1,
                                      **{**kwargs, "precision": self.precision})
 
-    def _run_localizer(self, ct: Volume, cancel: CancelToken | None,
-                       descriptor: np.ndarray | None = None) -> LocalizerOutput:
-        """``descriptor``: instead of the scan's own (the descriptor ablation of `validate_real`)."""
+    def _run_localizer(self, ct: Volume, cancel: CancelToken | None) -> LocalizerOutput:
+        """The localizer's pass (with the configured mirror pass and scan descriptor)."""
+        descriptor = None if self.config.scan_descriptor is None else np.asarray(self.config.scan_descriptor)
         try:
             return run_localizer(self.localizer, ct, self.device, cancel=cancel, precision=self.precision,
-                                 mirror=MIRROR_TTA, descriptor=descriptor)
+                                 mirror=self.config.localizer_mirror, descriptor=descriptor)
         except torch.OutOfMemoryError:
             if self.device.type == "cpu":
                 raise
             self._fall_back_to_cpu()
-            return run_localizer(self.localizer, ct, self.device, cancel=cancel, mirror=MIRROR_TTA,
+            return run_localizer(self.localizer, ct, self.device, cancel=cancel, mirror=self.config.localizer_mirror,
                                  descriptor=descriptor)
 
     def _fall_back_to_cpu(self) -> None:
@@ -333,7 +270,7 @@ class Pipeline:
             self.lesion = self.lesion.to(self.device)
 
 
-def _qa(vertebrae: list[VertebraResult], ct: Volume, seg: SegmentationOutput | None = None) -> list[str]:
+def _qa(vertebrae: list[Vertebra], ct: Volume, seg: SegmentationOutput | None = None) -> list[str]:
     """Per-vertebra flags (in place) and case-level notes: gaps, doubtful labels, border cuts, masks."""
     notes = intensity_notes(ct)
     if not vertebrae:
@@ -351,7 +288,7 @@ def _qa(vertebrae: list[VertebraResult], ct: Volume, seg: SegmentationOutput | N
     for v in vertebrae:
         if v.confidence < UNCERTAIN_BELOW:
             v.qa_flags.append("label_uncertain")
-        idx = ct.lps_to_index(v.center_lps[None])[0]
+        idx = ct.lps_to_index(v.localizer_center_lps[None])[0]
         dist_vox = np.minimum(idx, np.array([i, j, k]) - 1 - idx)
         if np.any(dist_vox * np.array(ct.spacing) < BORDER_MM):
             v.qa_flags.append("partial_at_border")

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
 from . import registry
+from .assets import assets_dir
 from .measure import label_boxes, union_box, vertebra_volumes_ml
 from .volume import Volume
 
-SHAPES_JSON = Path(__file__).resolve().parents[1] / "assets" / "shapes" / "shapes.json"
+SHAPES_JSON = assets_dir() / "shapes" / "shapes.json"
 TOUCH_MM2 = 1500.0
 """Mask interface above which two vertebrae are flagged ``touching_neighbour``."""
 VOLUME_SLACK = (0.6, 1.5)

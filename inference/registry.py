@@ -58,6 +58,12 @@ BY_NAME: dict[str, Vertebra] = {v.name: v for v in VERTEBRAE}
 VALID_IDS: frozenset[int] = frozenset(BY_ID)
 BACKGROUND = 0
 
+LEVEL_ORDER: tuple[int, ...] = tuple(v.id for v in VERTEBRAE)
+"""VerSe ids in cranio-caudal order (C1 … T12, T13, L1 … L5, L6, S1): the one level order."""
+
+TRANSITIONAL: frozenset[int] = frozenset({BY_NAME["T13"].id, BY_NAME["L6"].id})
+"""T13 and L6 exist in a few percent of people only: level counts pass over them unless one is present."""
+
 # TotalSegmentator v2 "total" task: 25 sacrum, 26 S1, 27 L5, ..., 49 C2, 50 C1. Both the sacrum and
 # S1 classes map to our single sacrum/S1 id 26.
 _TS_TOTAL_NAMES = ["sacrum", "S1", "L5", "L4", "L3", "L2", "L1"] + [f"T{i}" for i in range(12, 0, -1)] + [
@@ -114,6 +120,34 @@ def from_totalseg_filename(filename: str) -> int | None:
 def sort_ids(ids) -> list[int]:
     """Vertebra ids in cranio-caudal order (C1 first, sacrum last)."""
     return sorted((int(i) for i in ids), key=lambda i: BY_ID[i].order)
+
+
+def level_positions(present) -> dict[int, int]:
+    """Cranio-caudal position of every level, counting T13 and L6 only when among ``present``.
+
+    Without this, T12 → L1 would be two steps (T13 sits between them in `LEVEL_ORDER`) in the usual
+    spine that has no T13.
+    """
+    present = set(int(i) for i in present)
+    seq = [vid for vid in LEVEL_ORDER if vid not in TRANSITIONAL or vid in present]
+    return {vid: n for n, vid in enumerate(seq)}
+
+
+def neighbours(vid: int) -> tuple[list[int], list[int]]:
+    """Ids one level above and below ``vid``, as a ±1 shift counts them: T12 and T13 both lie one
+    level above L1 (a transitional level is a detour, not a step)."""
+    k = LEVEL_ORDER.index(int(vid))
+    out: list[list[int]] = []
+    for step in (-1, +1):
+        ids: list[int] = []
+        j = k + step
+        while 0 <= j < len(LEVEL_ORDER):
+            ids.append(LEVEL_ORDER[j])
+            if LEVEL_ORDER[j] not in TRANSITIONAL:
+                break
+            j += step
+        out.append(ids)
+    return out[0], out[1]
 
 
 def parse_level_range(text: str) -> list[int]:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+from inference.assets import assets_dir
 
-def assets_dir() -> Path:
-    """The ``assets/`` folder (sample CT, weights, icons)."""
-    frozen = getattr(sys, "_MEIPASS", None)
-    if frozen:
-        return Path(frozen) / "assets"
-    return Path(__file__).resolve().parents[1] / "assets"
+__all__ = ["assets_dir", "icon_path"]
+
+
 
 
 def icon_path() -> Path | None:

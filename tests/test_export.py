@@ -18,6 +18,7 @@ from dicom_factory import CTSpec, write_ct_series
 
 import inference.export.bundle as bundle_module
 from inference import __version__, registry
+from inference.case import case_from_labels
 from inference.cli import main
 from inference.errors import CancelledError, InputError, OutputExistsError
 from inference.export import SCHEMA_VERSION, export_labels, write_bundle
@@ -42,6 +43,14 @@ def spine_labels(direction=OBLIQUE) -> Volume:
         inside = ((ii - 11) / 7.5) ** 2 + ((jj - 10) / 6.5) ** 2 + ((kk - 6 - 11 * n) / 4.5) ** 2 <= 1
         arr[inside] = vid
     return Volume(arr, (2.2, 2.0, 2.4), (30.0, -120.0, 400.0), direction, {"source_path": "/in/memory/labels"})
+
+
+def write_labels(out, labels: Volume, *, ct: Volume | None = None, lesions: Volume | None = None,
+                 subregions: Volume | None = None, models=None, **kwargs):
+    """`write_bundle` of the case a label map makes (as `export-labels` does, from memory)."""
+    case = case_from_labels(labels, ct=ct, subregions=subregions)
+    case.lesions, case.models = lesions, list(models or [])
+    return write_bundle(out, case, **kwargs)
 
 
 def sha(path: Path) -> str:
@@ -70,7 +79,7 @@ def no_temp_left(parent: Path) -> bool:
 def test_bundle_files_and_consistency(tmp_path):
     labels = spine_labels()
     out = tmp_path / "out"
-    result = write_bundle(out, labels)
+    result = write_labels(out, labels)
     names = ["L1", "L2", "L3"]
     assert result.out_dir == out and [v.name for v in result.vertebrae] == names
     expected = {"manifest.json", "vertebrae.json", "vertebrae.csv", "centers.mrk.json", "labels.nii.gz"}
@@ -135,13 +144,13 @@ def test_bundle_files_and_consistency(tmp_path):
 
 def test_bundle_is_deterministic(tmp_path, monkeypatch):
     labels = spine_labels()
-    write_bundle(tmp_path / "a", labels)
-    write_bundle(tmp_path / "b", labels)
+    write_labels(tmp_path / "a", labels)
+    write_labels(tmp_path / "b", labels)
     assert bundle_hashes(tmp_path / "a") == bundle_hashes(tmp_path / "b")
     assert manifest_without_created(tmp_path / "a") == manifest_without_created(tmp_path / "b")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    write_bundle(tmp_path / "c", labels)
-    write_bundle(tmp_path / "d", labels)
+    write_labels(tmp_path / "c", labels)
+    write_labels(tmp_path / "d", labels)
     assert sha(tmp_path / "c" / "manifest.json") == sha(tmp_path / "d" / "manifest.json")
     assert json.loads((tmp_path / "c" / "manifest.json").read_text())["created"] == "2023-11-14T22:13:20Z"
 
@@ -163,43 +172,30 @@ def test_flipped_label_grid_is_reoriented_exactly(tmp_path):
         ct_grid.array[:, ::-1, :].copy(), ct_grid.spacing, tuple(flipped_origin), np.diag([1.0, -1.0, 1.0])
     )
     assert np.array_equal(onto_grid(flipped, ct).array, ct_grid.array)
-    write_bundle(tmp_path / "a", ct_grid, ct=ct)
-    write_bundle(tmp_path / "b", flipped, ct=ct)
+    write_labels(tmp_path / "a", ct_grid, ct=ct)
+    write_labels(tmp_path / "b", flipped, ct=ct)
     assert bundle_hashes(tmp_path / "a") == bundle_hashes(tmp_path / "b")
 
 
-def test_extras_lesions_subregions(tmp_path):
+def test_case_fields_lesions_subregions(tmp_path):
     labels = spine_labels()
     lesions = labels.with_array((labels.array == 21).astype(np.float32) * 0.7)
     sub = labels.with_array(np.where(labels.array > 0, 50, 0).astype(np.uint8))
-    extra = {
-        21: {
-            "confidence": 0.8,
-            "alternatives": [{"name": "L3", "probability": 0.2}],
-            "lesion_score": 0.7,
-            "qa_flags": ["label_doubt"],
-            "note": "shifted?",
-        }
-    }
-    write_bundle(
-        tmp_path / "o",
-        labels,
-        lesions=lesions,
-        subregions=sub,
-        extra_per_vertebra=extra,
-        models=[{"name": "net", "version": "1", "sha256": "00"}],
-    )
+    case = case_from_labels(labels, subregions=sub)
+    case.lesions, case.models = lesions, [{"name": "net", "version": "1", "sha256": "00"}]
+    l2 = case.by_id(21)
+    l2.confidence, l2.alternatives, l2.lesion_score = 0.8, [{"name": "L3", "p": 0.2}], 0.7
+    l2.qa_flags.append("label_doubt")
+    write_bundle(tmp_path / "o", case)
     recs = {r["name"]: r for r in json.loads((tmp_path / "o" / "vertebrae.json").read_text())["vertebrae"]}
     assert recs["L2"]["confidence"] == 0.8 and recs["L2"]["lesion_score"] == 0.7
-    assert recs["L2"]["qa_flags"] == ["label_doubt"] and recs["L2"]["note"] == "shifted?"
+    assert recs["L2"]["qa_flags"] == ["label_doubt"]
     assert recs["L2"]["alternatives"][0]["name"] == "L3" and recs["L1"]["confidence"] == 1.0
     assert np.allclose(recs["L2"]["body_center_lps"], recs["L2"]["center_lps"], atol=1e-3)
     les = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "o" / "lesions.nii.gz")))
     assert les.dtype == np.float32 and np.allclose(les, lesions.array)
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert manifest["models"] == [{"name": "net", "version": "1", "sha256": "00"}]
-    with pytest.raises(ValueError, match="center_lps"):
-        write_bundle(tmp_path / "p", labels, extra_per_vertebra={20: {"center_lps": [0, 0, 0]}})
 
 
 def test_qa_flags(tmp_path):
@@ -208,7 +204,7 @@ def test_qa_flags(tmp_path):
     arr[8:18, 2:14, 2:14] = 20
     arr[22:32, 2:14, 2:14] = 21
     arr[35:37, 2:4, 2:4] = 21  # a stray piece of L2
-    write_bundle(tmp_path / "o", Volume(arr, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0)))
+    write_labels(tmp_path / "o", Volume(arr, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0)))
     flags = {r["name"]: r["qa_flags"] for r in json.loads((tmp_path / "o" / "vertebrae.json").read_text())["vertebrae"]}
     assert flags == {"T12": ["touches_image_border", "small_volume"], "L1": [], "L2": ["multiple_components"]}
     mesh = trimesh.load(tmp_path / "o" / "meshes" / "L2.stl")
@@ -220,12 +216,12 @@ def test_refuses_non_empty_output_and_force_replaces(tmp_path):
     labels = spine_labels()
     out = tmp_path / "out"
     out.mkdir()
-    write_bundle(out, labels)  # an existing empty folder is fine
+    write_labels(out, labels)  # an existing empty folder is fine
     (out / "mine.txt").write_text("keep me")
     with pytest.raises(OutputExistsError, match="exists and is not empty; choose another folder or pass --force"):
-        write_bundle(out, labels)
+        write_labels(out, labels)
     assert (out / "mine.txt").read_text() == "keep me"
-    write_bundle(out, labels, force=True)
+    write_labels(out, labels, force=True)
     assert not (out / "mine.txt").exists() and (out / "manifest.json").is_file()
     assert no_temp_left(tmp_path)
 
@@ -241,11 +237,11 @@ def test_exception_midway_leaves_output_untouched(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bundle_module, "write_nifti", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        write_bundle(out, spine_labels(), force=True)
+        write_labels(out, spine_labels(), force=True)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "old.txt"]
     assert no_temp_left(tmp_path)
     with pytest.raises(RuntimeError):
-        write_bundle(tmp_path / "new", spine_labels())
+        write_labels(tmp_path / "new", spine_labels())
     assert not (tmp_path / "new").exists() and no_temp_left(tmp_path)
 
 
@@ -260,7 +256,7 @@ def test_cancel_leaves_nothing(tmp_path):
 
     out = tmp_path / "out"
     with pytest.raises(CancelledError):
-        write_bundle(out, spine_labels(), progress=progress, cancel=token)
+        write_labels(out, spine_labels(), progress=progress, cancel=token)
     assert not out.exists() and no_temp_left(tmp_path)
     assert any("meshing" in m for m in seen)
 
@@ -268,21 +264,21 @@ def test_cancel_leaves_nothing(tmp_path):
 def test_output_folder_errors(tmp_path):
     labels = spine_labels()
     with pytest.raises(InputError, match="does not exist"):
-        write_bundle(tmp_path / "missing" / "out", labels)
+        write_labels(tmp_path / "missing" / "out", labels)
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="is a file"):
-        write_bundle(tmp_path / "file", labels)
+        write_labels(tmp_path / "file", labels)
 
 
 # ---- input errors ---------------------------------------------------------------------------------------
 def test_label_errors(tmp_path):
     labels = spine_labels()
     with pytest.raises(InputError, match="no vertebra"):
-        write_bundle(tmp_path / "a", labels.with_array(np.zeros_like(labels.array)))
+        write_labels(tmp_path / "a", labels.with_array(np.zeros_like(labels.array)))
     with pytest.raises(InputError, match="non-integer"):
-        write_bundle(tmp_path / "b", labels.with_array(labels.array * 0.5))
+        write_labels(tmp_path / "b", labels.with_array(labels.array * 0.5))
     with pytest.raises(InputError, match=r"unknown vertebra ids \[27\]"):
-        write_bundle(tmp_path / "c", labels.with_array(np.where(labels.array == 20, 27, labels.array).astype(np.uint8)))
+        write_labels(tmp_path / "c", labels.with_array(np.where(labels.array == 20, 27, labels.array).astype(np.uint8)))
     assert not any((tmp_path / n).exists() for n in "abc")
 
 
@@ -290,10 +286,10 @@ def test_grid_mismatch_names_both_grids(tmp_path):
     labels = spine_labels()
     ct = Volume(np.zeros((36, 20, 22), np.int16), (0.9, 0.9, 1.6), labels.origin, labels.direction)
     with pytest.raises(InputError, match=r"22×20×36 voxels of 2\.2×2×2\.4 mm.*22×20×36 voxels of 0\.9×0\.9×1\.6 mm"):
-        write_bundle(tmp_path / "o", labels, ct=ct)
+        write_labels(tmp_path / "o", labels, ct=ct)
     shifted = Volume(ct.array, labels.spacing, (31.0, -120.0, 400.0), labels.direction)
     with pytest.raises(InputError, match="not on the CT's grid"):
-        write_bundle(tmp_path / "o", labels, ct=shifted)
+        write_labels(tmp_path / "o", labels, ct=shifted)
 
 
 def test_export_labels_from_files_and_folder(tmp_path):
@@ -367,8 +363,8 @@ def test_dicom_seg_on_oblique_synthetic_series(tmp_path):
     arr[ct.array > 0] = 22
     arr[:3][ct.array[:3] > -1000] = 0
     labels = ct.with_array(arr)
-    write_bundle(tmp_path / "a", labels, ct=ct)
-    write_bundle(tmp_path / "b", labels, ct=ct)
+    write_labels(tmp_path / "a", labels, ct=ct)
+    write_labels(tmp_path / "b", labels, ct=ct)
     assert bundle_hashes(tmp_path / "a") == bundle_hashes(tmp_path / "b")  # segmentation.dcm included
     seg = hd.seg.segread(tmp_path / "a" / "segmentation.dcm")
     assert seg.FrameOfReferenceUID == spec.frame_of_reference_uid

@@ -24,15 +24,16 @@ from PySide6.QtCore import QMimeData, QObject, QPointF, QSettings, Qt, QThread, 
 from PySide6.QtGui import QDropEvent, QImage
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from inference import corrections as corr
 from inference import registry
+from inference.config import SHIPPED
 from inference.errors import InputError, WeightsError
-from inference.pipeline import MIRROR_TTA, Pipeline
+from inference.pipeline import Pipeline
 from inference.preprocess import working_grid
 from inference.volume import Volume
 from navapp.app import main
 from navapp.display import PLANES, DisplayFrame, window_to_uint8
 from navapp.state import Session
-from navapp.state import corrections as corr
 from navapp.views import main_window as main_window_module
 from navapp.views.main_window import MainWindow
 from navapp.views.screw_panel import GRADE_COLOURS
@@ -51,8 +52,8 @@ SAMPLE_LABELS = ROOT / "assets" / "sample" / "abdomen_vertebrae_totalseg.nii.gz"
 SAMPLE_LEVELS = ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
 LOAD_TIMEOUT_MS = 60_000
 
-LOCALIZER_PASSES = 2 if MIRROR_TTA else 1
-"""Forward passes of the localizer per analysis (the mirror pass, `inference.pipeline.MIRROR_TTA`)."""
+LOCALIZER_PASSES = 2 if SHIPPED.localizer_mirror else 1
+"""Forward passes of the localizer per analysis (the mirror pass, `RunConfig.localizer_mirror`)."""
 
 
 # ---- fixtures ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import torch
 import inference.pipeline as pipeline_module
 from inference import registry
 from inference.errors import CancelledError, InputError, WeightsError
-from inference.export.analysis import write_analysis_bundle
+from inference.export import write_bundle
 from inference.localize import find_candidates, order_head_to_foot, run_localizer
 from inference.models.localizer import LocalizerNet
 from inference.pipeline import Pipeline
@@ -120,7 +120,7 @@ def test_precision_is_resolved_per_device_and_recorded(tmp_path):
     ct, centers = _spine_ct()
     result = _fake_pipeline(ct, centers).analyze(ct)
     assert result.precision == "fp32" and "(fp32)" in result.summary()
-    write_analysis_bundle(tmp_path / "b", result, ct)
+    write_bundle(tmp_path / "b", result)
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["input"]["analysis"] == {"device": "cpu", "precision": "fp32"}
 
@@ -132,12 +132,12 @@ def test_autocast_is_float32_off_cuda():
         assert conv(x).dtype == torch.float32
 
 
-def test_qa_flags_gap_and_border(monkeypatch):
+def test_qa_flags_gap_and_border():
     # the QA is under test here, not the decoding's calibration: take the fake's votes as they are
     # (tempered, their soft tails make "L2, L3" cheaper than "L1, gap, L3"; see test_ribs.py)
-    monkeypatch.setattr("inference.label.EMISSION_TEMPERATURE", 1.0)
     ct, centers = _spine_ct()
     pipe = _fake_pipeline(ct, centers)
+    pipe.config = pipe.config.replace(emission_temperature=1.0)
     # the middle vertebra erased: L1 and L3 remain, with a gap between them
     arr = ct.array.copy()
     kji = np.argwhere(np.ones(arr.shape, bool))
@@ -147,6 +147,7 @@ def test_qa_flags_gap_and_border(monkeypatch):
     names = [v.name for v in result.vertebrae]
     assert names == ["L1", "L3"]
     assert any("gap between L1 and L3" in q for q in result.qa)
+    assert result.run_config["emission_temperature"] == 1.0  # the settings travel with the case
 
 
 def test_labels_without_a_landmark_in_view_are_capped_and_flagged():
@@ -197,8 +198,8 @@ def test_analysis_bundle_is_atomic_and_deterministic(tmp_path, monkeypatch):
     ct, centers = _spine_ct()
     result = _fake_pipeline(ct, centers).analyze(ct)
     a, b = tmp_path / "a", tmp_path / "b"
-    write_analysis_bundle(a, result, ct)
-    write_analysis_bundle(b, result, ct)
+    write_bundle(a, result)
+    write_bundle(b, result)
     names = sorted(p.name for p in a.iterdir())
     assert names == ["centers.mrk.json", "manifest.json", "vertebrae.csv", "vertebrae.json"]
     assert all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
@@ -207,7 +208,7 @@ def test_analysis_bundle_is_atomic_and_deterministic(tmp_path, monkeypatch):
     from inference.errors import OutputExistsError
 
     with pytest.raises(OutputExistsError):
-        write_analysis_bundle(a, result, ct)
+        write_bundle(a, result)
 
 
 def test_cancel_interrupts_the_network_pass_between_layers():
@@ -329,7 +330,7 @@ def test_full_analysis_bundle_has_meshes_labels_and_probabilities(tmp_path):
 
     ct, centers = _spine_ct()
     result = _fake_pipeline(ct, centers, segmenter=FakeSegmenter({"lytic": 0.7})).analyze(ct)
-    bundle = write_analysis_bundle(tmp_path / "b", result, ct)
+    bundle = write_bundle(tmp_path / "b", result)
     names = sorted(p.relative_to(bundle.out_dir).as_posix() for p in bundle.out_dir.rglob("*") if p.is_file())
     for required in ("labels.nii.gz", "lesions.nii.gz", "vertebrae.json", "manifest.json", "meshes/L2.stl"):
         assert required in names

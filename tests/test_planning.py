@@ -121,12 +121,13 @@ def test_crossing_screws_collide(planned):
 def test_plan_command_adds_trajectories_to_a_bundle(tmp_path, capsys):
     import json
 
+    from inference.case import case_from_labels
     from inference.cli import main
     from inference.export import write_bundle
     from inference.export.formats import sha256_file
 
     bundle = tmp_path / "bundle"
-    write_bundle(bundle, _vertebra(spacing=1.0))
+    write_bundle(bundle, case_from_labels(_vertebra(spacing=1.0)))
     assert main(["plan", str(bundle), "--levels", "L1-L4"]) == 0
     out = capsys.readouterr().out
     assert "2 screws planned" in out and "graded on the mask only" in out  # a label map alone: no CT

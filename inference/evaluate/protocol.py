@@ -150,25 +150,13 @@ def _identified(centers: Mapping[int, np.ndarray], ref_centers: Mapping[int, np.
     return out
 
 
-def _level_positions(present: Iterable[int]) -> dict[int, int]:
-    """Cranio-caudal position of every id, counting the optional T13 and L6 only when present.
-
-    Without this, T12 → L1 would be two steps (T13 sits between them in the registry) in the
-    usual spine that has no T13.
-    """
-    present = set(present)
-    optional = {registry.id_of("T13"), registry.id_of("L6")}
-    seq = [v.id for v in registry.VERTEBRAE if v.id not in optional or v.id in present]
-    return {vid: n for n, vid in enumerate(seq)}
-
-
 def _shifts_and_mislabels(
     centers: Mapping[int, np.ndarray], ref_centers: Mapping[int, np.ndarray]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Predicted vertebrae sitting on (nearest, within 20 mm) a reference vertebra of another label."""
     if not ref_centers:
         return [], []
-    pos = _level_positions(set(centers) | set(ref_centers))
+    pos = registry.level_positions(set(centers) | set(ref_centers))
     ref_ids = list(ref_centers)
     ref_xyz = np.array([ref_centers[i] for i in ref_ids])
     shifts, mislabels = [], []

@@ -1,7 +1,8 @@
 """The robot bundle (DESIGN §5): meshes, centers and labels in one verified LPS frame.
 
-`write_bundle` takes a label map already in memory (the pipeline's output), `export_labels`
-reads one from disk first (``spinenav export-labels``). Both write atomically (see
+`write_bundle` writes a `Case` (the pipeline's, or one built from a label map): it is the one
+writer of every bundle, full or centers-only. `export_labels` reads a label map from disk first
+(``spinenav export-labels``). Both write atomically (see
 `inference.export.atomic`) and give byte-identical files for the same input, except
 ``manifest.json``'s ``created`` field: that one is the UTC time of the run, or the time given by
 the ``SOURCE_DATE_EPOCH`` environment variable (reproducible-builds convention) when it is set.
@@ -10,6 +11,7 @@ the ``SOURCE_DATE_EPOCH`` environment variable (reproducible-builds convention) 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,15 +21,15 @@ from typing import Any
 import numpy as np
 
 from .. import __version__, registry
+from ..case import Case, Vertebra, case_from_labels
 from ..errors import InputError, display_path
-from ..io.grid import onto_grid
-from ..measure import body_centers, vertebra_centers, vertebra_voxel_counts
+from ..measure import body_centers, vertebra_voxel_counts
 from ..mesh import MeshConfig, SurfaceMesh, mesh_label_map, stl_bytes
 from ..progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
 from ..volume import Volume
 from .atomic import atomic_output_dir, check_output_dir
 from .dicom_seg import dicom_seg_blocker, write_dicom_seg
-from .formats import csv_bytes, file_record, json_bytes, markups_json, mm, point, sha256_file, write_nifti
+from .formats import csv_bytes, file_record, json_bytes, markups_json, sha256_file, write_nifti
 
 SCHEMA_VERSION = "1.0"
 """Version of the bundle layout (manifest.json, vertebrae.json); bump on incompatible changes."""
@@ -38,51 +40,8 @@ SMALL_VOLUME_ML = 5.0
 SMALL_VS_NEIGHBOUR = 0.5
 """…and also when it is under this fraction of both neighbours' volumes (cut off by the field of view)."""
 
-LABEL_SOURCE = "label map"
-"""``confidence_source`` of vertebrae taken from a given label map (their label is not a guess)."""
-
-_PROTECTED = {"name", "id", "center_lps", "body_center_lps", "volume_ml", "mesh_volume_ml", "stl", "voxels"}
-
-
-@dataclass
-class VertebraRecord:
-    """One vertebra of a bundle, as written to vertebrae.json (coordinates LPS mm)."""
-
-    name: str
-    id: int
-    center_lps: np.ndarray
-    volume_ml: float
-    voxels: int
-    stl: str
-    mesh_volume_ml: float
-    mesh_triangles: int
-    body_center_lps: np.ndarray | None = None
-    confidence: float | None = 1.0
-    confidence_source: str = LABEL_SOURCE
-    alternatives: list[Any] = field(default_factory=list)
-    lesion_score: float | None = None
-    qa_flags: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "name": self.name,
-            "id": self.id,
-            "center_lps": point(self.center_lps),
-            "body_center_lps": point(self.body_center_lps),
-            "volume_ml": mm(self.volume_ml),
-            "mesh_volume_ml": mm(self.mesh_volume_ml),
-            "voxels": self.voxels,
-            "confidence": None if self.confidence is None else mm(self.confidence, 4),
-            "confidence_source": self.confidence_source,
-            "alternatives": list(self.alternatives),
-            "lesion_score": None if self.lesion_score is None else mm(self.lesion_score, 4),
-            "qa_flags": list(self.qa_flags),
-            "stl": self.stl,
-            "mesh_triangles": self.mesh_triangles,
-        }
-        doc.update(self.extra)
-        return doc
+CENTERS_ONLY = "centers and labels only (an analysis without segmentation): no masks, meshes or label map"
+"""manifest.json ``contents`` of a bundle written from a case without a label map."""
 
 
 @dataclass
@@ -93,8 +52,8 @@ class ExportResult:
     ----------
     out_dir : Path
         The bundle folder (absolute).
-    vertebrae : list of VertebraRecord
-        Cranio-caudal order.
+    vertebrae : list of Vertebra
+        As written (measured from their masks when the case has a label map), cranio-caudal.
     files : list of dict
         ``{"path", "bytes", "sha256"}`` of every file except manifest.json (as in the manifest).
     warnings : list of str
@@ -104,7 +63,7 @@ class ExportResult:
     """
 
     out_dir: Path
-    vertebrae: list[VertebraRecord]
+    vertebrae: list[Vertebra]
     files: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -129,134 +88,98 @@ class ExportResult:
 
 def write_bundle(
     out_dir: str | Path,
-    labels: Volume,
+    case: Case,
     *,
-    ct: Volume | None = None,
-    input_info: dict[str, Any] | None = None,
-    models: list[dict[str, Any]] | None = None,
-    lesions: Volume | None = None,
-    subregions: Volume | None = None,
-    extra_per_vertebra: dict[int, dict[str, Any]] | None = None,
-    corrections: list[dict[str, Any]] | None = None,
-    qa: list[str] | None = None,
     extra_files: dict[str, bytes] | None = None,
     manifest_extra: dict[str, Any] | None = None,
-    warnings: list[str] | None = None,
     force: bool = False,
     mesh_config: MeshConfig | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> ExportResult:
-    """Write the robot bundle for a vertebra label map (DESIGN §5).
+    """Write the robot bundle of ``case`` (DESIGN §5): the one writer of every bundle.
+
+    With a label map (``case.labels``): per vertebra an STL mesh, volumes and QA flags measured from
+    its mask, labels.nii.gz, lesions.nii.gz (when the case has a lesion map) and segmentation.dcm
+    for a DICOM CT; vertebrae without a voxel are left out (the case's QA notes name them). Without
+    one (a centers-only analysis): vertebrae.json / .csv and centers.mrk.json, and the manifest says
+    so. Every center written is the vertebra's ``center_lps``, the point the app and the terminal show.
 
     Parameters
     ----------
     out_dir : path
         Bundle folder to create (its parent must exist).
-    labels : Volume
-        VerSe ids (DESIGN §3), integer array (K, J, I). With ``ct`` it must lie on the CT's grid;
-        a map that stores the same voxels with permuted or flipped axes is reoriented exactly.
-    ct : Volume, optional
-        The CT; names its identity in the manifest, and a DICOM CT (``metadata["dicom_files"]``)
-        adds segmentation.dcm.
-    input_info : dict, optional
-        Merged into the manifest's ``input`` (paths, hashes; `export_labels` fills it).
-    models : list of dict, optional
-        Models that produced the labels (name, version, sha256), listed in the manifest.
-    lesions : Volume, optional
-        Lesion probability map on the same grid → lesions.nii.gz (float32).
-    subregions : Volume, optional
-        VerSe subregion map on the label grid → ``body_center_lps`` per vertebra.
-    extra_per_vertebra : dict, optional
-        VerSe id → fields for that vertebra's record: ``confidence``, ``confidence_source``,
-        ``alternatives``, ``lesion_score`` replace the defaults, ``qa_flags`` are added, other keys
-        are stored as given (JSON values).
-    corrections : list of dict, optional
-        The user's label corrections (what, from, to, time), recorded in the manifest.
-    qa : list of str, optional
-        The analysis' case-level QA notes, recorded in the manifest.
+    case : Case
+        Its label and lesion maps lie on the CT's grid (`case_from_labels` and the pipeline see to it).
     extra_files, manifest_extra : dict, optional
         More files (bundle-relative name → bytes, e.g. the planned screws' trajectories.json) and
         manifest sections (e.g. ``plan``) written with the bundle.
-    warnings : list of str, optional
-        One-line notes about the input (e.g. overlapping masks resolved), first in the manifest's
-        ``warnings``.
     force : bool
-        Replace an existing non-empty ``out_dir`` (only once the new bundle is complete).
+        Replace an existing bundle at ``out_dir`` (only once the new one is complete).
     mesh_config : MeshConfig, optional
     progress, cancel
         Progress callback; the cancel token is checked between vertebrae and between files.
 
-    Returns
-    -------
-    ExportResult
-
     Raises
     ------
     InputError
-        Bad labels (empty, non-integer, unknown ids), grids that differ, an output folder that
-        cannot be written. `OutputExistsError` for a non-empty ``out_dir`` without ``force``.
+        An output folder that cannot be written or may not be replaced (`check_output_dir`), a
+        case without vertebrae. `OutputExistsError` for a non-empty ``out_dir`` without ``force``.
     CancelledError
         When cancelled; nothing is written and ``out_dir`` is untouched.
     """
     t0 = time.perf_counter()
     progress = report(progress)
-    where = labels.metadata.get("source_path")
-    inputs = [where, None if ct is None else ct.metadata.get("source_path")]
+    labels, ct = case.labels, case.ct
+    inputs = [None if labels is None else labels.metadata.get("source_path"),
+              None if ct is None else ct.metadata.get("source_path")]
     check_output_dir(out_dir, force=force, inputs=inputs)  # fail fast, before any work
-    labels = _checked_labels(labels, where)
-    if ct is not None:
-        labels = onto_grid(labels, ct, path=where)
     grid = ct if ct is not None else labels
-    if lesions is not None:
-        lesions = onto_grid(lesions, grid, path=lesions.metadata.get("source_path"), what="lesion map")
-    if subregions is not None:
-        subregions = onto_grid(subregions, grid, path=subregions.metadata.get("source_path"), what="subregion map")
-    extras = _checked_extras(extra_per_vertebra or {}, labels)
-    warnings = list(warnings or [])
+    warnings = list(case.warnings)
 
     with atomic_output_dir(out_dir, force=force, inputs=inputs) as tmp:
-        progress(0.0, "measuring vertebrae")
-        centers = vertebra_centers(labels)
-        counts = vertebra_voxel_counts(labels)
-        bodies = body_centers(labels, subregions) if subregions is not None else {}
-        check_cancel(cancel)
-        meshes = mesh_label_map(
-            labels, config=mesh_config, progress=sub_progress(progress, 0.05, 0.8), cancel=cancel
-        )
-        voxel_ml = float(np.prod(labels.spacing)) / 1000.0
-        records = _records(centers, counts, voxel_ml, bodies, meshes, extras)
-
-        progress(0.8, "writing meshes")
-        (tmp / "meshes").mkdir()
-        for rec in records:
+        if labels is not None:
+            progress(0.0, "measuring vertebrae")
             check_cancel(cancel)
-            header = f"SpineNav {rec.name} (VerSe id {rec.id}) surface, LPS mm"
-            (tmp / rec.stl).write_bytes(stl_bytes(meshes[rec.id], header))
-        docs = [r.to_json() for r in records]
+            meshes = mesh_label_map(
+                labels, config=mesh_config, progress=sub_progress(progress, 0.05, 0.8), cancel=cancel
+            )
+            vertebrae = _measured(case, labels, meshes)
+            progress(0.8, "writing meshes")
+            (tmp / "meshes").mkdir()
+            for v in vertebrae:
+                check_cancel(cancel)
+                header = f"SpineNav {v.name} (VerSe id {v.id}) surface, LPS mm"
+                (tmp / v.stl).write_bytes(stl_bytes(meshes[v.id], header))
+            points = [(v.name, v.center_lps, f"{v.name} center (mask centroid), VerSe id {v.id}") for v in vertebrae]
+        else:
+            vertebrae = [v.replace(qa_flags=list(v.qa_flags)) for v in case.vertebrae]
+            points = [(v.name, v.center_lps, f"{v.name} center (localizer), p={v.confidence:.2f}")
+                      for v in vertebrae]
+        docs = [v.to_json() for v in vertebrae]
         (tmp / "vertebrae.json").write_bytes(
             json_bytes({"schema_version": SCHEMA_VERSION, "coordinate_system": "LPS", "units": "mm", "vertebrae": docs})
         )
         (tmp / "vertebrae.csv").write_bytes(csv_bytes(docs))
-        points = [(r.name, r.center_lps, f"{r.name} center (mask centroid), VerSe id {r.id}") for r in records]
         (tmp / "centers.mrk.json").write_bytes(json_bytes(markups_json(points)))
 
-        check_cancel(cancel)
-        progress(0.85, "writing label map")
-        write_nifti(tmp / "labels.nii.gz", grid, labels.array.astype(np.uint8))
-        if lesions is not None:
-            write_nifti(tmp / "lesions.nii.gz", grid, lesions.array.astype(np.float32))
-        if ct is not None:
+        if labels is not None:
             check_cancel(cancel)
-            reason = dicom_seg_blocker(labels, ct)
-            if reason is None:
-                progress(0.9, "writing DICOM-SEG")
-                try:
-                    write_dicom_seg(tmp / "segmentation.dcm", labels, ct, models=models, warnings=warnings)
-                except ValueError as exc:
-                    warnings.append(f"segmentation.dcm not written: {exc}")
-            elif ct.metadata.get("source_format") == "dicom":
-                warnings.append(f"segmentation.dcm not written: {reason}")
+            progress(0.85, "writing label map")
+            write_nifti(tmp / "labels.nii.gz", grid, labels.array.astype(np.uint8))
+            if case.lesions is not None:
+                write_nifti(tmp / "lesions.nii.gz", grid, case.lesions.array.astype(np.float32))
+            if ct is not None:
+                check_cancel(cancel)
+                reason = dicom_seg_blocker(labels, ct)
+                if reason is None:
+                    progress(0.9, "writing DICOM-SEG")
+                    try:
+                        write_dicom_seg(tmp / "segmentation.dcm", labels, ct, models=case.models, warnings=warnings)
+                    except ValueError as exc:
+                        warnings.append(f"segmentation.dcm not written: {exc}")
+                elif ct.metadata.get("source_format") == "dicom":
+                    warnings.append(f"segmentation.dcm not written: {reason}")
 
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
@@ -264,15 +187,13 @@ def write_bundle(
         progress(0.97, "writing manifest")
         files = [file_record(tmp, p) for p in sorted(tmp.rglob("*"), key=lambda p: p.relative_to(tmp).as_posix())
                  if p.is_file()]
-        manifest = _manifest(labels, ct, input_info, models, files, records, warnings)
-        manifest["qa"] = list(qa or [])
-        manifest["corrections"] = list(corrections or [])
+        manifest = _manifest(case, grid, files, vertebrae, warnings)
         manifest.update(manifest_extra or {})
         (tmp / "manifest.json").write_bytes(json_bytes(manifest))
         check_cancel(cancel)
     out = Path(os.path.abspath(Path(out_dir).expanduser()))
     progress(1.0, "bundle written")
-    return ExportResult(out, records, files, warnings, time.perf_counter() - t0)
+    return ExportResult(out, vertebrae, files, warnings, time.perf_counter() - t0)
 
 
 def export_labels(
@@ -311,11 +232,34 @@ def export_labels(
         Unreadable or unusable inputs (see `inference.io.read_label_map`, `inference.io.read_ct`)
         and everything `write_bundle` refuses.
     """
+    return write_bundle(out_dir, read_labels_case(labels_path, ct_path=ct_path, subregions_path=subregions_path,
+                                                  convention=convention, check_out=(out_dir, force),
+                                                  progress=progress, cancel=cancel),
+                        force=force, mesh_config=mesh_config, progress=sub_progress(report(progress), 0.1, 1.0),
+                        cancel=cancel)
+
+
+def read_labels_case(
+    labels_path: str | Path,
+    *,
+    ct_path: str | Path | None = None,
+    subregions_path: str | Path | None = None,
+    convention: str = "auto",
+    check_out: tuple[str | Path, bool] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Case:
+    """A `Case` from a label map on disk (and its CT), with the inputs' identities for the manifest.
+
+    ``check_out`` = (output folder, force): checked before any reading, so that a bad output folder
+    fails before seconds of work.
+    """
     from ..io import read_ct, read_label_map
     from ..io.image_file import read_image_file
 
     progress = report(progress)
-    check_output_dir(out_dir, force=force, inputs=[labels_path, ct_path, subregions_path])
+    if check_out is not None:
+        check_output_dir(check_out[0], force=check_out[1], inputs=[labels_path, ct_path, subregions_path])
     labels_path = Path(labels_path)
     progress(0.0, "reading labels")
     labels = read_label_map(labels_path, convention=convention)  # type: ignore[arg-type]
@@ -332,73 +276,98 @@ def export_labels(
         info["ct"] = ct_identity(Path(ct_path), ct)  # type: ignore[arg-type]
     if subregions_path is not None:
         info["subregions"] = _file_identity(Path(subregions_path))
-    flagged: dict[int, dict[str, Any]] = {}
+    flags: dict[int, list[str]] = {}
     for pair in labels.metadata.get("overlaps", {}):
         for vid in pair:
-            flagged[vid] = {"qa_flags": ["mask_overlap_resolved"]}
-    return write_bundle(
-        out_dir,
-        labels,
-        ct=ct,
-        input_info=info,
-        subregions=subregions,
-        extra_per_vertebra=flagged,
-        warnings=labels.metadata.get("warnings"),
-        force=force,
-        mesh_config=mesh_config,
-        progress=sub_progress(progress, 0.1, 1.0),
-        cancel=cancel,
+            flags[vid] = ["mask_overlap_resolved"]
+    return case_from_labels(labels, ct=ct, subregions=subregions, input_info=info,
+                            warnings=labels.metadata.get("warnings"), qa_flags=flags)
+
+
+def read_bundle_case(bundle: str | Path, *, ct_path: str | Path | None = None) -> Case:
+    """The `Case` a bundle on disk holds (its label and lesion maps, vertebrae, notes and inputs).
+
+    The CT is read only when the bundle holds a DICOM-SEG, which refers to its slices: from
+    ``ct_path``, else from the path its manifest names. Raises `InputError` for a folder that is not
+    a bundle, or a needed CT that is not there.
+    """
+    from ..io.image_file import read_image_file
+    from ..io.paths import check_input_path
+
+    bundle = check_input_path(bundle, what="bundle", kind="folder")
+    try:
+        manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+        records = json.loads((bundle / "vertebrae.json").read_text(encoding="utf-8"))["vertebrae"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(bundle, "not a SpineNav bundle (manifest.json or vertebrae.json missing or unreadable); "
+                         "give the folder of 'spinenav analyze' or 'spinenav export-labels'") from None
+    labels = read_image_file(bundle / "labels.nii.gz", what="label map") if (bundle / "labels.nii.gz").is_file() \
+        else None
+    lesions = read_image_file(bundle / "lesions.nii.gz", what="lesion map") if (bundle / "lesions.nii.gz").is_file() \
+        else None
+    for part in (labels, lesions):  # the bundle's own files, not inputs: rewriting the bundle may replace them
+        if part is not None:
+            part.metadata.pop("source_path", None)
+    if labels is not None:
+        labels = labels.with_array(labels.array.astype(np.uint8))
+    inputs = dict(manifest.get("input") or {})
+    compute = inputs.pop("analysis", None)
+    ct = None
+    if (bundle / "segmentation.dcm").is_file():
+        from ..io import read_ct
+
+        named = ct_path or (inputs.get("ct") or {}).get("path")
+        if not named or not Path(named).exists():
+            raise InputError(bundle, "its DICOM-SEG refers to the CT slices, and the CT the manifest names is not "
+                             "there; pass the CT with --ct")
+        ct = read_ct(named)
+    vertebrae = [_vertebra_of(r) for r in records]
+    return Case(ct, vertebrae, labels=labels, lesions=lesions, qa=list(manifest.get("qa") or []),
+                warnings=list(manifest.get("warnings") or []), models=list(manifest.get("models") or []),
+                compute=compute, run_config=manifest.get("run_config"),
+                corrections=list(manifest.get("corrections") or []), input_info=inputs)
+
+
+def _vertebra_of(r: dict[str, Any]) -> Vertebra:
+    """A `Vertebra` from its vertebrae.json record (measured fields are measured again when written)."""
+    def arr(key: str) -> np.ndarray | None:
+        return None if r.get(key) is None else np.asarray(r[key], dtype=float)
+
+    return Vertebra(
+        int(r["id"]), arr("center_lps"), confidence=r.get("confidence"),
+        confidence_source=r.get("confidence_source") or "label map", alternatives=list(r.get("alternatives") or []),
+        p_shift_cranial=r.get("p_shift_cranial"), p_shift_caudal=r.get("p_shift_caudal"),
+        detection_score=r.get("detection_score"), localizer_center_lps=arr("localizer_center_lps"),
+        lesion_score=r.get("lesion_score"), lesion_type=r.get("lesion_type"),
+        lesion_scores=dict(r.get("lesion_scores") or {}), rib_ml=r.get("rib_ml"),
+        qa_flags=[f for f in r.get("qa_flags") or [] if f not in MEASURED_FLAGS],
+        body_center_lps=arr("body_center_lps"),
     )
 
 
+MEASURED_FLAGS = ("touches_image_border", "multiple_components", "small_volume")
+"""QA flags the writer measures from the masks (`_measured`), so a bundle read back does not carry them twice."""
+
+
 # ---- helpers ----------------------------------------------------------------------------------------
-def _checked_labels(labels: Volume, where: str | None) -> Volume:
-    array = labels.array
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all() or not np.array_equal(array, np.round(array)):
-            raise InputError(where, "the label map has non-integer values (a probability map?); give integer "
-                             "vertebra labels")
-    elif not np.issubdtype(array.dtype, np.integer):
-        raise InputError(where, f"the label map has {array.dtype} values; give integer vertebra labels")
-    if array.size == 0 or not array.any():
-        raise InputError(where, "the label map contains no vertebra (all voxels are background)")
-    ids = np.unique(array)
-    if ids.min() < 0:
-        raise InputError(where, f"the label map has negative values ({int(ids.min())}); give VerSe ids ≥ 0")
-    unknown = [int(i) for i in ids if i != 0 and int(i) not in registry.VALID_IDS]
-    if unknown:
-        raise InputError(where, f"unknown vertebra ids {unknown[:10]} (VerSe numbering: 1–26, 28); convert the "
-                         "labels first (read_label_map does it for TotalSegmentator files)")
-    if array.dtype != np.uint8:
-        labels = Volume(array.astype(np.uint8), labels.spacing, labels.origin, labels.direction, dict(labels.metadata))
-    return labels
+def _measured(case: Case, labels: Volume, meshes: dict[int, SurfaceMesh]) -> list[Vertebra]:
+    """The case's vertebrae that have voxels, with what their masks and meshes measure (cranio-caudal).
 
-
-def _checked_extras(extras: dict[int, dict[str, Any]], labels: Volume) -> dict[int, dict[str, Any]]:
-    out = {}
-    for vid, fields in extras.items():
-        bad = sorted(_PROTECTED & set(fields))
-        if bad:
-            raise ValueError(f"extra_per_vertebra[{vid}] may not set {bad}: they are measured from the labels")
-        out[int(vid)] = dict(fields)
-    return out
-
-
-def _records(
-    centers: dict[int, np.ndarray],
-    counts: dict[int, int],
-    voxel_ml: float,
-    bodies: dict[int, np.ndarray],
-    meshes: dict[int, SurfaceMesh],
-    extras: dict[int, dict[str, Any]],
-) -> list[VertebraRecord]:
-    ids = registry.sort_ids(centers)
+    Flags measured here (``touches_image_border``, ``multiple_components``, ``small_volume``) come
+    first, the case's own flags after them.
+    """
+    counts = vertebra_voxel_counts(labels)
+    bodies = body_centers(labels, case.subregions) if case.subregions is not None else {}
+    voxel_ml = float(np.prod(labels.spacing)) / 1000.0
+    ids = registry.sort_ids(counts)
     volumes = {vid: counts[vid] * voxel_ml for vid in ids}
-    records = []
+    by_id = {v.id: v for v in case.vertebrae}
+    out = []
     for n, vid in enumerate(ids):
-        name = registry.name_of(vid)
-        mesh = meshes[vid]
-        rep = mesh.report
+        v = by_id.get(vid)
+        if v is None:
+            raise ValueError(f"the label map holds {registry.name_of(vid)}, which the case does not list")
+        rep = meshes[vid].report
         flags = []
         if rep is not None and rep.touches_border:
             flags.append("touches_image_border")
@@ -406,29 +375,16 @@ def _records(
             flags.append("multiple_components")
         neighbours = [volumes[ids[m]] for m in (n - 1, n + 1) if 0 <= m < len(ids)]
         if volumes[vid] < SMALL_VOLUME_ML or (
-            neighbours and all(volumes[vid] < SMALL_VS_NEIGHBOUR * v for v in neighbours)
+            neighbours and all(volumes[vid] < SMALL_VS_NEIGHBOUR * x for x in neighbours)
         ):
             flags.append("small_volume")
-        rec = VertebraRecord(
-            name=name,
-            id=vid,
-            center_lps=centers[vid],
-            volume_ml=volumes[vid],
-            voxels=counts[vid],
-            stl=f"meshes/{name}.stl",
-            mesh_volume_ml=mesh.volume_ml,
-            mesh_triangles=mesh.n_faces,
-            body_center_lps=bodies.get(vid),
-        )
-        extra = dict(extras.get(vid, {}))
-        for key in ("confidence", "confidence_source", "alternatives", "lesion_score"):
-            if key in extra:
-                setattr(rec, key, extra.pop(key))
-        flags += [f for f in extra.pop("qa_flags", []) if f not in flags]
-        rec.qa_flags = flags
-        rec.extra = extra
-        records.append(rec)
-    return records
+        flags += [f for f in v.qa_flags if f not in flags]
+        out.append(v.replace(
+            qa_flags=flags, volume_ml=volumes[vid], voxels=counts[vid],
+            body_center_lps=bodies.get(vid, v.body_center_lps), stl=f"meshes/{v.name}.stl",
+            mesh_volume_ml=meshes[vid].volume_ml, mesh_triangles=meshes[vid].n_faces,
+        ))
+    return out
 
 
 def _created() -> str:
@@ -453,30 +409,36 @@ def manifest_header(inputs: dict[str, Any], models: list[dict[str, Any]] | None)
     }
 
 
-def _manifest(
-    labels: Volume,
-    ct: Volume | None,
-    input_info: dict[str, Any] | None,
-    models: list[dict[str, Any]] | None,
-    files: list[dict[str, Any]],
-    records: list[VertebraRecord],
-    warnings: list[str],
-) -> dict[str, Any]:
-    grid = ct if ct is not None else labels
+def _manifest(case: Case, grid: Volume | None, files: list[dict[str, Any]], vertebrae: list[Vertebra],
+              warnings: list[str]) -> dict[str, Any]:
+    labels, ct = case.labels, case.ct
     inputs: dict[str, Any] = {}
-    if labels.metadata.get("source_path"):
+    if labels is not None and labels.metadata.get("source_path"):
         inputs["labels"] = {"path": labels.metadata["source_path"]}
-    if ct is not None and "ct" not in (input_info or {}):
+    if ct is not None and "ct" not in case.input_info:
         inputs["ct"] = ct_identity(None, ct)
-    for key, value in (input_info or {}).items():
-        inputs[key] = value
-    inputs["grid"] = grid.geometry_dict()
-    return {
-        **manifest_header(inputs, models),
-        "vertebrae": [r.name for r in records],
+    for key, value in case.input_info.items():
+        if key not in ("analysis", "grid"):
+            inputs[key] = value
+    if case.compute is not None:
+        inputs["analysis"] = dict(case.compute)
+    if grid is not None:
+        inputs["grid"] = grid.geometry_dict()
+    elif "grid" in case.input_info:  # a centers-only case read back from its bundle
+        inputs["grid"] = case.input_info["grid"]
+    doc = manifest_header(inputs, case.models)
+    if labels is None:
+        doc["contents"] = CENTERS_ONLY
+    if case.run_config is not None:
+        doc["run_config"] = dict(case.run_config)
+    doc.update({
+        "vertebrae": [v.name for v in vertebrae],
         "files": files,
         "warnings": list(warnings),
-    }
+        "qa": list(case.qa),
+        "corrections": list(case.corrections),
+    })
+    return doc
 
 
 def _file_identity(path: Path) -> dict[str, Any]:

@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
+from ..assets import assets_dir
 from ..errors import WeightsError
 
-WEIGHTS_ROOT = Path(__file__).resolve().parents[2] / "assets" / "weights"
+WEIGHTS_ROOT = assets_dir() / "weights"
 
 
 def sha256_of(path: Path) -> str:

@@ -35,21 +35,14 @@ def parse_levels(text: str | None) -> list[int] | None:
     """``"T10-L5"`` or ``"L4,L5"`` → VerSe ids in cranio-caudal order (None: every planned level)."""
     if not text:
         return None
-    order = registry.sort_ids(list(registry.VALID_IDS))
     out: list[int] = []
     for part in text.split(","):
-        names = [p.strip().upper() for p in part.split("-")]
         try:
-            ids = [registry.id_of(n) for n in names]
-        except (KeyError, ValueError):
+            out += registry.parse_level_range(part)
+        except KeyError:
             raise InputError(None, f"--levels {text!r}: unknown level name; write e.g. T10-L5 or L4,L5") from None
-        if len(ids) == 1:
-            out.append(ids[0])
-        elif len(ids) == 2:
-            a, b = order.index(ids[0]), order.index(ids[1])
-            out += order[min(a, b) : max(a, b) + 1]
-        else:
-            raise InputError(None, f"--levels {text!r}: write a range as FIRST-LAST, e.g. T10-L5")
+        except ValueError:
+            raise InputError(None, f"--levels {text!r}: write a range as FIRST-LAST, e.g. T10-L5") from None
     return registry.sort_ids(set(out))
 
 

@@ -33,10 +33,11 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from .. import registry
+from ..assets import assets_dir
 from ..io import read_image_file, read_label_map
 
 ROOT = Path(__file__).resolve().parents[2]
-OUT_DIR = ROOT / "assets" / "shapes"
+OUT_DIR = assets_dir() / "shapes"
 SPACING_MM = 1.0
 MIN_VOLUME_ML = 8.0  # smaller masks are cut by the field of view (e.g. TotalSegmentator's 2 ml "T11")
 

@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
-SHAPES_DIR = Path(__file__).resolve().parents[2] / "assets" / "shapes"
+from ..assets import assets_dir
+
+SHAPES_DIR = assets_dir() / "shapes"
 
 
 @dataclass(frozen=True)

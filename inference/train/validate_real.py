@@ -26,12 +26,14 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from ..case import Case
+from ..config import SHIPPED
 from ..evaluate import evaluate_bundle, evaluate_labels
-from ..export.analysis import write_analysis_bundle
+from ..export import write_bundle
 from ..io import onto_grid, read_ct, read_label_map
 from ..measure import vertebra_centers
 from ..models.localizer import DESCRIPTOR_MEAN
-from ..pipeline import SEGMENT_MIRROR_TTA, AnalysisResult, Pipeline
+from ..pipeline import Pipeline
 from ..segment import segment_vertebrae
 from ..volume import Volume
 
@@ -106,7 +108,7 @@ def lesion_only(pipeline: Pipeline, path: Path) -> dict[str, Any]:
             **lesion_summary(result)}
 
 
-def lesion_summary(result: AnalysisResult) -> dict[str, Any]:
+def lesion_summary(result: Case) -> dict[str, Any]:
     """The flagged vertebrae ("L1: blastic 1.00") and the highest lesion score of an analysis."""
     return {
         "lesion_flags": [f"{v.name}: {v.lesion_type} {v.lesion_score:.2f}" for v in result.vertebrae
@@ -200,18 +202,17 @@ PERTURBATIONS = {
 def evaluate_case(
     pipeline: Pipeline, case: RealCase, ct: Volume, descriptor: np.ndarray | None = None
 ) -> dict[str, Any]:
-    if descriptor is not None:
-        original = pipeline._run_localizer
-        pipeline._run_localizer = lambda ct_, cancel: original(ct_, cancel, descriptor)
+    shipped = pipeline.config
+    if descriptor is not None:  # the descriptor ablation: the same models under another configuration
+        pipeline.config = shipped.replace(scan_descriptor=tuple(float(x) for x in descriptor))
     try:
         t0 = time.perf_counter()
         result = pipeline.analyze(ct)
         seconds = time.perf_counter() - t0
     finally:
-        if descriptor is not None:
-            pipeline._run_localizer = original
+        pipeline.config = shipped
     with tempfile.TemporaryDirectory() as tmp:
-        write_analysis_bundle(Path(tmp) / "b", result, ct)
+        write_bundle(Path(tmp) / "b", result)
         report = evaluate_bundle(Path(tmp) / "b", case.truth)
     o = report["overall"]
     return {
@@ -243,7 +244,7 @@ def oracle_segmentation(pipeline: Pipeline, case: RealCase, ct: Volume) -> dict[
     truth = onto_grid(truth, ct, path=str(case.truth)) if not truth.same_grid(ct) else truth
     items = sorted(vertebra_centers(truth).items())
     t0 = time.perf_counter()
-    seg = segment_vertebrae(pipeline.segmenter, ct, items, pipeline.device, mirror=SEGMENT_MIRROR_TTA)
+    seg = segment_vertebrae(pipeline.segmenter, ct, items, pipeline.device, mirror=SHIPPED.segmenter_mirror)
     seconds = time.perf_counter() - t0
     report = evaluate_labels(seg.labels, truth, pred_centers=dict(items))
     o = report["overall"]
@@ -389,9 +390,9 @@ def markdown(results: dict[str, Any]) -> str:
         "that choice is itself tuned on these cases.",
         "- Since 2026-12-04 the localizer sees a small scan centred in air the size of its training crop "
         "(`inference.localize.input_field`; before, the network's zero padding met the scan's edges) and runs "
-        "twice, on the scan and its left-right mirror (`MIRROR_TTA`). Both were chosen on 100 held-out synthetic "
-        "cases (true vertebrae found 1246 → 1305; named right 1009 of 1256 → 1104 of 1322, 1112 with the "
-        "segmenter mirror pass since; "
+        "twice, on the scan and its left-right mirror (`RunConfig.localizer_mirror`). Both were chosen on 100 "
+        "held-out synthetic cases (true vertebrae found 1246 → 1305; named right 1009 of 1256 → 1104 of 1322, "
+        "1112 with the segmenter mirror pass since; "
         "docs/labeling_calibration.md), "
         "not on these cases. Here the unperturbed row went from 9 to 10 of 18 and the mean center error from 13.0 to "
         "9.4 mm. Without the mirror pass the small crop of the abdomen scan was named right (3 of 4) and the total "
@@ -503,7 +504,7 @@ def markdown_segmentation(results: dict[str, Any]) -> str:
         "CT's T12 alone moved its HD95 from 29 to 9 mm). On held-out synthetic CT it changed Dice from 0.8369 to "
         "0.8372; here, from 0.8496 to 0.854 and HD95 from 6.70 to 5.57 mm.",
         "- Since 2026-12-04 each crop is also segmented left-right mirrored and the two passes averaged "
-        "(`pipeline.SEGMENT_MIRROR_TTA`, as nnU-Net does); with the true centers it moved the mean Dice here from "
+        "(`RunConfig.segmenter_mirror`, as nnU-Net does); with the true centers it moved the mean Dice here from "
         "0.854 to 0.856 and HD95 from 5.57 to 5.52 mm, and on 283 vertebrae of 30 held-out synthetic cases from "
         "0.8317 to 0.8336: a small gain.",
         "- ts_dicom_thoracolumbar is a 40 mm slab: both vertebrae are cut by the field of view.",

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from .. import registry
+from ..config import SHIPPED
 from ..models.lesion import NOT_SCORED, LesionNet
 from ..models.segmenter import LESION_TYPES, SegmenterNet
 from ..models.weights import WEIGHTS_ROOT, load_state
-from ..pipeline import SEGMENT_MIRROR_TTA
 from ..segment import LESION_FLAG, segment_vertebrae
 from ..volume import Volume
 from .pool import POOL_CONFIG
@@ -95,7 +95,7 @@ def run(pool: Path, start: int, model: SegmenterNet, device: torch.device, stop:
         items = [(int(vid), np.asarray(origin) + spacing * c) for vid, c in zip(case["ids"], case["centers"],
                                                                                  strict=True)]
         seg = segment_vertebrae(model, ct, items, device, lesion_thresholds=thresholds, lesion_model=lesion_model,
-                                mirror=SEGMENT_MIRROR_TTA)
+                                mirror=SHIPPED.segmenter_mirror)
         pred = seg.labels.array
         for vid, _ in items:
             t, p = labels == vid, pred == vid
@@ -114,7 +114,7 @@ def run(pool: Path, start: int, model: SegmenterNet, device: torch.device, stop:
     return {
         "cases": len(files),
         "first_case": start,
-        "mirror": SEGMENT_MIRROR_TTA,
+        "mirror": SHIPPED.segmenter_mirror,
         "vertebrae": len(rows),
         "mean_dice": round(float(np.mean(dices)), 4) if dices else None,
         "median_dice": round(float(np.median(dices)), 4) if dices else None,

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from inference import corrections as corr
 from inference import registry
+from inference.corrections import CORRECTED_FLAG
 from inference.volume import Volume
 
 from ..display import WINDOW_PRESETS, DisplayFrame
-from . import corrections as corr
-from .corrections import CORRECTED_FLAG
 
-if TYPE_CHECKING:  # the pipeline module imports torch: keep it off the GUI thread's import path
-    from inference.pipeline import AnalysisResult
+if TYPE_CHECKING:
+    from inference.case import Case
     from inference.planning import Screw, VertebraModel
 
 DEFAULT_WINDOW = "Bone"
@@ -44,7 +44,8 @@ class VertebraInfo:
     id, name, colour
         VerSe id, registry name and display RGB as shown now (after corrections).
     center_lps : np.ndarray, shape (3,)
-        LPS mm: mask centroid (label map) or the localizer's center (analysis).
+        LPS mm: the vertebra's one center (`inference.case.Vertebra.center_lps`: its mask's centroid,
+        or the localizer's point when it has no mask), the point the bundle exports.
     volume_ml : float
         Millilitres, NaN when there is no mask.
     source_id : int
@@ -142,7 +143,7 @@ def vertebra_infos(centers: dict[int, np.ndarray], volumes_ml: dict[int, float])
     return rows
 
 
-def analysis_infos(result: AnalysisResult, volumes_ml: dict[int, float] | None = None) -> list[VertebraInfo]:
+def analysis_infos(result: Case, volumes_ml: dict[int, float] | None = None) -> list[VertebraInfo]:
     """Rows for the vertebrae of an analysis, in its (head-to-foot) order (volumes from its masks)."""
     volumes_ml = volumes_ml or {}
     return [
@@ -200,7 +201,7 @@ class Session(QObject):
         self.ct: Volume | None = None
         self.frame: DisplayFrame | None = None
         self.label_set: LabelSet | None = None
-        self.analysis: AnalysisResult | None = None
+        self.analysis: Case | None = None
         self.crosshair_lps: np.ndarray | None = None
         self.selected_id: int = 0
         self.window: tuple[float, float] = WINDOW_PRESETS[DEFAULT_WINDOW]
@@ -254,7 +255,7 @@ class Session(QObject):
         self.labels_changed.emit()
         self._reset_vertebrae()
 
-    def set_analysis(self, result: AnalysisResult | None, label_set: LabelSet | None = None) -> None:
+    def set_analysis(self, result: Case | None, label_set: LabelSet | None = None) -> None:
         """Show an analysis of the current CT (None clears it).
 
         ``label_set`` holds the analysis' own segmentation (masks and meshes) and replaces the shown

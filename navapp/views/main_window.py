@@ -34,12 +34,13 @@ from PySide6.QtWidgets import (
 )
 
 from inference import __version__
+from inference.corrections import DOWN, UP, CorrectionError
 from inference.errors import InputError, WeightsError
+from inference.export.atomic import is_bundle
 from inference.io.image_file import IMAGE_SUFFIXES
 from inference.volume import Volume
 
 from ..display import WINDOW_PRESETS
-from ..state.corrections import DOWN, UP, CorrectionError
 from ..state.session import SOURCE_ANALYSIS, LabelSet, ScrewPlan, Session
 from ..workers import (
     AnalysisOutcome,
@@ -217,7 +218,6 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.screw_dock)
         self.tabifyDockWidget(dock, self.screw_dock)
         dock.raise_()
-        self.session.ct_changed.connect(self._on_ct_changed)
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -890,7 +890,7 @@ class MainWindow(QMainWindow):
         """
         if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
             return folder, False
-        if (folder / "manifest.json").is_file():
+        if is_bundle(folder):  # the core's output-folder policy: --force replaces only a SpineNav bundle
             n = sum(1 for p in folder.rglob("*") if p.is_file())
             if self._confirm(
                 "Replace bundle",

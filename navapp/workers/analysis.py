@@ -19,7 +19,8 @@ from inference.progress import CancelToken, ProgressCallback, check_cancel, repo
 from inference.volume import Volume
 
 if TYPE_CHECKING:
-    from inference.pipeline import AnalysisResult, Pipeline
+    from inference.case import Case
+    from inference.pipeline import Pipeline
 
     from ..state.session import LabelSet
 
@@ -78,7 +79,7 @@ class AnalysisRunner:
 
     def analyze(
         self, ct: Volume, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
-    ) -> AnalysisResult:
+    ) -> Case:
         """Find and name the vertebrae of ``ct`` (see `Pipeline.analyze`).
 
         Raises `WeightsError` when the models cannot be loaded, `CancelledError` when cancelled.
@@ -100,7 +101,7 @@ class AnalysisRunner:
 class AnalysisOutcome:
     """An analysis with what the views need of its segmentation (None without one)."""
 
-    result: AnalysisResult
+    result: Case
     label_set: LabelSet | None
 
 
@@ -142,7 +143,7 @@ def lesion_surface(lesions: Volume):
     return mesh_mask(lesions.with_array(mask.astype(np.uint8)))
 
 
-def _check_result(result: AnalysisResult) -> None:
+def _check_result(result: Case) -> None:
     """The contract the views and corrections rely on: one vertebra per name, real probabilities.
 
     A broken one is an internal error (shown as such, traceback logged), never a half-usable table.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from inference.corrections import relabel
 from inference.progress import CancelToken, ProgressCallback, report, sub_progress
 from inference.volume import Volume
 
 from ..state.session import ScrewPlan
-from .export import corrected_labels
 
 
 def plan_screws(
@@ -25,6 +25,6 @@ def plan_screws(
 
     tell = report(progress)
     tell(0.0, "applying corrections")
-    result = plan_labels_with_models(corrected_labels(labels, id_map), ct=ct,
+    result = plan_labels_with_models(relabel(labels, id_map), ct=ct,
                                      progress=sub_progress(tell, 0.05, 1.0), cancel=cancel)
     return ScrewPlan(result.screws, result.models, result.not_planned)
