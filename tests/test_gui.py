@@ -22,7 +22,7 @@ import pytest
 import SimpleITK as sitk
 from PySide6.QtCore import QMimeData, QObject, QPointF, QSettings, Qt, QThread, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QDropEvent, QImage
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QFileDialog, QInputDialog, QMessageBox
 
 from inference import corrections as corr
 from inference import registry
@@ -34,7 +34,7 @@ from inference.volume import Volume
 from navapp.app import main
 from navapp.display import PLANES, DisplayFrame, window_to_uint8
 from navapp.state import Session
-from navapp.views import main_window as main_window_module
+from navapp.views import main_files as main_files_module
 from navapp.views.main_window import MainWindow
 from navapp.views.screw_panel import GRADE_COLOURS
 from navapp.views.slice_view import SliceView
@@ -70,7 +70,7 @@ def dialogs(monkeypatch):
         return _show
 
     for kind in ("warning", "critical", "information"):
-        monkeypatch.setattr(main_window_module.QMessageBox, kind, record(kind))
+        monkeypatch.setattr(QMessageBox, kind, record(kind))
     return shown
 
 
@@ -523,7 +523,7 @@ def test_internal_error_gets_its_own_dialog(qtbot, window, dialogs, monkeypatch)
     def broken(*args, **kwargs):
         raise RuntimeError("something unexpected")
 
-    monkeypatch.setattr(main_window_module, "load_case", broken)
+    monkeypatch.setattr(main_files_module, "load_case", broken)
     with qtbot.waitSignal(window.load_failed, timeout=LOAD_TIMEOUT_MS):
         window.open_case(SAMPLE_CT)
     qtbot.waitUntil(lambda: not window.is_busy())
@@ -541,7 +541,7 @@ def test_cancel_stops_loading_and_keeps_the_window(qtbot, window, dialogs, monke
             cancel.raise_if_cancelled()
             threading.Event().wait(0.005)
 
-    monkeypatch.setattr(main_window_module, "load_case", slow)
+    monkeypatch.setattr(main_files_module, "load_case", slow)
     window.open_case(SAMPLE_CT)
     assert window.progress_bar.isVisible() and window.cancel_button.isVisible()
     assert started.wait(5)
@@ -870,7 +870,7 @@ def test_a_folder_with_two_ct_series_offers_the_other_one(qtbot, window, dialogs
         offered.extend(items)
         return items[1], True
 
-    monkeypatch.setattr(main_window_module.QInputDialog, "getItem", pick)
+    monkeypatch.setattr(QInputDialog, "getItem", pick)
     with qtbot.waitSignal(window.load_finished, timeout=LOAD_TIMEOUT_MS):
         window.choose_series_action.trigger()
     qtbot.waitUntil(lambda: not window.is_busy(), timeout=LOAD_TIMEOUT_MS)
@@ -961,7 +961,7 @@ def test_shift_rename_delete_change_the_exported_analysis(qtbot, analysis_window
         offered.extend(items)
         return "L4", True
 
-    monkeypatch.setattr(main_window_module.QInputDialog, "getItem", pick)
+    monkeypatch.setattr(QInputDialog, "getItem", pick)
     window.rename_action.trigger()
     assert "T12" not in offered and "L1" not in offered and "L2" in offered and "L4" in offered
     assert table.names() == ["T12", "L1", "L4"] and window.session.selected_id == registry.id_of("L4")
@@ -1020,13 +1020,13 @@ def test_export_dialog_never_empties_a_foreign_folder(qtbot, analysis_window, di
     chosen: list[Path] = []
     answers: list[QMessageBox.StandardButton] = []
     questions: list[str] = []
-    monkeypatch.setattr(main_window_module.QFileDialog, "getExistingDirectory", lambda *a: str(chosen[-1]))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a: str(chosen[-1]))
 
     def answer(parent, title, text, *args):
         questions.append(text)
         return answers.pop(0)
 
-    monkeypatch.setattr(main_window_module.QMessageBox, "question", answer)
+    monkeypatch.setattr(QMessageBox, "question", answer)
 
     # a folder with other files: never replaced; the bundle goes into a new subfolder when agreed
     foreign = tmp_path / "patient_docs"

@@ -24,7 +24,7 @@ COMPUTE_MODULES = (
     "inference.segment",
     "inference.mesh",
     "inference.export",
-    "inference.export.analysis",
+    "inference.corrections",
     "inference.export.dicom_seg",
     "highdicom",
     "inference.planning",
