@@ -54,7 +54,7 @@ def volume_ranges() -> dict[int, tuple[float, float]]:
     shapes = json.loads(SHAPES_JSON.read_text())["shapes"]
     out: dict[int, list[float]] = {}
     for s in shapes:
-        if s.get("derived") or s.get("volume_ml") is None:
+        if s.get("derived") or s.get("cut") or s.get("compressed") or s.get("volume_ml") is None:
             continue
         out.setdefault(int(s["id"]), []).append(float(s["volume_ml"]))
     ranges = {vid: (min(v), max(v)) for vid, v in out.items()}

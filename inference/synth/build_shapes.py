@@ -1,6 +1,17 @@
-"""Build the vertebra shape library ``assets/shapes/`` from the real label maps in the repository.
+"""Build the vertebra shape library ``assets/shapes/`` (v2) from every real label map at hand.
 
 Run ``python -m inference.synth.build_shapes`` from the repository root; the output is deterministic.
+It reads the label maps in the repository (tests/data) and those in ``../shared/data/real/``
+(`SHARED`: VerSe'19 masks and the TUM CT follow-up cohort), which must be there to build; the
+library it writes is committed, so nothing else needs the shared folder.
+
+Per shape the metadata say where it comes from (source file, licence, patient: two sessions of one
+patient share it, keep them on one side of any split), and what it is good for: ``cut`` (the field
+of view cuts it: kept, flagged, left out of synthesis), ``compressed`` (under 60 % of its neighbours'
+mean volume: a probable compression fracture, for fracture synthesis only), ``subregions`` (a VerSe
+subregion map gives its body: ``subregion_body_center``, ``subregion_body_ml``). Fragments under
+`MIN_VOLUME_ML` are dropped. ``layouts.json`` keeps each real column (level, centroid, LPS mm) for
+the layout statistics and sampler.
 
 Each vertebra (and the sacrum, and the pelvis around it) is resampled with SimpleITK onto a 1 mm
 isotropic grid in a *canonical* frame: the origin is the vertebra's centroid and the axes are LPS
@@ -17,8 +28,6 @@ Output:
   landmarks the generator needs (vertebral body centre/extent, spinal canal centre/radius,
   transverse process tips), all in canonical mm.
 
-T6–T8 are absent from the data: they are derived by signed-distance interpolation between T5 and
-T9 (weights 1/4, 1/2, 3/4) and marked ``"derived"`` in the metadata.
 """
 
 from __future__ import annotations
@@ -37,30 +46,71 @@ from ..assets import assets_dir
 from ..io import read_image_file, read_label_map
 
 ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data" / "real"
 OUT_DIR = assets_dir() / "shapes"
 SPACING_MM = 1.0
-MIN_VOLUME_ML = 8.0  # smaller masks are cut by the field of view (e.g. TotalSegmentator's 2 ml "T11")
+MIN_VOLUME_ML = 4.0  # smaller masks are fragments (e.g. a 2-voxel "L1"); a whole C1 is ~6-10 ml
+COMPRESSED_BELOW = 0.6
+"""A vertebra under this fraction of its neighbours' mean volume, or of its level's median body height, is
+``compressed`` (a probable fracture); C1, C2 and the sacrum differ from their neighbours by anatomy and are
+not tested."""
 
 _VERSE = "CC BY-SA 4.0 (VerSe, Sekuboyina et al. 2021, DOI 10.17605/OSF.IO/NQJYW)"
 _TS = "Apache-2.0 (wasserth/TotalSegmentator test files; TotalSegmentator pseudo-label)"
 _TPT = "Apache-2.0 (Hendrik-code/TPTBox test sample, VerSe-style labels)"
+_TUM = ("no data licence stated (TUM CT follow-up cohort via malekosh/FX-Grader, MIT repository): used for "
+        "shapes, source named")
+_TUM_FX = ("no data licence stated (TUM in-house sample via malekosh/deep-learning-models-for-the-differentiation-"
+           "of-osteoporotic-and-malignant-vertebral-fractures, MIT repository): used for shapes, source named")
 
 
 @dataclass(frozen=True)
 class Source:
-    path: str  # relative to the repository root
+    path: str  # relative to the repository root, or to `SHARED` with ``shared``
     key: str  # short name used in shape names
     licence: str
-    coarse: bool  # 3 mm pseudo-labels: smoothed before resampling, sampled less often
+    coarse: bool = False  # 3 mm pseudo-labels: smoothed before resampling
+    shared: bool = False
+    patient: str = ""  # sessions of one patient share it (default: the key)
+    tight_crop: bool = False  # the file is cropped to its labels: touching the grid is not a cut
+    levels: tuple[str, ...] = ()  # only these levels (another file of the same session has the rest)
+    subregions: str = ""  # VerSe subregion map of the same grid
+
+
+_TUM_DIR = "spine_label_maps/tum_ctfu/sub-"
+
+
+def _tum(name: str, levels: tuple[str, ...] = ()) -> Source:
+    """A TUM CT follow-up mask, ``name`` as in its file: ``ctfu00001_ses-20140908_split-0_ce-no``."""
+    patient, rest = name.split("_ses-")
+    split = rest.split("_split-")[1][0] if "_split-" in rest else ""
+    key = f"{patient}-{rest[:8]}" + (f"-{split}" if split else "")
+    return Source(f"{_TUM_DIR}{name}_seg-vert_msk.nii.gz", key, _TUM, shared=True, patient=patient, levels=levels,
+                  subregions=f"{_TUM_DIR}{name}_seg-subreg_msk.nii.gz")
 
 
 SOURCES = (
-    Source("tests/data/verse_labels_only/sub-gl003/sub-gl003_dir-ax_seg-vert_msk.nii.gz", "gl003", _VERSE, False),
-    Source("tests/data/verse_labels_only/sub-gl017/sub-gl017_seg-vert_msk.nii.gz", "gl017", _VERSE, False),
-    Source("tests/data/verse_labels_only/sub-verse004/sub-verse004_seg-vert_msk.nii.gz", "verse004", _VERSE, False),
-    Source("tests/data/verse_labels_only/sub-verse010/sub-verse010_seg-vert_msk.nii.gz", "verse010", _VERSE, False),
-    Source("tests/data/tptbox_ct_lumbar_cutout/sub-ct_seg-vert_label-22_msk.nii.gz", "tptbox", _TPT, False),
-    Source("tests/data/ts_abdomen_3mm/example_seg_fast_force_split.nii.gz", "totalseg", _TS, True),
+    Source("tests/data/verse_labels_only/sub-gl003/sub-gl003_dir-ax_seg-vert_msk.nii.gz", "gl003", _VERSE),
+    Source("tests/data/verse_labels_only/sub-gl017/sub-gl017_seg-vert_msk.nii.gz", "gl017", _VERSE),
+    Source("tests/data/verse_labels_only/sub-verse004/sub-verse004_seg-vert_msk.nii.gz", "verse004", _VERSE),
+    Source("tests/data/verse_labels_only/sub-verse010/sub-verse010_seg-vert_msk.nii.gz", "verse010", _VERSE),
+    Source("tests/data/tptbox_ct_lumbar_cutout/sub-ct_seg-vert_label-22_msk.nii.gz", "tptbox", _TPT,
+           subregions="tests/data/tptbox_ct_lumbar_cutout/sub-ct_seg-subreg_label-22_msk.nii.gz"),
+    Source("tests/data/ts_abdomen_3mm/example_seg_fast_force_split.nii.gz", "totalseg", _TS, coarse=True),
+    *(Source(f"spine_label_maps/verse19_more/sub-{k}_seg-vert_msk.nii.gz", k, _VERSE, shared=True,
+             tight_crop=k != "verse014")
+      for k in ("verse005", "verse006", "verse007", "verse008", "verse009", "verse014")),
+    _tum("ctfu00001_ses-20080508_ce-no"),
+    _tum("ctfu00001_ses-20140908_split-0_ce-no"),
+    _tum("ctfu00001_ses-20140908_split-1_ce-no", levels=("C1", "C2", "C3", "C4", "C5")),  # C6-T1 are in split-0
+    _tum("ctfu00002_ses-20080715_ce-art"),
+    _tum("ctfu00002_ses-20171103_ce-pv"),
+    _tum("ctfu00003_ses-20090127_ce-pv"),
+    _tum("ctfu00003_ses-20150424_ce-pv"),
+    _tum("ctfu00106_ses-20070122_ce-art"),
+    _tum("ctfu00106_ses-20130916_ce-art"),
+    Source("spine_label_maps/tum_fracture_sample/sub-sample001_seg-vert_msk.nii.gz", "sample001", _TUM_FX,
+           shared=True, subregions="spine_label_maps/tum_fracture_sample/sub-sample001_seg-subreg_msk.nii.gz"),
 )
 # TotalSegmentator v2 "total" ids of the pelvis parts kept as one "pelvis" shape around the sacrum.
 _TS_PELVIS_IDS = (75, 76, 77, 78)  # femur L/R, hip L/R
@@ -194,34 +244,16 @@ def _midline_component(hole: np.ndarray, origin: np.ndarray, mid_x: float) -> np
     return best
 
 
-def _sdf(mask: np.ndarray) -> np.ndarray:
-    return ndi.distance_transform_edt(~mask) - ndi.distance_transform_edt(mask)
-
-
-def _interpolate(a: dict, b: dict, w: float) -> tuple[np.ndarray, np.ndarray]:
-    """Shape between ``a`` (w=0) and ``b`` (w=1): blend of signed distances on a common canonical grid."""
-    lo = np.minimum(a["origin"], b["origin"]) - 2
-    hi = np.maximum(a["origin"] + np.array(a["mask"].shape[::-1]), b["origin"] + np.array(b["mask"].shape[::-1])) + 2
-    size = (hi - lo).astype(int)[::-1]
-    grids = []
-    for s in (a, b):
-        g = np.zeros(size, dtype=bool)
-        off = (s["origin"] - lo).astype(int)[::-1]
-        k, j, i = s["mask"].shape
-        g[off[0] : off[0] + k, off[1] : off[1] + j, off[2] : off[2] + i] = s["mask"]
-        grids.append(g)
-    blend = (1 - w) * _sdf(grids[0]) + w * _sdf(grids[1])
-    m = _largest_component(blend < 0)
-    nz = np.argwhere(m)
-    p, q = nz.min(axis=0), nz.max(axis=0) + 1
-    return m[p[0] : q[0], p[1] : q[1], p[2] : q[2]], lo + p[::-1]
-
-
-def build(root: Path = ROOT, out_dir: Path = OUT_DIR) -> dict[str, Any]:
-    """Build ``shapes.npz`` and ``shapes.json`` in ``out_dir``; returns the JSON content."""
+def build(root: Path = ROOT, shared: Path = SHARED, out_dir: Path = OUT_DIR) -> dict[str, Any]:
+    """Build ``shapes.npz``, ``shapes.json`` and ``layouts.json`` in ``out_dir``; returns the shapes' JSON."""
+    missing = [s.path for s in SOURCES if s.shared and not (shared / s.path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{shared / missing[0]} is not here: the shape library is built from the real label "
+                                "maps in ../shared/data/real (the built library in assets/shapes is committed)")
     shapes: list[dict[str, Any]] = []
+    layouts: list[dict[str, Any]] = []
     for src in SOURCES:
-        path = root / src.path
+        path = (shared if src.shared else root) / src.path
         if src.key == "totalseg":
             vol = read_image_file(path, what="label map")
             raw = np.asarray(vol.array, dtype=np.int64)
@@ -233,16 +265,28 @@ def build(root: Path = ROOT, out_dir: Path = OUT_DIR) -> dict[str, Any]:
         else:
             vol = read_label_map(path, convention="verse")
             lab, pelvis = np.asarray(vol.array, dtype=np.uint8), None
+        sub = None
+        if src.subregions:
+            sub_vol = read_image_file((shared if src.shared else root) / src.subregions, what="subregion map")
+            if not sub_vol.same_grid(vol):
+                raise ValueError(f"{src.subregions} is not on the grid of {src.path}")
+            sub = np.isin(np.asarray(sub_vol.array), (49, 50))  # corpus border + corpus: the vertebral body
         image = vol.to_sitk()
         voxel_ml = float(np.prod(vol.spacing)) / 1000.0
         ids = registry.sort_ids(int(i) for i in np.unique(lab) if i)
         cents = {i: _centroid_lps(image, lab == i) for i in ids}
+        volumes = {i: float((lab == i).sum()) * voxel_ml for i in ids}
         order = [registry.by_id(i).order for i in ids]
+        layouts.append({"source": src.key, "patient": src.patient or src.key, "file": src.path,
+                        "levels": [{"level": registry.name_of(i), "centroid_lps": cents[i].round(2).tolist(),
+                                    "volume_ml": round(volumes[i], 2)} for i in ids]})
         for n, vid in enumerate(ids):
+            if src.levels and registry.name_of(vid) not in src.levels:
+                continue  # another file of the same session holds this level
+            if volumes[vid] < MIN_VOLUME_ML:
+                continue  # a fragment
             m = lab == vid
             touches = any(m.take(0, axis=ax).any() or m.take(-1, axis=ax).any() for ax in range(3))
-            if touches or m.sum() * voxel_ml < MIN_VOLUME_ML:
-                continue  # cut by the field of view
             # neighbours in the same scan; an order gap of 2 skips the T13/L6 slots of the registry
             up = ids[n - 1] if n > 0 and order[n] - order[n - 1] <= 2 else None
             down = ids[n + 1] if n + 1 < len(ids) and order[n + 1] - order[n] <= 2 else None
@@ -255,17 +299,25 @@ def build(root: Path = ROOT, out_dir: Path = OUT_DIR) -> dict[str, Any]:
             rec: dict[str, Any] = {
                 "level": registry.name_of(vid),
                 "id": vid,
-                "source": src.path,
+                "source": src.path if not src.shared else f"../shared/data/real/{src.path}",
                 "source_key": src.key,
+                "patient": src.patient or src.key,
                 "licence": src.licence,
                 "coarse": src.coarse,
+                "cut": bool(touches and not src.tight_crop),
+                "compressed": _compressed(vid, up, down, volumes),
+                "source_volume_ml": round(volumes[vid], 2),
                 "source_spacing": [round(s, 4) for s in vol.spacing],
                 "centroid_lps": cents[vid].round(3).tolist(),
                 "rotation": rot.round(6).tolist(),
                 "derived": None,
+                "subregions": sub is not None,
                 "mask": mask,
                 "origin": origin,
             }
+            if sub is not None and (body := m & sub).any():
+                rec["subregion_body_ml"] = round(float(body.sum()) * voxel_ml, 2)
+                rec["subregion_body_center"] = (rot @ (_centroid_lps(image, body) - cents[vid])).round(2).tolist()
             if down is not None:  # vector to the caudal neighbour's centroid, canonical frame
                 rec["next_offset"] = (rot @ (cents[down] - cents[vid])).round(2).tolist()
             shapes.append(rec)
@@ -281,37 +333,35 @@ def build(root: Path = ROOT, out_dir: Path = OUT_DIR) -> dict[str, Any]:
                         "derived": "hip bones and femora (TotalSegmentator ids 75-78) in the sacrum's frame",
                     }
                 )
-    by_level = {s["level"]: s for s in shapes if s["source_key"] in ("gl003", "verse004")}
-    t5, t9 = by_level["T5"], by_level["T9"]
-    for n, name in enumerate(("T6", "T7", "T8"), start=1):
-        w = n / 4.0
-        mask, origin = _interpolate(t5, t9, w)
-        off = (1 - w) * np.array(by_level["T4"]["next_offset"]) + w * np.array(t9["next_offset"])
-        shapes.append(
-            {
-                "level": name,
-                "id": registry.id_of(name),
-                "source": f"{t5['source']} + {t9['source']}",
-                "source_key": "derived",
-                "licence": _VERSE,
-                "coarse": False,
-                "source_spacing": [SPACING_MM] * 3,
-                "centroid_lps": None,
-                "rotation": np.eye(3).tolist(),
-                "mask": mask,
-                "origin": origin,
-                "next_offset": off.round(2).tolist(),
-                "derived": (
-                    f"signed-distance interpolation T5 (gl003) → T9 (verse004), weight {w:.2f}: "
-                    f"no {name} in the data"
-                ),
-            }
-        )
-    t4 = by_level["T4"]
-    t5.setdefault(
-        "next_offset", ((np.array(t4["next_offset"]) * 3 + np.array(t9["next_offset"])) / 4).round(2).tolist()
-    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "layouts.json").write_text(json.dumps(
+        {"description": "Real columns of the label maps the library is built from: per level the mask centroid "
+                        "(LPS mm of the source file) and volume; for layout statistics and sampling.",
+         "columns": layouts}, indent=1) + "\n")
     return _save(shapes, out_dir)
+
+
+def _flag_short_bodies(meta: list[dict[str, Any]]) -> None:
+    """Also ``compressed``: a body under `COMPRESSED_BELOW` of its level's median body height (a wedge or
+    compression fracture loses height before volume). C1, C2 and the sacrum are not tested."""
+    heights: dict[str, list[float]] = {}
+    for s in meta:
+        if "body_half_size" in s and not s["cut"]:
+            heights.setdefault(s["level"], []).append(2.0 * s["body_half_size"][2])
+    for s in meta:
+        if s["level"] in ("C1", "C2", "S1", "pelvis") or s["cut"] or "body_half_size" not in s:
+            continue
+        if 2.0 * s["body_half_size"][2] < COMPRESSED_BELOW * float(np.median(heights[s["level"]])):
+            s["compressed"] = True
+
+
+def _compressed(vid: int, up: int | None, down: int | None, volumes: dict[int, float]) -> bool:
+    """Under `COMPRESSED_BELOW` of the mean volume of its neighbours (C1, C2, sacrum: never)."""
+    special = {registry.id_of(n) for n in ("C1", "C2", "S1")}
+    if vid in special:
+        return False
+    near = [volumes[n] for n in (up, down) if n is not None and n not in special]
+    return bool(near) and volumes[vid] < COMPRESSED_BELOW * float(np.mean(near))
 
 
 def _save(shapes: list[dict[str, Any]], out_dir: Path) -> dict[str, Any]:
@@ -336,6 +386,7 @@ def _save(shapes: list[dict[str, Any]], out_dir: Path) -> dict[str, Any]:
         else:
             s["volume_ml"] = round(float(mask.sum()) / 1000.0, 2)
         meta.append(s)
+    _flag_short_bodies(meta)
     doc = {
         "description": "Vertebra masks in canonical frames (origin = centroid, +z = local spine axis, LPS mm, "
         "1 mm voxels, [k, j, i] = [z, y, x]); bit-packed in shapes.npz as mask_<index>.",

@@ -95,17 +95,20 @@ def _endplates(shape: Shape) -> dict[int, Endplate]:
     return out
 
 
-@lru_cache(maxsize=2)
-def load_library(directory: str | None = None) -> dict[str, list[Shape]]:
-    """All shapes grouped by level name (``"L3"`` → shapes of L3 from every source).
+@lru_cache(maxsize=4)
+def load_library(directory: str | None = None, *, include_unusable: bool = False) -> dict[str, list[Shape]]:
+    """The shapes synthesis draws from, grouped by level name (``"L3"`` → shapes of L3 from every source).
 
-    Cached: the library is read once per process (about 0.3 MB compressed).
+    Shapes the field of view cuts (``cut``) and probable compression fractures (``compressed``) are left
+    out unless ``include_unusable``. Cached: the library is read once per process (about 1 MB compressed).
     """
     folder = Path(directory) if directory else SHAPES_DIR
     doc = json.loads((folder / "shapes.json").read_text())
     packed = np.load(folder / "shapes.npz")
     out: dict[str, list[Shape]] = {}
     for rec in doc["shapes"]:
+        if not include_unusable and (rec.get("cut") or rec.get("compressed")):
+            continue
         size_ijk = rec["size"]
         n = int(np.prod(size_ijk))
         bits = np.unpackbits(packed[f"mask_{rec['index']:03d}"], count=n).astype(bool)
