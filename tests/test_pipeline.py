@@ -405,7 +405,7 @@ def test_implausible_volume_note_names_the_library_range():
     assert round(lo) == round(hi)  # the library holds one sacrum
     arr = np.zeros((40, 40, 40), np.uint8)
     arr[:10, 5:35, 5:35] = s1  # 72 ml: half a sacrum
-    arr[25:, 5:35, 5:35] = l2  # 108 ml: far above any L2
+    arr[12:, :, :] = l2  # 358 ml: far above any L2 (the largest real one in the library is ~85 ml)
     _, notes = mask_flags(Volume(arr, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0)), partial=set())
     assert any(n.startswith("S1:") and f"(library {lo:.0f} ml, one shape)" in n for n in notes), notes
     lo2, hi2 = volume_ranges()[l2]

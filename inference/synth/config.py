@@ -47,12 +47,15 @@ class SynthConfig:
     """Anisotropic per-axis jitter (flat/tall bodies) so shapes are not copies of the library."""
     elastic_mm: Range = (0.0, 2.0)
     """Peak smooth displacement per vertebra: changes shape detail without breaking topology."""
-    cervical_lordosis_deg: Range = (-10.0, 40.0)
-    """C2–C7 lordosis, from kyphotic necks (−10°) to strong lordosis (40°)."""
-    thoracic_kyphosis_deg: Range = (15.0, 60.0)
-    """Normal T1–T12 kyphosis is 20–45°; 60° covers hyperkyphosis."""
-    lumbar_lordosis_deg: Range = (20.0, 70.0)
-    """L1–S1 lordosis: flat back (20°) to hyperlordosis (70°)."""
+    cervical_lordosis_deg: Range = (0.0, 50.0)
+    """C2–C7 lordosis, from straight necks to strong lordosis (the real columns here: 28–38° between the
+    C3–C4 and C6–C7 steps; docs/synthetic_layouts.md)."""
+    thoracic_kyphosis_deg: Range = (20.0, 70.0)
+    """T1–T12 kyphosis of the generator's curve. Normal T4–T12 kyphosis is 20–50°; the real columns here
+    measure 19–45° (interquartile) between the T4–T5 and T11–T12 steps, which (15, 60) left at 11–24°."""
+    lumbar_lordosis_deg: Range = (30.0, 80.0)
+    """L1–S1 lordosis of the generator's curve: flat back to hyperlordosis. The real columns measure 19–44°
+    (interquartile) between the L1–L2 and L4–L5 steps, which (20, 70) left at 14–29°."""
     p_scoliosis: float = 0.25
     scoliosis_cobb_deg: Range = (10.0, 50.0)
     """Cobb angle of a scoliotic curve; 10° is the diagnostic threshold, 50° the brief's upper end."""

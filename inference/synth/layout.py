@@ -7,6 +7,7 @@ Only numpy and the numpy ``Generator`` passed in: the layout is small and fully 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,59 @@ _NOMINAL |= {f"L{i}": 18.0 + i for i in range(1, 6)} | {"T13": 18.5, "L6": 23.5,
 # endplate's partial-volume voxel. Multiplied by the spine's `disc_scale` and a ±15 % jitter.
 _DISC_KNOTS = ([1.0, 5.0, 6.0, 7.0, 17.0, 18.0, 19.0, 20.0, 21.0, 22.0, 23.0, 24.0],
                [4.0, 4.5, 4.0, 3.5, 6.0, 7.0, 8.0, 9.0, 9.5, 10.0, 9.0, 9.0])
+
+
+MIN_DISC_MM = 1.0
+"""Thinnest gap left between two bodies when a real column's spacing is followed."""
+
+
+@lru_cache(maxsize=1)
+def _real_columns() -> tuple[dict[tuple[str, str], float], ...]:
+    """Centroid spacing (mm) of each neighbouring pair in each real column (`assets/shapes/layouts.json`)."""
+    from .layout_report import real_columns
+
+    out = []
+    for col in real_columns():
+        pairs = {}
+        for vid in registry.LEVEL_ORDER:
+            name = registry.name_of(vid)
+            nxt = next((registry.name_of(b) for b in registry.neighbours(vid)[1] if registry.name_of(b) in col), None)
+            if name in col and nxt is not None:
+                pairs[(name, nxt)] = float(np.linalg.norm(col[name] - col[nxt]))
+        if pairs:
+            out.append(pairs)
+    return tuple(out)
+
+
+def real_spacing_targets(rng: np.random.Generator, names: list[str]) -> dict[tuple[str, str], float]:
+    """Centroid spacing per neighbouring pair of ``names``, taken from one real column drawn at random.
+
+    Pairs that column lacks take the median over all real columns, scaled by how that column compares
+    with the medians where it has pairs (a tall or short person stays so along the whole column).
+    T13 and L6 step like T12 and L5. Pairs no real column holds are left out (the nominal disc table
+    places them). C1–C2 are placed by their common scan and are left out too.
+    """
+    columns = _real_columns()
+    if not columns:
+        return {}
+    medians: dict[tuple[str, str], float] = {}
+    for key in {k for col in columns for k in col}:
+        medians[key] = float(np.median([col[key] for col in columns if key in col]))
+    ref = columns[int(rng.integers(len(columns)))]
+    ratio = float(np.median([ref[k] / medians[k] for k in ref]))
+    alias = {"T13": "T12", "L6": "L5"}
+    out = {}
+    for up, down in zip(names, names[1:], strict=False):
+        if up == "C1":
+            continue
+        key = (alias.get(up, up), alias.get(down, down) if down != "L6" else "L6")
+        if key[0] == key[1]:  # T12 → T13 or L5 → L6: the step below the level it repeats
+            key = (key[0], down)
+        if key in ref:
+            out[(up, down)] = ref[key]
+        elif key in medians:
+            out[(up, down)] = medians[key] * ratio
+    return out
 
 
 def disc_base_mm(upper: str) -> float:
@@ -279,9 +333,18 @@ def sample_layout(rng: np.random.Generator, cfg: SynthConfig, lib: dict[str, lis
         if lumbar_idx:
             listhesis_at = int(rng.choice(lumbar_idx))
             listhesis = _u(rng, cfg.listhesis_mm) * (1 if rng.random() < 0.8 else -1)  # anterolisthesis mostly
+    targets = real_spacing_targets(rng, [lv.name for lv in levels])
     for n in range(len(levels) - 1):
         up, lo_lv = levels[n], levels[n + 1]
-        h = disc_base_mm(up.name) * disc_f * float(rng.uniform(0.85, 1.15))
+        target = targets.get((up.name, lo_lv.name))
+        if target is not None:
+            # the gap that puts the two centroids as far apart as a real column's (scaled with the
+            # body size), given how far each centroid lies from its endplate
+            reach = (float(up.scale[2]) * -float(up.endplate(-1)[2])
+                     + float(lo_lv.scale[2]) * float(lo_lv.endplate(+1)[2]))
+            h = max(target * g * float(rng.uniform(0.95, 1.05)) - reach, MIN_DISC_MM)
+        else:
+            h = disc_base_mm(up.name) * disc_f * float(rng.uniform(0.85, 1.15))
         if n == collapse_at:
             h *= float(rng.uniform(0.2, 0.4))
         fused = n == fused_at and up.name != "C1"
