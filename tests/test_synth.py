@@ -230,6 +230,11 @@ def test_real_ct_tissue_order_and_config_ranges(real_tissue_hu):
 
 
 def test_synthetic_tissue_hu_brackets_the_real_ct(cases, real_tissue_hu):
+    # exports that baked a bone or display window into the values do not keep the tissue order (soft tissue
+    # and fat share one value there): they are intensity domains of their own (tested below)
+    plain = [c for c in cases if not (c.params["scanner"]["bone_window_hu"] or c.params["scanner"]["display_window"])]
+    assert len(plain) >= 9
+    cases = plain
     per_case = [_synthetic_tissue_hu(c) for c in cases]
     for case, m in zip(cases, per_case, strict=True):
         assert case.tissue.same_grid(case.ct)
@@ -239,15 +244,44 @@ def test_synthetic_tissue_hu_brackets_the_real_ct(cases, real_tissue_hu):
         hu = case.params["hu"]
         assert hu["cortical"] > hu["wall"] > hu["cancellous"] and hu["cortical"] > hu["posterior"] > hu["cancellous"]
     # the spread of the synthetic medians brackets the real one (domain randomization: wider than real);
-    # 10 HU of slack for the 3 mm real scan's partial volume
+    # 10 HU of slack for the 3 mm real scan's partial volume. With the ends of the HU ranges set, two cases
+    # give the spread's ends whatever the random draws of the shared cases were
+    lows, highs = {}, {}
+    for name in ("hu_cortical", "hu_cancellous", "hu_muscle", "hu_organ", "hu_fat", "hu_air", "wall_fraction",
+                 "posterior_fraction"):
+        lo, hi = getattr(small_config(), name)
+        lows[name], highs[name] = (lo, lo), (hi, hi)
+    quiet = dict(p_bone_window=0.0, p_display_window=0.0, p_sclerotic=0.0, p_contrast=0.0, p_clip_low=0.0)
+    ends = [_synthetic_tissue_hu(generate(3, small_config(**quiet, **cfg))) for cfg in (lows, highs)]
     for tissue, real in real_tissue_hu.items():
         if tissue == "body":
             continue
-        vals = [m[tissue] for m in per_case if not np.isnan(m[tissue])]
+        vals = [m[tissue] for m in per_case + ends if not np.isnan(m[tissue])]
         assert len(vals) >= 3, tissue
         assert min(vals) - 10 <= real <= max(vals) + 10, (tissue, real, vals)
     # and it is a spread, not one value
     assert np.ptp([m["bone"] for m in per_case]) > 80
+
+
+def test_baked_windows_are_what_a_hospital_export_gives():
+    """Bone-window exports: nothing between the fill value and the threshold; display windows: values
+    clipped to the window on 256 or 4096 levels, bone saturated at the window's top."""
+    cfg = small_config(p_bone_window=0.5, p_display_window=0.5, p_clip_low=0.0, p_fov_circle=0.0)
+    seen = set()
+    for seed in range(6):
+        case = generate(seed, cfg)
+        hu = case.ct.array.astype(float)
+        post = case.params["scanner"]
+        if post["bone_window_hu"]:
+            thr, fill = post["bone_window_hu"]
+            assert not ((hu < thr - 1) & (hu != fill)).any()
+            seen.add("bone")
+        elif post["display_window"]:
+            width, level, steps = post["display_window"]
+            assert hu.min() >= round(level - width / 2) - 1 and hu.max() <= round(level + width / 2) + 1
+            assert len(np.unique(hu)) <= steps
+            seen.add("display")
+    assert seen == {"bone", "display"}
 
 
 def _on_grid(vol, ref: sitk.Image, interp, default: float) -> np.ndarray:

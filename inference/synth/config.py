@@ -26,14 +26,17 @@ class SynthConfig:
     """Reconstruction FOV: spine-targeted (150 mm) to whole-body (380 mm) reconstructions."""
     inplane_spacing_mm: Range = (0.3, 1.5)
     """0.3 mm = high-resolution cervical/bone kernels; 1.5 mm = coarse trauma/PET-CT."""
-    slice_spacing_mm: Range = (0.6, 5.0)
-    """0.6 mm thin-slice to 5 mm thick routine abdominal series."""
+    slice_spacing_mm: Range = (0.5, 5.0)
+    """0.5 mm thin-slice to 5 mm thick routine abdominal series."""
     max_inplane_voxels: int = 512
     """Scanner matrices stop at 512 (a small spacing shrinks the FOV instead)."""
     working_spacing_mm: float = 1.0
     """Anatomy and tissue are painted at this isotropic resolution, then resampled to the scan grid."""
     p_standard_orientation: float = 0.5
     """Share of axial LPS grids (DICOM default); the rest get a random signed axis permutation."""
+    p_posterior_cut: float = 0.1
+    """Small fields of view aimed in front of the spine or beside it, which cut the column from behind or
+    from the side (the real aorta CT angiogram here shows the column only at its posterior edge)."""
     p_oblique: float = 0.15
     """Share of grids additionally rotated by up to `max_oblique_deg` (tilted/oblique reformats)."""
     max_oblique_deg: float = 12.0
@@ -98,6 +101,9 @@ class SynthConfig:
     body 51, body border 229, arch 409, articular processes 560 HU)."""
     posterior_fraction: Range = (0.15, 0.5)
     """Inside of the arch and processes, same scale: thin plates of mostly compact bone."""
+    p_sclerotic: float = 0.04
+    hu_sclerotic: Range = (400.0, 900.0)
+    """Diffusely sclerotic spines (osteopetrosis, diffuse blastic disease, renal osteodystrophy)."""
     trabecular_texture: Range = (0.06, 0.22)
     """SD of the marrow texture as a fraction of its HU (plus 8 HU): fine-grained to coarse trabeculae."""
     hu_disc: Range = (50.0, 120.0)
@@ -130,6 +136,14 @@ class SynthConfig:
     p_clip_low: float = 0.05
     """Exports that zeroed everything below a threshold (e.g. background suppressed)."""
     clip_low_hu: Range = (-1000.0, -200.0)
+    p_bone_window: float = 0.06
+    bone_window_hu: Range = (100.0, 250.0)
+    """Bone-window exports: everything below a threshold set to one value (0, -1024 or the threshold)."""
+    p_display_window: float = 0.06
+    display_width_hu: Range = (350.0, 2500.0)
+    display_level_hu: Range = (30.0, 500.0)
+    """Display windows baked into 8- or 12-bit values and rescaled back to HU: a soft-tissue window
+    (W 400 / L 40) leaves bone saturated at 240 HU, a bone window (W 2000 / L 500) air at -500."""
     p_fov_circle: float = 0.3
     """Padding value outside the reconstruction circle (−1024, −2048 or −3024 depending on vendor)."""
 

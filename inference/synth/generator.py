@@ -171,6 +171,16 @@ def _sample_output_grid(rng: np.random.Generator, cfg: SynthConfig, layout: Layo
     # body scans are centred in front of the spine; spine-targeted small FOVs on the canal
     cx = spine_xy[0] + rng.normal(0, 8)
     cy = spine_xy[1] - rng.uniform(0, 0.25 * fov_mm) + rng.normal(0, 5)
+    if rng.random() < cfg.p_posterior_cut:
+        # a small field of view aimed in front of the column (a CT angiogram) or beside it: the column's
+        # back or one side falls outside it
+        fov_mm = float(rng.uniform(90, 200))
+        n_xy = int(min(round(fov_mm / s_xy), cfg.max_inplane_voxels))
+        fov_mm = n_xy * s_xy
+        if rng.random() < 0.6:
+            cy = spine_xy[1] - 0.5 * fov_mm + float(rng.uniform(10, 45))
+        else:
+            cx = spine_xy[0] + float(rng.choice([-1, 1])) * (0.5 * fov_mm - float(rng.uniform(15, 40)))
     center = np.array([cx, cy, 0.5 * (top + bottom)])
     d, oblique = _random_direction(rng, cfg)
     # physical spacing follows the acquisition: the output axis closest to S–I carries the slices
@@ -528,6 +538,8 @@ def _appearance(rng, tg, cfg: SynthConfig, vols, grid: R.Grid, out: dict, contra
     ``contrast`` (HU of contrast-filled blood, with its random stream ``crng``) enhances the organs."""
     dev = grid.device
     canc = _u(rng, cfg.hu_cancellous)
+    if rng.random() < cfg.p_sclerotic:
+        canc = _u(rng, cfg.hu_sclerotic)
     # the shell is one working voxel thick: on a coarser working grid it holds more trabecular bone
     shell = canc + max(_u(rng, cfg.hu_cortical) - canc, 150.0) * min(1.0, 1.0 / grid.spacing)
     # a body's side walls are thinner than one voxel (partial volume); the arch is mostly compact bone
@@ -712,5 +724,18 @@ def _scanner(rng, tg, cfg: SynthConfig, ct: torch.Tensor, labels: torch.Tensor, 
         thr = _u(rng, cfg.clip_low_hu)
         ct = torch.where(ct < thr, torch.zeros_like(ct), ct)
         post["clip_low_hu"] = round(thr, 1)
+    post["bone_window_hu"], post["display_window"] = None, None
+    r = rng.random()
+    if r < cfg.p_bone_window:
+        thr = _u(rng, cfg.bone_window_hu)
+        fill = float(rng.choice([0.0, -1024.0, round(thr)]))
+        ct = torch.where(ct < thr, torch.full_like(ct, fill), ct)
+        post["bone_window_hu"] = [round(thr, 1), fill]
+    elif r < cfg.p_bone_window + cfg.p_display_window:
+        width, level = _u(rng, cfg.display_width_hu), _u(rng, cfg.display_level_hu)
+        steps = float(rng.choice([255.0, 4095.0]))  # 8- or 12-bit values, rescaled back to HU by the reader
+        lo = level - width / 2
+        ct = lo + torch.round((ct.clamp(lo, level + width / 2) - lo) / width * steps) * (width / steps)
+        post["display_window"] = [round(width, 1), round(level, 1), int(steps) + 1]
     ct = ct.round().clamp(-3024, 3071)
     return ct, post
