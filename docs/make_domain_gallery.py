@@ -30,6 +30,7 @@ from make_synth_gallery import WINDOW, mips, real_path, spine_x, to_lps_grid  # 
 
 from inference.io import read_ct  # noqa: E402
 from inference.synth import SynthConfig, generate  # noqa: E402
+from inference.synth.exports import bone_window, display_window  # noqa: E402
 
 SAMPLE = ("ts_abdomen_3mm/example_ct.nii.gz", "assets/sample/abdomen_ct_3mm.nii.gz")
 AORTA = ("ts_aorta_stent_crop/ct_cropped.nii.gz", None)
@@ -41,22 +42,13 @@ PLAIN = dict(p_contrast=0.0, p_metal=0.0, p_bone_window=0.0, p_display_window=0.
              p_clip_low=0.0, p_posterior_cut=0.0, p_lesions=0.0, max_length_mm=260.0)
 
 
-def bone_windowed(arr: np.ndarray) -> np.ndarray:
-    return np.where(arr < 200, 0.0, arr)
-
-
-def display_windowed(arr: np.ndarray, width: float = 400.0, level: float = 40.0, steps: int = 255) -> np.ndarray:
-    lo = level - width / 2
-    return lo + np.round((np.clip(arr, lo, level + width / 2) - lo) / width * steps) * (width / steps)
-
-
 # (domain, synthetic config overrides, seed, real scan (path, copy) or None, transform of the real scan, note)
 DOMAINS = [
     ("unenhanced, routine", {}, 1, SAMPLE, None, "abdomen 3 mm"),
     ("IV contrast", {"p_contrast": 1.0}, 2, AORTA, None, "CT angiogram crop"),
-    ("bone window baked in", {"p_bone_window": 1.0}, 3, SAMPLE, bone_windowed, "sample, < 200 HU set to 0"),
+    ("bone window baked in", {"p_bone_window": 1.0}, 3, SAMPLE, bone_window, "sample, < 200 HU set to 0"),
     ("display window, 8 bit", {"p_display_window": 1.0, "display_width_hu": (400.0, 400.0),
-                               "display_level_hu": (40.0, 40.0)}, 4, SAMPLE, display_windowed,
+                               "display_level_hu": (40.0, 40.0)}, 4, SAMPLE, display_window,
      "sample, W 400 / L 40 in 0-255"),
     ("osteoporotic bone", {"hu_cancellous": (40.0, 80.0)}, 5, CUTOUT, None, "L3 cutout, body 51 HU"),
     ("sclerotic bone", {"p_sclerotic": 1.0}, 6, None, None, "no real scan of this domain at hand"),
@@ -103,9 +95,9 @@ def main() -> int:
         if real is not None and (path := real_path(*real)) is not None:
             key = str(path)
             if key not in real_cache:
-                real_cache[key] = to_lps_grid(read_ct(path))
-            arr = real_cache[key]
-            real_panels = panels(transform(arr) if transform else arr)
+                real_cache[key] = read_ct(path)
+            ct = real_cache[key]
+            real_panels = panels(to_lps_grid(transform(ct) if transform else ct))
         rows.append((f"{name}\nsynthetic seed {seed}, {min(sp):.1f}/{max(sp):.1f} mm", synth,
                      f"real: {note}", real_panels))
     fig, axes = plt.subplots(len(rows), 4, figsize=(4 * 2.6, len(rows) * 2.7))

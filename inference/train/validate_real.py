@@ -35,6 +35,7 @@ from ..measure import vertebra_centers
 from ..models.localizer import DESCRIPTOR_MEAN
 from ..pipeline import Pipeline
 from ..segment import segment_vertebrae
+from ..synth.exports import bone_window, display_window
 from ..volume import Volume
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,6 +196,8 @@ PERTURBATIONS = {
     "3 mm slices": _thick(3.0),
     "5 mm slices": _thick(5.0),
     "bone-window clip (<150 HU → 0)": _clip,
+    "bone-window export (<200 HU → 0)": lambda ct, rng: bone_window(ct),
+    "display window W400/L40 in 0–255": lambda ct, rng: display_window(ct),
     "metal rods + streaks": _metal,
 }
 
