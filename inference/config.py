@@ -11,8 +11,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from . import label
-
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -32,10 +30,11 @@ class RunConfig:
         cases went from 1104 to 1112 of 1322 named right. It doubles the segmenter's network time.
     max_candidates : int
         Strongest heatmap peaks kept for decoding (a whole spine has 26 levels).
-    emission_temperature, posterior_temperature : float
+    emission_temperature, posterior_temperature : float or None
         Of the column decoding (`inference.label.decode`): the localizer's votes are tempered by the
-        first; the second tempers only the probabilities shown (calibrated on 100 held-out synthetic
-        cases, docs/labeling_calibration.json).
+        first; the second tempers only the probabilities shown. None (in use): the calibration that
+        travels with the localizer's weights (its manifest's ``decoding``: fitted on 100 held-out
+        synthetic cases, docs/labeling_calibration.json), as is the rib table.
     rib_cue : bool
         Let the rib volume beside each vertebra (`inference.ribs`) weigh in the naming.
     adapt_intensity : bool
@@ -48,8 +47,8 @@ class RunConfig:
     localizer_mirror: bool = True
     segmenter_mirror: bool = True
     max_candidates: int = 60
-    emission_temperature: float = label.EMISSION_TEMPERATURE
-    posterior_temperature: float = label.POSTERIOR_TEMPERATURE
+    emission_temperature: float | None = None
+    posterior_temperature: float | None = None
     rib_cue: bool = True
     adapt_intensity: bool = False
     scan_descriptor: tuple[float, ...] | None = None

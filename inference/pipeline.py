@@ -38,6 +38,9 @@ ANALYSIS_BYTES_BASE, ANALYSIS_BYTES_PER_VOXEL = 0.8e9, 14.0
 """Peak memory of an analysis ≈ base + per CT voxel, fitted to docs/benchmarks.md (2 CPU threads): 512×512×141
 1.29 GB, ×400 2.1 GB, ×800 3.47 GB; checked against the memory budget before any work."""
 
+RECORDED_DECODING = ("emission_temperature", "posterior_temperature", "decoding_from")
+"""Decoding settings written into a case's run configuration as they were resolved (`decoding_settings`)."""
+
 LOCALIZER = "localizer"
 SEGMENTER = "segmenter"
 LESION = "lesion"
@@ -121,6 +124,9 @@ class Pipeline:
             self.segmenter = segmenter.eval().to(self.device)
             self.lesion = None if lesion is None else lesion.eval().to(self.device)
         self.config = config
+        self.decoding: dict | None = self._manifests.get(LOCALIZER, {}).get("decoding")
+        """The localizer's calibration of the column decoding (its manifest's ``decoding``), None for in-memory
+        models (the decoder's defaults, `inference.label`, then apply)."""
 
     def _load(self, name: str, weights_root: Path | None, build) -> torch.nn.Module:
         state, manifest = load_state(name, weights_root)
@@ -162,11 +168,13 @@ class Pipeline:
         check_cancel(cancel)
         t1 = time.perf_counter()
         tell(0.96 if self.segmenter is not None else 0.8, "labeling the column")
-        config = self.config
+        config, calibration = self.config, self.decoding_settings()
         dec = decode(np.array([c.level_probs for c in cands]).reshape(len(cands), len(LEVELS)),
                      scores=np.array([min(1.0, c.score) for c in cands]),
-                     cues=None if ribs is None or not config.rib_cue else rib_likelihoods(ribs),
-                     temperature=config.emission_temperature, posterior_temperature=config.posterior_temperature)
+                     cues=None if ribs is None or not config.rib_cue
+                     else rib_likelihoods(ribs, calibration["rib_likelihood"]),
+                     temperature=calibration["emission_temperature"],
+                     posterior_temperature=calibration["posterior_temperature"])
         vertebrae = []
         for n, c in enumerate(cands):
             vid = int(dec.ids[n])
@@ -213,7 +221,25 @@ class Pipeline:
         return Case(ct, vertebrae, labels=None if seg is None else seg.labels,
                     lesions=None if seg is None else seg.lesions, qa=qa, models=list(self.models),
                     compute={"device": str(self.device), "precision": self.precision},
-                    run_config=config.to_json(), timings=timings, localizer=out, segmentation=seg)
+                    run_config=config.to_json() | {k: calibration[k] for k in RECORDED_DECODING},
+                    timings=timings, localizer=out, segmentation=seg)
+
+    def decoding_settings(self) -> dict:
+        """Temperatures and rib table of the column decoding: the run configuration's where it sets them,
+        else the localizer weights' calibration, else (in-memory models) the decoder's defaults."""
+        from . import label
+
+        cal = self.decoding or {}
+        table = cal.get("rib_likelihood")
+        return {
+            "emission_temperature": self.config.emission_temperature if self.config.emission_temperature is not None
+            else float(cal.get("emission_temperature", label.EMISSION_TEMPERATURE)),
+            "posterior_temperature": self.config.posterior_temperature
+            if self.config.posterior_temperature is not None
+            else float(cal.get("posterior_temperature", label.POSTERIOR_TEMPERATURE)),
+            "rib_likelihood": {k: tuple(v) for k, v in table.items()} if table else label.RIB_LIKELIHOOD,
+            "decoding_from": "localizer manifest" if cal else "decoder defaults (the localizer carries no calibration)",
+        }
 
     def candidates(self, out: LocalizerOutput) -> list[Candidate]:
         """The localizer's candidates that the labeling decodes, head to foot."""

@@ -134,3 +134,11 @@ def test_the_shipped_labeling_constants_are_the_ones_the_committed_calibration_c
     assert report["use_rib_cue"]
     for group, row in report["table"].items():
         assert label.RIB_LIKELIHOOD[group] == tuple(row)
+    # the calibration travels with the localizer's weights, which the pipeline reads it from
+    weights = Path(__file__).parents[1] / "assets" / "weights" / "localizer" / "manifest.json"
+    manifest = json.loads(weights.read_text())
+    decoding = manifest["decoding"]
+    assert decoding["emission_temperature"] == report["temperature"]
+    assert decoding["posterior_temperature"] == report["posterior_temperature"]
+    assert decoding["rib_likelihood"] == report["table"]
+    assert decoding["calibrated_with"]["localizer"] == manifest["version"]
