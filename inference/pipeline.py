@@ -218,8 +218,9 @@ class Pipeline:
                 if v.id in centroids:
                     v.center_lps = np.asarray(centroids[v.id], dtype=float)
         tell(1.0, f"{len(vertebrae)} vertebrae")
-        return Case(ct, vertebrae, labels=None if seg is None else seg.labels,
-                    lesions=None if seg is None else seg.lesions, qa=qa, models=list(self.models),
+        masked = seg is not None and bool(seg.labels_in_box().array.any())  # no mask at all: a centers-only case
+        return Case(ct, vertebrae, labels=seg.labels if masked else None,
+                    lesions=seg.lesions if masked else None, qa=qa, models=list(self.models),
                     compute={"device": str(self.device), "precision": self.precision},
                     run_config=config.to_json() | {k: calibration[k] for k in RECORDED_DECODING},
                     timings=timings, localizer=out, segmentation=seg)

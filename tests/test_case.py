@@ -123,3 +123,16 @@ def test_renaming_an_analysed_vertebra_takes_the_decoder_probabilities_for_its_n
     assert t12.p_shift_cranial == pytest.approx(0.0) and t12.p_shift_caudal == pytest.approx(0.6)
     assert "label_corrected" in t12.qa_flags and case.by_id(registry.id_of("L1")) is l1  # the case is untouched
     assert [c["what"] for c in fixed.corrections] == ["rename", "rename"]
+
+
+def test_an_analysis_without_any_mask_writes_a_centers_only_bundle(tmp_path):
+    """The 20-slice DICOM: nothing found, so no mask; the bundle holds centers only (no empty DICOM-SEG),
+    and a label map without a vertebra on a DICOM CT is never written as a DICOM-SEG."""
+    from inference.case import Case
+    from inference.io import read_ct
+
+    ct = read_ct(ROOT / "tests" / "data" / "ts_dicom_thoracolumbar" / "dicom")
+    empty = Case(ct, [], labels=ct.with_array(np.zeros(ct.array.shape, np.uint8)))
+    result = write_bundle(tmp_path / "b", empty)
+    assert not (tmp_path / "b" / "segmentation.dcm").exists()
+    assert any("holds no vertebra" in w for w in result.warnings)

@@ -45,6 +45,8 @@ def dicom_seg_blocker(labels: Volume, ct: Volume) -> str | None:
         return "the CT did not come from DICOM"
     if len(files) != labels.array.shape[0]:
         return f"the CT grid has {labels.array.shape[0]} slices but {len(files)} source files"
+    if not labels.array.any():
+        return "the label map holds no vertebra"
     return None
 
 
