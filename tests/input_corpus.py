@@ -902,10 +902,22 @@ def _worker(items_path: str, results_path: str) -> None:
                     rc = main(item["argv"])
                 except SystemExit as exc:  # argparse
                     rc = exc.code if isinstance(exc.code, int) else 1
-            maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+            maxrss_mb = _peak_rss_mb()
             out.write(json.dumps({"rc": rc, "signal": None, "stdout": stdout.getvalue(), "stderr": stderr.getvalue(),
                                   "maxrss_mb": maxrss_mb}) + "\n")
             out.flush()
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (MB): VmHWM, which starts afresh at exec (Linux keeps ru_maxrss across
+    exec, so a worker started from a big test process would report its parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def main() -> int:
