@@ -153,9 +153,10 @@ def _check_same_scan(bundle: Path, pred, truth, truth_path) -> None:
     if grid is None:
         try:
             g = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))["input"]["grid"]
-            size = [int(v) for v in g["size"]]
-            grid = Volume(np.zeros((1, 1, 1), np.uint8), g["spacing"], g["origin"], np.reshape(g["direction"], (3, 3)))
-            lo_p, hi_p = _box(grid, size)
+            shape = tuple(int(v) for v in reversed(g["size"]))  # (k, j, i); a view, nothing allocated
+            grid = Volume(np.broadcast_to(np.zeros((1, 1, 1), np.uint8), shape), g["spacing"], g["origin"],
+                          np.reshape(g["direction"], (3, 3)))
+            lo_p, hi_p = grid.extent()
         except (OSError, ValueError, KeyError, TypeError):
             return
     else:
@@ -170,12 +171,4 @@ def _check_same_scan(bundle: Path, pred, truth, truth_path) -> None:
     if np.any(np.maximum(lo_p, lo_t) >= np.minimum(hi_p, hi_t)):
         raise InputError(truth_path, "the reference's vertebrae lie outside the bundle's scan (no overlap in LPS "
                          "space): it belongs to another scan; give the reference drawn on the CT of this bundle")
-
-
-def _box(grid, size):
-    """LPS box (min, max) of a grid of ``size`` (i, j, k) voxels including their outer halves."""
-    corners = np.array([[i, j, k] for i in (-0.5, size[0] - 0.5) for j in (-0.5, size[1] - 0.5)
-                        for k in (-0.5, size[2] - 0.5)])
-    pts = grid.index_to_lps(corners)
-    return pts.min(axis=0), pts.max(axis=0)
 

@@ -6,13 +6,16 @@ Only numpy and the numpy ``Generator`` passed in: the layout is small and fully 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import registry
+from ..assets import assets_dir
 from ..models.lesion import NOT_SCORED
 from .config import SynthConfig
 from .shapes import Shape
@@ -32,22 +35,27 @@ MIN_DISC_MM = 1.0
 """Thinnest gap left between two bodies when a real column's spacing is followed."""
 
 
+def real_columns(path: Path | None = None) -> list[dict[str, np.ndarray]]:
+    """Each real column of the shape library's sources as level name → centroid (LPS mm)."""
+    doc = json.loads((path or assets_dir() / "shapes" / "layouts.json").read_text())
+    return [{lv["level"]: np.asarray(lv["centroid_lps"], float) for lv in col["levels"]} for col in doc["columns"]]
+
+
+def column_spacings(column: dict[str, np.ndarray]) -> dict[tuple[str, str], float]:
+    """Centroid distance (mm) from each level of ``column`` to the next level present (registry neighbours)."""
+    out = {}
+    for vid in registry.LEVEL_ORDER:
+        name = registry.name_of(vid)
+        nxt = next((registry.name_of(b) for b in registry.neighbours(vid)[1] if registry.name_of(b) in column), None)
+        if name in column and nxt is not None:
+            out[(name, nxt)] = float(np.linalg.norm(column[name] - column[nxt]))
+    return out
+
+
 @lru_cache(maxsize=1)
 def _real_columns() -> tuple[dict[tuple[str, str], float], ...]:
-    """Centroid spacing (mm) of each neighbouring pair in each real column (`assets/shapes/layouts.json`)."""
-    from .layout_report import real_columns
-
-    out = []
-    for col in real_columns():
-        pairs = {}
-        for vid in registry.LEVEL_ORDER:
-            name = registry.name_of(vid)
-            nxt = next((registry.name_of(b) for b in registry.neighbours(vid)[1] if registry.name_of(b) in col), None)
-            if name in col and nxt is not None:
-                pairs[(name, nxt)] = float(np.linalg.norm(col[name] - col[nxt]))
-        if pairs:
-            out.append(pairs)
-    return tuple(out)
+    """`column_spacings` of each real column."""
+    return tuple(pairs for col in real_columns() if (pairs := column_spacings(col)))
 
 
 def real_spacing_targets(rng: np.random.Generator, names: list[str]) -> dict[tuple[str, str], float]:

@@ -9,15 +9,12 @@ per scan; the two sessions of one patient are two columns.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .. import registry
-from ..assets import assets_dir
 from .config import SynthConfig
-from .layout import sample_layout
+from .layout import column_spacings, real_columns, sample_layout
 from .shapes import load_library
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,12 +22,6 @@ CURVES = {"thoracic kyphosis (T4–T5 to T11–T12)": (("T4", "T5"), ("T11", "T1
           "lumbar lordosis (L1–L2 to L4–L5)": (("L1", "L2"), ("L4", "L5")),
           "cervical lordosis (C3–C4 to C6–C7)": (("C3", "C4"), ("C6", "C7"))}
 """Sagittal angle between two segment vectors (centroid to centroid) of a column."""
-
-
-def real_columns(path: Path | None = None) -> list[dict[str, np.ndarray]]:
-    """Each real column as level name → centroid (LPS mm)."""
-    doc = json.loads((path or assets_dir() / "shapes" / "layouts.json").read_text())
-    return [{lv["level"]: np.asarray(lv["centroid_lps"], float) for lv in col["levels"]} for col in doc["columns"]]
 
 
 def synthetic_columns(n: int, seed: int = 0, config: SynthConfig | None = None) -> list[dict[str, np.ndarray]]:
@@ -48,12 +39,8 @@ def spacings(columns: list[dict[str, np.ndarray]]) -> dict[str, list[float]]:
     """Centroid distance from each level to the next one present (registry neighbours only), mm."""
     out: dict[str, list[float]] = {}
     for col in columns:
-        for vid in registry.LEVEL_ORDER:
-            name = registry.name_of(vid)
-            below = registry.neighbours(vid)[1]
-            nxt = next((registry.name_of(b) for b in below if registry.name_of(b) in col), None)
-            if name in col and nxt is not None:
-                out.setdefault(f"{name}–{nxt}", []).append(float(np.linalg.norm(col[name] - col[nxt])))
+        for (up, down), mm in column_spacings(col).items():
+            out.setdefault(f"{up}–{down}", []).append(mm)
     return out
 
 
