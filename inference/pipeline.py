@@ -211,14 +211,13 @@ class Pipeline:
                     v.qa_flags.append(f"lesion_suspected:{m.lesion_type}")
         timings["label"] = time.perf_counter() - t1
         qa = _qa(vertebrae, ct, seg)
-        if seg is not None:
-            # one center per vertebra: its mask's centroid, the point the bundle exports and the app shows
-            centroids = vertebra_centers(seg.labels)
-            for v in vertebrae:
-                if v.id in centroids:
-                    v.center_lps = np.asarray(centroids[v.id], dtype=float)
+        # one center per vertebra: its mask's centroid, the point the bundle exports and the app shows
+        centroids = vertebra_centers(seg.labels) if seg is not None else {}
+        for v in vertebrae:
+            if v.id in centroids:
+                v.center_lps = np.asarray(centroids[v.id], dtype=float)
         tell(1.0, f"{len(vertebrae)} vertebrae")
-        masked = seg is not None and bool(seg.labels_in_box().array.any())  # no mask at all: a centers-only case
+        masked = bool(centroids)  # no mask at all: a centers-only case
         return Case(ct, vertebrae, labels=seg.labels if masked else None,
                     lesions=seg.lesions if masked else None, qa=qa, models=list(self.models),
                     compute={"device": str(self.device), "precision": self.precision},
