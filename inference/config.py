@@ -11,6 +11,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+DETECTIONS = ("column", "scan")
+"""Sources of vertebra candidates (`RunConfig.detection`)."""
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -42,6 +45,12 @@ class RunConfig:
     scan_descriptor : tuple of float, optional
         A fixed scan descriptor for the localizer instead of the scan's own (the descriptor ablation
         of `inference.train.validate_real`); None in use.
+    detection : {"column", "scan"}
+        Where vertebra candidates come from. "scan": peaks of the localizer's heatmap over the whole
+        scan above a fixed threshold. "column": the column is tracked from bone (`inference.column`)
+        and the heatmap is read along it (`inference.column.bodies`), one candidate per vertebra of
+        the chain, plus whole-scan peaks beyond the chain's ends (vertebrae cut by the scan's edge);
+        the whole-scan peaks alone where no column is found. Chosen on real CT (docs/localization.md).
     """
 
     localizer_mirror: bool = True
@@ -52,6 +61,11 @@ class RunConfig:
     rib_cue: bool = True
     adapt_intensity: bool = False
     scan_descriptor: tuple[float, ...] | None = None
+    detection: str = "column"
+
+    def __post_init__(self) -> None:
+        if self.detection not in DETECTIONS:
+            raise ValueError(f"detection must be one of {', '.join(DETECTIONS)}, not {self.detection!r}")
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)

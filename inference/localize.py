@@ -122,25 +122,28 @@ def find_candidates(out: LocalizerOutput, threshold: float = PEAK_THRESHOLD) -> 
     for p in kji[order]:
         if all(np.linalg.norm((p - q) * out.grid.spacing) >= MIN_DISTANCE_MM for q in kept):
             kept.append(p)
+    return [candidate_at(out, p) for p in kept]
+
+
+def candidate_at(out: LocalizerOutput, p: np.ndarray) -> Candidate:
+    """The candidate at working-grid voxel ``p`` (k, j, i): its center refined to the heatmap-weighted mean
+    of the voxels next to ``p``, its level votes averaged over the foreground within `VOTE_RADIUS_MM`."""
+    heat = out.heatmap
+    p = np.asarray(p, int)
     r = int(np.ceil(VOTE_RADIUS_MM / out.grid.spacing))
     offs = np.argwhere(np.ones((2 * r + 1,) * 3, bool)) - r
     offs = offs[np.linalg.norm(offs, axis=1) * out.grid.spacing <= VOTE_RADIUS_MM]
-    shape = np.array(heat.shape)
-    cands = []
-    for p in kept:
-        pts = p + offs
-        pts = pts[np.all((pts >= 0) & (pts < shape), axis=1)]
-        w = np.clip(heat[tuple(pts.T)], 0, None)
-        near = pts[np.linalg.norm(pts - p, axis=1) <= 1.5]
-        wn = np.clip(heat[tuple(near.T)], 0, None)
-        c_kji = (near * wn[:, None]).sum(0) / max(wn.sum(), 1e-6)
-        center = out.grid.index_to_lps(c_kji[::-1])
-        pr = out.probs[(slice(None), *pts.T)]  # (C, n)
-        fg = 1.0 - pr[0]
-        votes = (pr[1:] * (fg * (w + 0.1))[None]).sum(axis=1)
-        votes = votes / max(votes.sum(), 1e-9)
-        cands.append(Candidate(center, float(heat[tuple(p)]), votes, float(fg.mean())))
-    return cands
+    pts = p + offs
+    pts = pts[np.all((pts >= 0) & (pts < np.array(heat.shape)), axis=1)]
+    w = np.clip(heat[tuple(pts.T)], 0, None)
+    near = pts[np.linalg.norm(pts - p, axis=1) <= 1.5]
+    wn = np.clip(heat[tuple(near.T)], 0, None)
+    c_kji = (near * wn[:, None]).sum(0) / wn.sum() if wn.sum() > 1e-6 else p.astype(float)
+    pr = out.probs[(slice(None), *pts.T)]  # (C, n)
+    fg = 1.0 - pr[0]
+    votes = (pr[1:] * (fg * (w + 0.1))[None]).sum(axis=1)
+    votes = votes / max(votes.sum(), 1e-9)
+    return Candidate(out.grid.index_to_lps(c_kji[::-1]), float(heat[tuple(p)]), votes, float(fg.mean()))
 
 
 def drop_off_column(cands: list[Candidate], max_offset_mm: float = OFF_COLUMN_MM) -> list[Candidate]:
@@ -172,5 +175,5 @@ def order_head_to_foot(cands: list[Candidate]) -> list[Candidate]:
     return sorted(cands, key=lambda c: -float((c.center_lps - mean) @ axis))
 
 
-__all__ = ["CLASSES", "Candidate", "LocalizerOutput", "drop_off_column", "find_candidates", "input_field",
-           "order_head_to_foot", "run_localizer"]
+__all__ = ["CLASSES", "Candidate", "LocalizerOutput", "candidate_at", "drop_off_column", "find_candidates",
+           "input_field", "order_head_to_foot", "run_localizer"]

@@ -15,10 +15,19 @@ import torch
 
 from . import registry
 from .case import ANALYSIS_SOURCE, Case, Vertebra
+from .column import candidates_along_column
 from .config import SHIPPED, RunConfig
 from .errors import InputError, WeightsError
 from .label import LEVELS, decode, rib_likelihoods, shown_confidence
-from .localize import Candidate, LocalizerOutput, drop_off_column, find_candidates, order_head_to_foot, run_localizer
+from .localize import (
+    MIN_DISTANCE_MM,
+    Candidate,
+    LocalizerOutput,
+    drop_off_column,
+    find_candidates,
+    order_head_to_foot,
+    run_localizer,
+)
 from .measure import CUT_AREA_MM2, field_of_view_cut_areas, vertebra_centers, vertebra_voxel_counts
 from .models.lesion import NOT_SCORED, LesionNet
 from .models.localizer import LEVEL_IDS, LocalizerNet
@@ -159,7 +168,10 @@ class Pipeline:
         out = self._run_localizer(ct, cancel)
         timings["localize"] = time.perf_counter() - t0
         check_cancel(cancel)
-        cands = self.candidates(out)
+        t3 = time.perf_counter()
+        tell(0.4, "following the spinal column")
+        cands = self.candidates(out, ct)
+        timings["column"] = time.perf_counter() - t3
         seg, ribs = None, None
         if self.segmenter is not None:
             t2 = time.perf_counter()
@@ -241,10 +253,15 @@ class Pipeline:
             "decoding_from": "localizer manifest" if cal else "decoder defaults (the localizer carries no calibration)",
         }
 
-    def candidates(self, out: LocalizerOutput) -> list[Candidate]:
-        """The localizer's candidates that the labeling decodes, head to foot."""
-        cands = find_candidates(out)
-        return order_head_to_foot(drop_off_column(sorted(cands, key=lambda c: -c.score)[:self.config.max_candidates]))
+    def candidates(self, out: LocalizerOutput, ct: Volume | None = None) -> list[Candidate]:
+        """The candidates that the labeling decodes, head to foot: from the column tracked in ``ct`` or
+        from the whole scan, as the run configuration's ``detection`` says (whole scan without ``ct``)."""
+        scan = order_head_to_foot(drop_off_column(
+            sorted(find_candidates(out), key=lambda c: -c.score)[:self.config.max_candidates]))
+        if self.config.detection == "scan" or ct is None:
+            return scan
+        along = candidates_along_column(ct, out, scan, MIN_DISTANCE_MM)
+        return scan if along is None else along
 
     def segment_candidates(self, ct: Volume, cands: list[Candidate], progress: ProgressCallback | None = None,
                            cancel: CancelToken | None = None) -> tuple[SegmentationOutput, list[float | None]]:

@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 
 from inference import registry
-from inference.column import track_column
+from inference.column import ColumnTrack, straighten, track_column
+from inference.column.bodies import body_chain, column_candidates, with_end_vertebrae
 from inference.column.track import looks_bone_windowed
+from inference.config import SHIPPED, RunConfig
 from inference.io import onto_grid, read_ct, read_label_map
+from inference.localize import CLASSES, Candidate, LocalizerOutput, find_candidates
 from inference.measure import vertebra_centers
+from inference.preprocess import WorkingGrid
 from inference.synth.exports import bone_window, display_window
 from inference.volume import Volume
 
@@ -66,3 +70,112 @@ def test_no_bone_no_track():
     vol.array[:, 10:30, 10:30] = 40  # soft tissue only
     track = track_column(vol)
     assert not track.found and track.length_mm() == 0.0 and track.at_z(10.0) is None
+
+
+# ---- the straightened spine -----------------------------------------------------------------------------
+def _curved_track(n: int = 120, amplitude: float = 25.0) -> ColumnTrack:
+    """A centreline with a lordosis-like sagittal bend and a scoliosis-like lateral one, one point per 2 mm."""
+    z = np.arange(n) * 2.0
+    y = amplitude * np.sin(z / 240.0 * np.pi)
+    x = 0.4 * amplitude * np.sin(z / 120.0 * np.pi)
+    pts = np.column_stack([x, y, z])
+    return ColumnTrack(pts, np.ones(n), np.ones(n, bool), 200.0, False)
+
+
+def _volume(shape=(130, 60, 60), spacing=(2.0, 2.0, 2.0), origin=(-60.0, -60.0, -10.0)) -> Volume:
+    return Volume(np.zeros(shape, np.int16), spacing, origin, np.eye(3))
+
+
+def test_straightened_coordinates_round_trip_within_half_a_millimetre():
+    """LPS → (s, ap, lr) → LPS and back, for points within 40 mm of a bent centreline."""
+    spine = straighten(_volume(), _curved_track(), resample=False)
+    rng = np.random.default_rng(0)
+    sal = np.column_stack([rng.uniform(spine.s_mm[0] + 50, spine.s_mm[-1] - 50, 500),
+                           rng.uniform(-40, 40, 500), rng.uniform(-40, 40, 500)])
+    lps = spine.to_lps(sal)
+    back = spine.from_lps(lps)
+    assert np.abs(back - sal).max() < 0.5
+    assert np.linalg.norm(spine.to_lps(back) - lps, axis=1).max() < 0.5
+
+
+def test_frames_are_orthonormal_with_left_and_posterior_axes():
+    spine = straighten(_volume(), _curved_track(), resample=False)
+    for a, b in ((spine.tangent, spine.ap_axis), (spine.tangent, spine.lr_axis), (spine.ap_axis, spine.lr_axis)):
+        assert np.abs(np.einsum("ij,ij->i", a, b)).max() < 1e-6
+    assert (spine.lr_axis[:, 0] > 0.9).all()  # the patient's left (LPS +x)
+    assert (spine.ap_axis[:, 1] > 0.8).all()  # posterior (LPS +y)
+    assert (spine.tangent[:, 2] > 0.8).all()  # towards the head
+    assert np.allclose(np.diff(spine.s_mm), 1.0)
+
+
+def test_a_bent_tube_comes_out_straight():
+    """A bright tube of radius 6 mm along the bent centreline lies on the straightened volume's axis in
+    every plane inside the scan."""
+    track = _curved_track()
+    ct = _volume(spacing=(1.0, 1.0, 1.0), shape=(250, 120, 120), origin=(-60.0, -60.0, -5.0))
+    kk, jj, ii = np.indices(ct.array.shape)
+    lps = ct.index_to_lps(np.column_stack([ii.ravel(), jj.ravel(), kk.ravel()])).reshape(*ct.array.shape, 3)
+    z = track.points_lps[:, 2]
+    cx = np.interp(lps[..., 2], z, track.points_lps[:, 0])
+    cy = np.interp(lps[..., 2], z, track.points_lps[:, 1])
+    ct.array[np.hypot(lps[..., 0] - cx, lps[..., 1] - cy) <= 6.0] = 1000
+    spine = straighten(ct, track)
+    planes = np.flatnonzero(spine.inside)[20:-20]
+    a0, l0 = np.argmin(np.abs(spine.ap_mm)), np.argmin(np.abs(spine.lr_mm))
+    assert (spine.hu[planes, a0, l0] > 900).all()
+    assert (spine.hu[planes, a0 + 12, l0] < 100).all() and (spine.hu[planes, a0, l0 - 12] < 100).all()
+
+
+# ---- candidates along the column --------------------------------------------------------------------------
+def test_the_chain_keeps_regular_peaks_and_bridges_a_missed_one():
+    s = np.arange(0.0, 300.0, 2.0)
+    centres = [30, 60, 90, 150, 180, 210, 240]  # 120 missing: a vertebra the heatmap did not see
+    h = sum(0.3 * np.exp(-0.5 * ((s - c) / 5.0) ** 2) for c in centres)
+    h = h + 0.12 * np.exp(-0.5 * ((s - 75) / 2.0) ** 2)  # a faint peak between two vertebrae
+    chain = body_chain(s, h)
+    assert [round(s[i]) for i in chain] == centres
+
+
+def test_column_candidates_follow_the_column_and_ignore_peaks_beside_it():
+    """Faint heatmap blobs (below the whole-scan threshold) every 30 mm along a bent column become one
+    candidate each, head to foot; a strong blob 60 mm beside the column does not."""
+    track = _curved_track()
+    grid = WorkingGrid(origin=(-80.0, -80.0, -10.0), spacing=4.0, size=(40, 40, 70))
+    kk, jj, ii = np.indices(grid.size[::-1])
+    lps = grid.index_to_lps(np.column_stack([ii.ravel(), jj.ravel(), kk.ravel()])).reshape(*kk.shape, 3)
+    heat = np.zeros(kk.shape, np.float32)
+    spine = straighten(_volume(), track, resample=False)
+    centres = spine.to_lps(np.column_stack([np.arange(45.0, 235.0, 30.0), np.full(7, 5.0), np.zeros(7)]))
+    for c in centres:
+        heat += 0.25 * np.exp(-0.5 * (np.linalg.norm(lps - c, axis=-1) / 6.0) ** 2)
+    heat += 0.9 * np.exp(-0.5 * (np.linalg.norm(lps - (centres[3] + [60.0, 0, 0]), axis=-1) / 6.0) ** 2)
+    probs = np.zeros((len(CLASSES), *kk.shape), np.float32)
+    probs[0] = 1.0
+    out = LocalizerOutput(grid, heat, probs, np.zeros(3))
+    assert find_candidates(out) and all(np.linalg.norm(c.center_lps - centres[3]) > 40 for c in find_candidates(out))
+    cands = column_candidates(spine, out)
+    found = np.array([c.center_lps for c in cands])
+    assert len(found) == len(centres)
+    assert np.linalg.norm(found - centres[::-1], axis=1).max() < 4.0
+
+
+def test_whole_scan_peaks_are_added_only_beyond_the_chains_ends():
+    """A vertebra cut by the scan's edge is found by the whole-scan peaks only; a second peak between two
+    vertebrae of the chain (a spinous process) is not added, nor is a peak on a chain vertebra."""
+    spine = straighten(_volume(), _curved_track(), resample=False)
+    probs = np.full(len(CLASSES) - 1, 1.0 / (len(CLASSES) - 1))
+
+    def cand(s, ap=0.0):
+        return Candidate(spine.to_lps(np.array([[s, ap, 0.0]]))[0], 0.5, probs, 0.9)
+
+    along = [cand(s) for s in (180.0, 150.0, 120.0, 90.0, 60.0)]
+    beyond, between, duplicate = cand(212.0), cand(135.0, ap=30.0), cand(57.0, ap=3.0)
+    merged = with_end_vertebrae(spine, along, [between, beyond, duplicate], 14.0)
+    assert merged == [beyond, *along]
+    assert with_end_vertebrae(spine, [], [between], 14.0) == [between]
+
+
+def test_the_run_configuration_names_a_known_detection():
+    assert SHIPPED.detection == "column"
+    with pytest.raises(ValueError, match="detection"):
+        RunConfig(detection="everywhere")

@@ -34,7 +34,7 @@ def test_pipeline_finds_names_and_places_vertebrae(direction):
     for v in result.vertebrae:
         assert np.linalg.norm(v.center_lps - centers[v.name]) < 4.0, (v.name, v.center_lps, centers[v.name])
         assert 0 < v.confidence <= 1
-    assert set(result.timings) == {"localize", "label"}
+    assert set(result.timings) == {"localize", "column", "label"}
 
 
 def test_progress_is_reported_in_order():
@@ -291,7 +291,7 @@ def test_segmentation_pastes_each_vertebra_in_the_patient_frame(direction):
         assert np.linalg.norm(c - centers[name]) < 1.5, (name, c, centers[name])
     for vid, ml in vertebra_volumes_ml(labels).items():
         assert abs(ml - sphere_ml) / sphere_ml < 0.2, (registry.name_of(vid), ml)
-    assert set(result.timings) == {"localize", "label", "segment"}
+    assert set(result.timings) == {"localize", "column", "label", "segment"}
 
 
 def test_lesion_scores_follow_the_lesion_channels():

@@ -1,6 +1,28 @@
-"""The spine-first stages (DESIGN §1): the column tracked from bone geometry, then (to come) the
-straightened spine, the disc chain and naming as a sequence."""
+"""The spine-first stages (DESIGN §1): the column tracked from bone geometry (`track`), the straightened
+spine along it (`straighten`), and vertebra candidates read along it (`bodies`)."""
 
+from __future__ import annotations
+
+from ..localize import Candidate, LocalizerOutput
+from ..volume import Volume
+from .bodies import column_candidates, with_end_vertebrae
+from .straighten import StraightSpine, straighten
 from .track import ColumnTrack, track_column
 
-__all__ = ["ColumnTrack", "track_column"]
+
+def candidates_along_column(ct: Volume, out: LocalizerOutput, scan: list[Candidate],
+                            min_distance_mm: float) -> list[Candidate] | None:
+    """Vertebra candidates of ``ct`` along its tracked column, head to foot, with the whole-scan candidates
+    ``scan`` beyond the column's ends (`bodies.with_end_vertebrae`); None when no column is found."""
+    track = track_column(ct)
+    if len(track.points_lps) < 2:
+        return None
+    spine = straighten(ct, track, resample=False)
+    along = column_candidates(spine, out)
+    if not along:
+        return None
+    return with_end_vertebrae(spine, along, scan, min_distance_mm)
+
+
+__all__ = ["ColumnTrack", "StraightSpine", "candidates_along_column", "column_candidates", "straighten",
+           "track_column", "with_end_vertebrae"]
