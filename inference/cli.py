@@ -78,12 +78,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from .planning.bundle import parse_levels, plan_bundle, summary
+    from .planning.bundle import parse_levels, plan_bundle, read_catalogue, summary
+    from .planning.screws import CATALOGUE
 
     levels = parse_levels(args.levels)
+    catalogue = CATALOGUE if args.catalogue is None else read_catalogue(args.catalogue)
     progress, close = _progress_bar()
     try:
-        result = plan_bundle(args.bundle, levels, ct_path=args.ct, force=args.force, progress=progress)
+        result = plan_bundle(args.bundle, levels, ct_path=args.ct, force=args.force, progress=progress,
+                             trajectory=args.trajectory, catalogue=catalogue)
     finally:
         close()
     screws = result.screws
@@ -91,7 +94,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         flags = ", ".join(f for f, on in (("enters canal", s.enters_canal), ("collides", s.collides)) if on)
         ct_grade = "" if s.cortex_grade is None else f" (by HU {s.cortex_breach_mm:.1f} mm, {s.cortex_grade})"
         print(f"  {s.level:<4} {s.side:<5} {s.diameter_mm:.1f} x {s.length_mm:.0f} mm  medial {s.medial_deg:5.1f}°  "
-              f"caudal {s.caudal_deg:5.1f}°  breach {s.breach_mm:.1f} mm  grade {s.grade}{ct_grade}"
+              f"caudal {round(s.caudal_deg, 1) + 0.0:5.1f}°  breach {s.breach_mm:.1f} mm  grade {s.grade}{ct_grade}"
               + (f"  [{flags}]" if flags else "") + ("  " + "; ".join(s.notes) if s.notes else ""))
     print(f"  breach by HU: {result.ct_note}")
     for what, why in result.not_planned.items():
@@ -236,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace planned screws already in the bundle")
     p.add_argument("--ct", type=Path, help="the bundle's CT, for the breach against bone by HU (default: the CT "
                    "named in the manifest, when it is still there)")
+    p.add_argument("--trajectory", choices=["straight-forward", "anatomical"], default="straight-forward",
+                   help="straight-forward: parallel to the superior endplate (default); anatomical: tilted "
+                   "caudally along the pedicles")
+    p.add_argument("--catalogue", type=Path, help='screw sizes stocked, a JSON file {"diameters_mm": [...], '
+                   '"lengths_mm": [...]} (default: 4.0-7.5 and 8.5 mm; 25-55 mm in 5 mm steps)')
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("correct", help="correct a bundle's vertebra names (rename, shift, delete, merge)")

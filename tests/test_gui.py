@@ -824,14 +824,15 @@ def test_plan_screws_drag_a_tip_and_export_them(qtbot, window, dialogs, tmp_path
         assert near.sum() >= 5, view_2d.plane.name
     side = 1.0 if screw.side == "left" else -1.0
     medial = -side * window.session.screw_plan.models[screw.level].frame.e_x
-    # drag the entry 4 mm medially (through the pedicle's inner wall): the grade worsens at once
-    view.drag_handle("entry", screw.entry_lps + 4.0 * medial)
+    # drag the entry 6 mm medially (the shaft pivots on its tip: about 4 mm through the pedicle's inner
+    # wall): the grade worsens at once
+    view.drag_handle("entry", screw.entry_lps + 6.0 * medial)
     moved = window.session.screw_plan.screws[0]
     assert moved.grade in "CDE" and panel.grades()[0] == moved.grade and "edited" in moved.notes
     assert np.allclose(moved.target_lps, screw.target_lps)  # the other end stays
-    # and back with the panel's nudge buttons (4 × 1 mm lateral)
+    # and back with the panel's nudge buttons (6 × 1 mm lateral)
     panel.end.setCurrentText("entry")
-    for _ in range(4):
+    for _ in range(6):
         panel.nudge_buttons["lateral"].click()
     assert window.session.screw_plan.screws[0].grade in "AB"
     # drag the tip out through the side of the body, and back

@@ -27,7 +27,8 @@ def _vertebra(medial_deg: float = MEDIAL_DEG, caudal_deg: float = 0.0, spacing: 
     shape = (int(50 / spacing), n, int(80 / spacing))  # k (S), j (P), i (L)
     k, j, i = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
     x, y, z = origin[0] + spacing * i, origin[1] + spacing * j, origin[2] + spacing * k
-    body = (x**2 + (y + 25) ** 2 < 18**2) & (np.abs(z) <= 12)
+    # a kidney-like body: round in front, its back wall flat and as wide as the pedicles' feet
+    body = ((x**2 + (y + 25) ** 2 < 18**2) | ((np.abs(x) <= 18) & (y >= -25) & (y <= -7))) & (np.abs(z) <= 12)
     r = np.hypot(x, y)
     lamina = (r >= 8) & (r <= 13) & (y > 2) & (np.abs(z) <= 8)
     spinous = (np.abs(x) <= 3) & (y >= 10) & (y <= 40) & (np.abs(z) <= 8)
@@ -39,7 +40,7 @@ def _vertebra(medial_deg: float = MEDIAL_DEG, caudal_deg: float = 0.0, spacing: 
         rel = np.stack([x - p0[0], y - p0[1], z - p0[2]], axis=-1)
         t = rel @ d
         dist = np.linalg.norm(rel - t[..., None] * d, axis=-1)
-        mask |= (dist <= PEDICLE_RADIUS) & (t >= -9) & (t <= 14)
+        mask |= (dist <= PEDICLE_RADIUS) & (t >= -14) & (t <= 14)  # into the facets behind
     mask &= ~(r < 8) | (y < -7)  # the canal stays open
     return Volume(np.where(mask, L3, 0).astype(np.uint8), (spacing,) * 3, tuple(origin))
 
@@ -55,18 +56,53 @@ def test_proposal_follows_the_pedicle_axis_with_fitting_sizes(planned):
     for s in screws:
         assert abs(s.medial_deg - MEDIAL_DEG) <= 3.0, s.to_json()
         assert abs(s.caudal_deg) <= 3.0, s.to_json()
-        assert s.diameter_mm == 6.0  # 80 % of the 7.4-7.7 mm wide isthmus, snapped down to 0.5 mm
-        assert s.length_mm in (40.0, 45.0) and s.grade == "A" and not s.enters_canal, s.to_json()
+        # the widest cylinder along the axis is the 7.4 mm pedicle (a little less on the 0.5 mm grid), less
+        # 0.5 mm of cortex each side, snapped down to the catalogue
+        assert s.diameter_mm == 6.0 and s.diameter_mm <= s.pedicle_width_mm - 1.0, s.to_json()
+        # 80 % of the bone along the trajectory (55-60 mm, entry to the front cortex), snapped down to 5 mm steps
+        assert 54.0 <= s.bone_mm <= 60.0 and s.length_mm == 5 * (0.8 * s.bone_mm // 5), s.to_json()
+        assert s.grade == "A" and not s.enters_canal, s.to_json()
         side = 1 if s.side == "left" else -1
         assert side * s.entry_lps[0] > 12 and s.entry_lps[1] > 5  # posterior-lateral entry
-        assert s.target_lps[1] < -30  # the tip lies in the body
+        assert s.target_lps[1] < -25  # the tip lies in the body
     assert not screws_collide(*screws) and not any(s.collides for s in screws)
 
 
-def test_caudal_tilt_is_measured():
-    _, screws = plan_vertebra(_vertebra(medial_deg=10.0, caudal_deg=12.0), L3)
-    for s in screws:
+def test_straight_forward_screws_are_parallel_to_the_endplate_and_anatomical_ones_follow_the_pedicles():
+    """Pedicles tilted 12° caudally: by default both screws run parallel to the superior endplate (caudal 0),
+    with the same medial angle; `anatomical` tilts both alike, along the pedicles (5° search steps)."""
+    v = _vertebra(medial_deg=10.0, caudal_deg=12.0)
+    _, straight = plan_vertebra(v, L3)
+    _, anatomical = plan_vertebra(v, L3, trajectory="anatomical")
+    assert len(straight) == len(anatomical) == 2
+    for s in straight:
+        assert abs(s.caudal_deg) < 0.5, s.to_json()
+    for s in anatomical:
         assert abs(s.medial_deg - 10.0) <= 3.0 and abs(s.caudal_deg - 12.0) <= 3.0, s.to_json()
+        assert s.grade == "A", s.to_json()
+    for pair in (straight, anatomical):
+        assert abs(pair[0].medial_deg - pair[1].medial_deg) < 0.5 and abs(pair[0].caudal_deg - pair[1].caudal_deg) < 0.5
+
+
+def test_the_endplate_sets_the_frame_and_one_sided_anatomy_keeps_its_own_angle():
+    """The whole vertebra tilted 15° (its endplates with it): straight-forward screws follow the endplate,
+    not the scan's axes. A left pedicle 25° medial against a right one at 10°: each keeps its own angle."""
+    from scipy.spatial.transform import Rotation
+
+    v = _vertebra()
+    rot = Rotation.from_euler("x", 15.0, degrees=True).as_matrix()
+    tilted = Volume(v.array, v.spacing, tuple(rot @ np.array(v.origin)), rot)
+    _, screws = plan_vertebra(tilted, L3)
+    for s in screws:
+        assert abs(s.caudal_deg) < 1.0 and abs(s.medial_deg - MEDIAL_DEG) <= 3.0, s.to_json()
+        d = s.direction
+        assert abs(d @ (rot @ np.array([0.0, 0.0, 1.0]))) < 0.03  # perpendicular to the tilted body axis
+    left, right = _vertebra(medial_deg=25.0), _vertebra(medial_deg=10.0)
+    x = left.origin[0] + left.spacing[0] * np.arange(left.array.shape[2])
+    mixed = left.with_array(np.where(x[None, None, :] > 0, left.array, right.array))
+    _, screws = plan_vertebra(mixed, L3)
+    angles = {s.side: s.medial_deg for s in screws}
+    assert abs(angles["left"] - 25.0) <= 3.0 and abs(angles["right"] - 10.0) <= 3.0, angles
 
 
 @pytest.mark.parametrize("shift_mm, grade", [(0.0, "A"), (3.0, "C"), (7.5, "E")])
@@ -186,7 +222,7 @@ def test_a_side_without_bone_depth_is_not_planned_and_says_why():
     arr[(x > 2) & (y < -8)] = 0  # the left half of the body gone: nothing in front of the left pedicle
     model, screws = plan_vertebra(v.with_array(arr), L3)
     assert [s.side for s in screws] == ["right"]
-    assert "left" in model.skipped and "bone depth" in model.skipped["left"]
+    assert "left" in model.skipped and "check the mask" in model.skipped["left"], model.skipped
     assert MIN_BONE_DEPTH_MM > 0
 
 
@@ -204,3 +240,39 @@ def test_the_march_crosses_a_gap_of_one_source_voxel_but_not_more():
     assert _march(coarse, start, d)[0] > 49.0
     inside[:, :, 40:52] = False  # a 6 mm gap is missing bone even on a 3 mm map
     assert _march(LocalMask(inside, np.zeros(3), 0.5, source_spacing_mm=3.0), start, d)[0] < 21.0
+
+
+def test_sizes_come_from_the_catalogue_and_the_manifest_records_it(tmp_path, capsys):
+    import json
+
+    from inference.case import case_from_labels
+    from inference.cli import main
+    from inference.export import write_bundle
+
+    bundle = tmp_path / "bundle"
+    write_bundle(bundle, case_from_labels(_vertebra(spacing=1.0)))
+    catalogue = tmp_path / "stock.json"
+    catalogue.write_text(json.dumps({"diameters_mm": [4.5, 5.5], "lengths_mm": [30, 35]}))
+    assert main(["plan", str(bundle), "--catalogue", str(catalogue), "--trajectory", "anatomical"]) == 0
+    screws = json.loads((bundle / "trajectories.json").read_text())["screws"]
+    assert {s["diameter_mm"] for s in screws} == {5.5} and {s["length_mm"] for s in screws} == {35.0}
+    plan = json.loads((bundle / "manifest.json").read_text())["plan"]
+    assert plan["trajectory"] == "anatomical"
+    assert plan["catalogue"] == {"diameters_mm": [4.5, 5.5], "lengths_mm": [30.0, 35.0]}
+    capsys.readouterr()
+    for text in ("{", '{"diameters_mm": [5, 4]}', '{"diameters_mm": [5], "colour": "red"}', '{"lengths_mm": [-5]}'):
+        catalogue.write_text(text)
+        assert main(["plan", str(bundle), "--force", "--catalogue", str(catalogue)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "stock.json" in err[0], err
+
+
+def test_a_pedicle_narrower_than_the_thinnest_screw_is_not_planned_and_says_why():
+    from inference.planning.screws import Catalogue, level_range
+
+    model, screws = plan_vertebra(_vertebra(), L3, catalogue=Catalogue(diameters_mm=(8.5,)))
+    assert screws == []
+    assert all("narrower than the thinnest screw" in model.skipped[side] for side in ("left", "right"))
+    assert level_range("L3") == ((5.5, 7.5), (40.0, 55.0)) and level_range("C5") is None
+    with pytest.raises(ValueError, match="ascending"):
+        Catalogue(diameters_mm=(5.0, 4.0))

@@ -1,5 +1,17 @@
 """Pedicle screw planning on a vertebra label map (DESIGN §5 trajectories.json): proposal, sizes, breach."""
 
-from .screws import Screw, VertebraModel, evaluate, grade_of, plan_vertebra, propose, screws_collide
+from .screws import (
+                     CATALOGUE,
+                     TRAJECTORIES,
+                     Catalogue,
+                     Screw,
+                     VertebraModel,
+                     evaluate,
+                     grade_of,
+                     plan_pair,
+                     plan_vertebra,
+                     screws_collide,
+)
 
-__all__ = ["Screw", "VertebraModel", "evaluate", "grade_of", "plan_vertebra", "propose", "screws_collide"]
+__all__ = ["CATALOGUE", "TRAJECTORIES", "Catalogue", "Screw", "VertebraModel", "evaluate", "grade_of", "plan_pair",
+           "plan_vertebra", "screws_collide"]

@@ -23,7 +23,7 @@ from ..export.formats import SLICER_MARKUPS_SCHEMA, file_record, json_bytes, poi
 from ..io.image_file import read_image_file
 from ..measure import CUT_AREA_MM2, field_of_view_cut, vertebra_centers
 from ..progress import CancelToken, ProgressCallback, check_cancel, report
-from .screws import GRADES, Screw, VertebraModel, plan_vertebra
+from .screws import CATALOGUE, GRADES, Catalogue, Screw, VertebraModel, plan_vertebra
 
 PLANNED_REGIONS = ("thoracic", "lumbar")
 TRAJECTORIES = "trajectories.json"
@@ -65,14 +65,17 @@ class PlanResult:
 
 
 def plan_labels(labels, levels: list[int] | None = None, *, ct=None, progress: ProgressCallback | None = None,
-                cancel: CancelToken | None = None) -> list[Screw]:
+                cancel: CancelToken | None = None, trajectory: str = "straight-forward",
+                catalogue: Catalogue = CATALOGUE) -> list[Screw]:
     """Two screws per planned level of a label map (thoracic and lumbar levels unless ``levels``);
     with ``ct`` (on any grid) each screw also gets its breach against bone by HU."""
-    return plan_labels_with_models(labels, levels, ct=ct, progress=progress, cancel=cancel).screws
+    return plan_labels_with_models(labels, levels, ct=ct, progress=progress, cancel=cancel, trajectory=trajectory,
+                                   catalogue=catalogue).screws
 
 
 def plan_labels_with_models(labels, levels: list[int] | None = None, *, ct=None,
-                            progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> PlanResult:
+                            progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+                            trajectory: str = "straight-forward", catalogue: Catalogue = CATALOGUE) -> PlanResult:
     """`plan_labels` with the vertebra models and the reasons for what was not planned."""
     tell = report(progress)
     centers = vertebra_centers(labels)
@@ -97,7 +100,7 @@ def plan_labels_with_models(labels, levels: list[int] | None = None, *, ct=None,
             continue
         try:
             model, level_screws = plan_vertebra(labels, vid, up_hint=None if up is None else up / np.linalg.norm(up),
-                                                ct=ct_image)
+                                                ct=ct_image, trajectory=trajectory, catalogue=catalogue)
         except ValueError as exc:
             result.not_planned[name] = f"not planned: {exc}"
             continue
@@ -145,7 +148,8 @@ def plan_manifest(screws: list[Screw], method: str, not_planned: dict[str, str] 
 
 def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, ct_path: str | Path | None = None,
                 force: bool = False, progress: ProgressCallback | None = None,
-                cancel: CancelToken | None = None) -> PlanResult:
+                cancel: CancelToken | None = None, trajectory: str = "straight-forward",
+                catalogue: Catalogue = CATALOGUE) -> PlanResult:
     """Plan screws on the bundle's labels.nii.gz and add trajectories.json / .mrk.json to it.
 
     The breach against bone by HU needs the CT: ``ct_path``, else the CT the manifest names when it
@@ -164,7 +168,8 @@ def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, ct_path:
     manifest = json.loads(manifest_path.read_text())
     _check_levels(bundle, labels, levels)
     ct, ct_note = _bundle_ct(manifest, labels, ct_path)
-    result = plan_labels_with_models(labels, levels, ct=ct, progress=progress, cancel=cancel)
+    result = plan_labels_with_models(labels, levels, ct=ct, progress=progress, cancel=cancel, trajectory=trajectory,
+                                     catalogue=catalogue)
     result.ct_note = ct_note
     screws = result.screws
     if not screws:
@@ -184,8 +189,30 @@ def plan_bundle(bundle: str | Path, levels: list[int] | None = None, *, ct_path:
         manifest["files"] = files
         manifest["plan"] = plan_manifest(screws, AUTOMATIC, result.not_planned)
         manifest["plan"]["ct_breach"] = ct_note
+        manifest["plan"]["trajectory"] = trajectory
+        manifest["plan"]["catalogue"] = catalogue.to_json()
         (tmp / "manifest.json").write_bytes(json_bytes(manifest))
     return result
+
+
+def read_catalogue(path: str | Path) -> Catalogue:
+    """The screw catalogue in a JSON file ``{"diameters_mm": [...], "lengths_mm": [...]}``; `InputError` naming
+    the file for anything else."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise InputError(path, f"cannot read the catalogue ({exc.strerror})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"not a JSON catalogue ({exc}); write {{\"diameters_mm\": [...], "
+                         "\"lengths_mm\": [...]}") from None
+    if not isinstance(doc, dict) or set(doc) - {"diameters_mm", "lengths_mm"}:
+        raise InputError(path, "a catalogue holds only \"diameters_mm\" and \"lengths_mm\" (lists of mm)")
+    try:
+        values = {k: tuple(float(v) for v in doc.get(k, getattr(CATALOGUE, k))) for k in ("diameters_mm", "lengths_mm")}
+        return Catalogue(**values)
+    except (TypeError, ValueError) as exc:
+        raise InputError(path, f"bad catalogue: {exc}") from None
 
 
 def _check_levels(bundle: Path, labels, levels: list[int] | None) -> None:

@@ -1,10 +1,11 @@
-"""One vertebra's mask on a fine local grid, its anatomical frame, canal and pedicle isthmi.
+"""One vertebra's mask on a fine local grid, its anatomical frame and canal.
 
 Everything is measured on the mask alone (the label map of a bundle or the pipeline), resampled
 with linear interpolation of the binary mask onto an axis-aligned LPS grid of ``LOCAL_SPACING_MM``
-around the vertebra. The vertebra's frame: ``e_z`` along the spine (towards the head, from the
-neighbours' centroids when known), ``e_y`` from the body's centre towards the canal (posterior),
-``e_x = e_y × e_z`` towards the patient's left.
+around the vertebra. The vertebra's frame: ``e_z`` the normal of the body's superior endplate
+(towards the head; `endplate_normal`, or the neighbours' centroids' direction where the endplate
+cannot be fitted), ``e_y`` from the body's centre towards the canal (posterior), ``e_x = e_y × e_z``
+towards the patient's left. A screw "parallel to the superior endplate" has a caudal angle of 0 in it.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ MARGIN_MM = 12.0
 SLAB_MM = 6.0
 """Half thickness of the mid-vertebra slab in which the canal is found."""
 LEFT, RIGHT = +1, -1
-PEDICLE_REACH_MM = 14.0
-"""Pedicles lie within this distance lateral of the canal's wall (beyond: transverse processes)."""
-PEDICLE_AREA_RATIO = 1.6
-"""Cross-sections up to this multiple of the isthmus area belong to the pedicle proper (axis fit)."""
+ENDPLATE_CORE = 0.6
+"""The superior endplate is fitted over this fraction of the body's half-width and half-depth (its rim,
+osteophytes and the ring apophysis left out)."""
+ENDPLATE_MAX_TILT_DEG = 35.0
+"""An endplate fit tilted more than this from the spine's axis (neighbours' direction) is not trusted."""
+ENDPLATE_MIN_CELLS = 30
+"""Fewest 1 mm cells of endplate surface a plane is fitted to."""
 
 
 @dataclass
@@ -131,7 +135,45 @@ def vertebra_frame(mask: LocalMask, up_hint: np.ndarray | None = None) -> Verteb
             break
         e_y = _unit(_perp(canal - body_center, e_z))
     e_x = np.cross(e_y, e_z)
-    return VertebraFrame(centroid, e_x, e_y, e_z, canal, radius, body_center, half, depth)
+    frame = VertebraFrame(centroid, e_x, e_y, e_z, canal, radius, body_center, half, depth)
+    normal = endplate_normal(pts, frame)
+    if normal is None:
+        return frame
+    e_z = normal
+    e_y = _unit(_perp((canal if canal is not None else centroid + 15.0 * e_y) - body_center, e_z))
+    return VertebraFrame(centroid, np.cross(e_y, e_z), e_y, e_z, canal, radius, body_center, half, depth)
+
+
+def endplate_normal(pts: np.ndarray, frame: VertebraFrame) -> np.ndarray | None:
+    """Unit normal (LPS, towards the head) of the body's superior endplate: a plane fitted, with two rounds
+    of trimming, to the top surface of the body's core (`ENDPLATE_CORE`); None when too little of it is
+    seen or the fit tilts more than `ENDPLATE_MAX_TILT_DEG` from ``frame.e_z``."""
+    rel = pts - frame.body_center
+    x, y, z = rel @ frame.e_x, rel @ frame.e_y, rel @ frame.e_z
+    core = (x / max(frame.body_half_width_mm, 1.0)) ** 2 + (y / max(frame.body_half_depth_mm, 1.0)) ** 2 \
+        <= ENDPLATE_CORE**2
+    if core.sum() < ENDPLATE_MIN_CELLS:
+        return None
+    cells = np.floor(np.stack([x[core], y[core]], axis=1)).astype(int)  # 1 mm cells of the footprint
+    order = np.lexsort((-z[core], cells[:, 1], cells[:, 0]))
+    cells, top = cells[order], z[core][order]
+    first = np.ones(len(cells), bool)
+    first[1:] = np.any(cells[1:] != cells[:-1], axis=1)  # the highest point of each cell
+    cx, cy, cz = cells[first, 0] + 0.5, cells[first, 1] + 0.5, top[first]
+    if len(cz) < ENDPLATE_MIN_CELLS:
+        return None
+    keep = np.ones(len(cz), bool)
+    for _ in range(3):
+        a = np.column_stack([cx[keep], cy[keep], np.ones(keep.sum())])
+        coef, *_ = np.linalg.lstsq(a, cz[keep], rcond=None)
+        resid = cz - (coef[0] * cx + coef[1] * cy + coef[2])
+        keep = np.abs(resid) <= max(2.0, 2.5 * float(np.median(np.abs(resid[keep]))))
+        if keep.sum() < ENDPLATE_MIN_CELLS:
+            return None
+    n = _unit(-coef[0] * frame.e_x - coef[1] * frame.e_y + frame.e_z)
+    if np.degrees(np.arccos(np.clip(n @ frame.e_z, -1.0, 1.0))) > ENDPLATE_MAX_TILT_DEG:
+        return None
+    return n
 
 
 def _find_canal(pts, centroid, e_x, e_y, e_z, spacing) -> tuple[np.ndarray | None, float]:
@@ -160,96 +202,6 @@ def _find_canal(pts, centroid, e_x, e_y, e_z, spacing) -> tuple[np.ndarray | Non
                 center = centroid + c[0] * e_x + c[1] * e_y
                 return center, float(np.sqrt(area / np.pi))
     return None, 0.0
-
-
-@dataclass
-class Isthmus:
-    side: int
-    point: np.ndarray
-    """Centre of the narrowest cross-section of the pedicle (LPS mm)."""
-    width_mm: float
-    """Transverse width (along e_x) of the pedicle at the isthmus."""
-    height_mm: float
-    axis: np.ndarray
-    """Unit direction of the pedicle axis, pointing anterior (into the body)."""
-    n_sections: int
-
-
-def find_isthmus(mask: LocalMask, frame: VertebraFrame, side: int) -> Isthmus | None:
-    """The pedicle of ``side`` (LEFT / RIGHT): narrowest cross-section between body and posterior arch."""
-    if frame.canal_center is None:
-        return None
-    pts = mask.points
-    loc = frame.local(pts)  # origin at the canal centre
-    r = frame.canal_radius_mm
-    lateral = side * loc[:, 0]
-    # pedicles flank the canal at its antero-posterior middle, lateral to its wall
-    keep = (lateral > 0.7 * r) & (lateral < r + PEDICLE_REACH_MM) & (np.abs(loc[:, 2]) < 15.0)
-    loc = loc[keep]
-    s = mask.spacing
-    sections, section_cells = [], []
-    for y in np.arange(-0.7 * r, 0.7 * r + s / 2, s):
-        sl = loc[np.abs(loc[:, 1] - y) < s / 2]
-        if len(sl) < 4:
-            continue
-        # the part connected to the canal's side: the component nearest the canal wall in x
-        img, lo = _raster(sl[:, [0, 2]], s)
-        lab, n = ndimage.label(img)
-        if n > 1:
-            comp = np.argwhere(lab > 0)
-            xs = comp[:, 0] * s + lo[0]
-            near = lab[tuple(comp[np.argmin(side * xs)])]
-            img = lab == near
-        cells = np.argwhere(img) * s + lo
-        area = len(cells) * s * s
-        height = cells[:, 1].max() - cells[:, 1].min() + s
-        width = 4.0 * area / (np.pi * height)  # of the ellipse with this area and height
-        sections.append((y, area, cells[:, 0].mean(), cells[:, 1].mean(), width, height))
-        section_cells.append(cells)
-    if len(sections) < 3:
-        return None
-    sec = np.array(sections)
-    # the isthmus: the narrowest part of a smoothed area profile, among sections that are not mere
-    # slivers (at the ends of the range, or cut by the segmentation)
-    smooth = np.convolve(sec[:, 1], np.ones(3) / 3, mode="same")
-    smooth[[0, -1]] = sec[[0, -1], 1]
-    solid = sec[:, 1] >= 0.35 * np.median(sec[:, 1])
-    if not solid.any():
-        return None
-    k = int(np.argmin(np.where(solid, smooth, np.inf)))
-    y, _, x, z, width, height = sec[k]
-    o = frame.canal_center
-    point = o + x * frame.e_x + y * frame.e_y + z * frame.e_z
-    if not mask.contains(point)[0]:
-        # a curved or notched section's centre can fall outside it: take its cell nearest that centre,
-        # so the trajectory is searched from bone
-        cells = section_cells[k]
-        x, z = cells[int(np.argmin(np.hypot(cells[:, 0] - x, cells[:, 1] - z)))]
-        point = o + x * frame.e_x + y * frame.e_y + z * frame.e_z
-    # the pedicle proper: the run of sections around the isthmus not much wider than it (the body and
-    # the lamina, where the sections widen, would bend the axis)
-    lo = hi = k
-    while lo > 0 and sec[lo - 1, 1] < PEDICLE_AREA_RATIO * sec[k, 1]:
-        lo -= 1
-    while hi < len(sec) - 1 and sec[hi + 1, 1] < PEDICLE_AREA_RATIO * sec[k, 1]:
-        hi += 1
-    run = sec[lo : hi + 1]
-    if len(run) >= 4:
-        # the pedicle axis: a line through the sections' centres (x and z as functions of y), pointing anterior
-        ax = np.polyfit(run[:, 0], run[:, 2], 1)[0]
-        az = np.polyfit(run[:, 0], run[:, 3], 1)[0]
-        axis = _unit(-(ax * frame.e_x + 1.0 * frame.e_y + az * frame.e_z))
-    else:
-        axis = _unit(frame.body_center - point)
-    return Isthmus(side, point, float(width), float(height), axis, len(run))
-
-
-def _raster(xz: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
-    lo = xz.min(axis=0)
-    ij = np.rint((xz - lo) / s).astype(int)
-    img = np.zeros(ij.max(axis=0) + 1, bool)
-    img[ij[:, 0], ij[:, 1]] = True
-    return img, lo
 
 
 def _perp(v: np.ndarray, axis: np.ndarray) -> np.ndarray:

@@ -20,10 +20,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .. import registry
 from ..io import read_ct, read_label_map
 from ..measure import CUT_AREA_MM2
 from .bundle import CUT_MARGIN_MM, plan_labels, plan_labels_with_models, summary
-from .screws import MIN_BONE_DEPTH_MM
+from .screws import MIN_BONE_DEPTH_MM, TYPICAL_MEDIAL_DEG
 
 LOG = logging.getLogger("spinenav.planning.report")
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +50,11 @@ def label_maps() -> list[tuple[str, Path, Path | None]]:
             if found:
                 maps.append((f"VerSe {sub} (expert masks)", found[0], None))  # the labels come without CT
                 break
+    more = SHARED / "spine_label_maps"
+    for folder, what in (("verse19_more", "VerSe'19"), ("tum_ctfu", "TUM CT follow-up"),
+                         ("tum_fracture_sample", "TUM fracture sample")):
+        for path in sorted((more / folder).glob("*seg-vert_msk.nii.gz")) if (more / folder).is_dir() else []:
+            maps.append((f"{path.name.split('_seg-vert')[0]} ({what})", path, None))
     return [(name, p, ct if ct is not None and ct.exists() else None) for name, p, ct in maps if p.exists()]
 
 
@@ -101,12 +109,111 @@ def run() -> dict[str, Any]:
         every += screws
         cases[name] = {"path": os.path.relpath(path, ROOT), "summary": summary(screws),
                        "screws": [s.to_json() for s in screws], "not_planned": result.not_planned}
-    return {"overall": summary(every), "n_screws": len(every), "cases": cases, "own": run_on_own_segmentation()}
+    return {"overall": summary(every), "n_screws": len(every), "cases": cases, "per_level": per_level(cases),
+            "bars": bars(cases), "own": run_on_own_segmentation()}
+
+
+MEDIAL_EXPECTED_DEG = {"T1-T3": (10.0, 35.0), "T4-T10": (0.0, 20.0), "T11-T12": (-5.0, 15.0), "L1-L3": (5.0, 25.0),
+                       "L4-L5": (10.0, 35.0)}
+"""Medial (transverse) angles a spine surgeon expects, from the pedicles' transverse angles measured by
+Zindrick et al. (Spine 1987; 2905 pedicles): about 27° at T1 falling to 5–10° in the mid-thoracic spine
+and near 0° at T12, then rising from about 11° at L1 to about 30° at L5; the ranges here widen those
+means by the scatter between people."""
+
+
+def _group(level: str) -> str | None:
+    for group in MEDIAL_EXPECTED_DEG:
+        first, last = group.split("-")
+        names = [registry.name_of(v) for v in registry.LEVEL_ORDER]
+        if first in names and level in names and names.index(first) <= names.index(level) <= names.index(last):
+            return group
+    return None
+
+
+def per_level(cases: dict[str, Any]) -> dict[str, Any]:
+    """Per level (T1–L5): grades, sizes against the measured isthmus and bone, angles, left-right
+    differences of the caudal and medial angles (over levels with both screws)."""
+    rows: dict[str, dict[str, Any]] = {}
+    pairs: dict[str, list[tuple[float, float]]] = {}
+    for case in cases.values():
+        by_level: dict[str, list[dict]] = {}
+        for sc in case["screws"]:
+            by_level.setdefault(sc["level"], []).append(sc)
+        for level, screws in by_level.items():
+            r = rows.setdefault(level, {"screws": [], "not_planned": 0})
+            r["screws"] += screws
+            if len(screws) == 2:
+                pairs.setdefault(level, []).append(
+                    (abs(screws[0]["caudal_angle_deg"] - screws[1]["caudal_angle_deg"]),
+                     abs(screws[0]["medial_angle_deg"] - screws[1]["medial_angle_deg"])))
+        for what in case.get("not_planned", {}):
+            rows.setdefault(what.split(" ")[0], {"screws": [], "not_planned": 0})["not_planned"] += 1
+    out = {}
+    for level in sorted(rows, key=lambda n: registry.LEVEL_ORDER.index(registry.id_of(n))):
+        sc = rows[level]["screws"]
+        if not sc and not rows[level]["not_planned"]:
+            continue
+        dc = [p[0] for p in pairs.get(level, [])]
+        dm = [p[1] for p in pairs.get(level, [])]
+        out[level] = {
+            "screws": len(sc), "not_planned": rows[level]["not_planned"],
+            "grades": {g: sum(x["breach_grade"] == g for x in sc) for g in "ABCDE"},
+            "diameter_mm": _median(sc, "diameter_mm"), "isthmus_mm": _median(sc, "pedicle_width_mm"),
+            "length_mm": _median(sc, "length_mm"), "bone_mm": _median(sc, "bone_along_trajectory_mm"),
+            "medial_deg": _median(sc, "medial_angle_deg"), "caudal_deg": _median(sc, "caudal_angle_deg"),
+            "lr_caudal_median_deg": round(float(np.median(dc)), 1) if dc else None,
+            "lr_caudal_max_deg": round(float(np.max(dc)), 1) if dc else None,
+            "lr_medial_median_deg": round(float(np.median(dm)), 1) if dm else None,
+            "wider_than_isthmus": sum(x["diameter_mm"] > x["pedicle_width_mm"] + 1e-6 for x in sc),
+            "medial_outside_expected": sum(not _in_expected(level, x["medial_angle_deg"]) for x in sc),
+        }
+    return out
+
+
+def _median(screws: list[dict], key: str) -> float | None:
+    values = [x[key] for x in screws if x.get(key) is not None]
+    return round(float(np.median(values)), 1) if values else None
+
+
+def _in_expected(level: str, medial: float) -> bool:
+    group = _group(level)
+    if group is None:
+        return True
+    lo, hi = MEDIAL_EXPECTED_DEG[group]
+    return lo <= medial <= hi
+
+
+def bars(cases: dict[str, Any]) -> dict[str, Any]:
+    """The first bar of issue 31 on T1–L5 of the expert masks: grade A ≥ 90 %, A/B 100 %, left-right caudal
+    difference median ≤ 3° and none > 8°, no diameter wider than the isthmus, medial angles expected."""
+    sc = [x for c in cases.values() for x in c["screws"] if _group(x["level"]) is not None]
+    lv = per_level(cases)
+    dc = [v for c in cases.values() for v in _lr_caudal(c["screws"])]
+    return {
+        "screws": len(sc),
+        "grade_a": round(sum(x["breach_grade"] == "A" for x in sc) / len(sc), 3) if sc else None,
+        "grade_a_or_b": round(sum(x["breach_grade"] in "AB" for x in sc) / len(sc), 3) if sc else None,
+        "lr_caudal_median_deg": round(float(np.median(dc)), 2) if dc else None,
+        "lr_caudal_max_deg": round(float(np.max(dc)), 2) if dc else None,
+        "wider_than_isthmus": sum(r["wider_than_isthmus"] for r in lv.values()),
+        "medial_outside_expected": sum(r["medial_outside_expected"] for r in lv.values()),
+        "not_planned_sides": sum(r["not_planned"] for r in lv.values()),
+        "at_typical_medial": sum(abs(x["medial_angle_deg"] - TYPICAL_MEDIAL_DEG[x["level"]]) <= 1.01 for x in sc
+                                 if x["level"] in TYPICAL_MEDIAL_DEG),
+    }
+
+
+def _lr_caudal(screws: list[dict]) -> list[float]:
+    by_level: dict[str, list[dict]] = {}
+    for x in screws:
+        by_level.setdefault(x["level"], []).append(x)
+    return [abs(a["caudal_angle_deg"] - b["caudal_angle_deg"]) for a, b in
+            (v for v in by_level.values() if len(v) == 2)]
 
 
 def markdown(res: dict[str, Any]) -> str:
     o = res["overall"]
-    lines = [
+    lines: list[str] = [
         "# Pedicle screw proposals on real label maps",
         "",
         "Generated by `python -m inference.planning.report` (do not edit by hand). Every thoracic and lumbar "
@@ -123,12 +230,86 @@ def markdown(res: dict[str, Any]) -> str:
         "mask, plus the mask's core): on the 3 mm sample, partial volume dims thin pedicle walls below that, so it "
         "reads stricter than the mask.",
         "",
-        f"**All cases: {res['n_screws']} screws, {o['a_or_b']} grade A or B** — per grade {o['per_grade']}; "
+        f"**All cases: {res['n_screws']} screws, {o['a_or_b'] or 0:.0%} grade A or B** — per grade {o['per_grade']}; "
         f"{o['entering_canal']} entering the canal; {o['colliding_pairs']} colliding pairs.",
         "",
+        "How a level is planned (`inference.planning.screws`, since 2026-12-07): both screws together in the "
+        "vertebra's frame (the superior endplate's normal, the body-to-canal axis), each through the middle of its "
+        "pedicle's isthmus (the line with the largest clearance to the mask's surface over the pedicle and the "
+        "front of the body), parallel to the superior endplate (straight-forward; `--trajectory anatomical` "
+        "tilts both caudally along the pedicles), one medial angle for both sides among those within 0.25 mm of "
+        "each side's best clearance, else each its own; diameter = the isthmus (the widest cylinder around the "
+        "line inside the pedicle) less 0.5 mm of cortex "
+        "each side, length = 80 % of the bone along the trajectory, both snapped down to the catalogue (4.0–7.5 "
+        "and 8.5 mm; 25–55 mm in 5 mm steps; `--catalogue FILE.json`) and kept within level-typical ranges. The "
+        "grade (Gertzbein–Robbins) judges the shaft in the pedicle and the body, from the pedicle's posterior end "
+        "forward; the entry region behind it (facet and transverse-process junction, opened by the awl) is not "
+        "graded, and *whole shaft* gives the breach there too (the rule before 2026-12-07).",
+        "",
+    ]
+    bar = res["bars"]
+    lines += [
+        "## The first bar (issue 31): T1–L5 of every real label map",
+        "",
+        "| screws | grade A (bar ≥ 90 %) | A or B (bar 100 %) | left-right caudal difference, median / max "
+        "(bar ≤ 3° / ≤ 8°) | diameter wider than the isthmus (bar 0) | medial angle outside the expected range "
+        "| sides not planned |",
+        "|---|---|---|---|---|---|---|",
+        f"| {bar['screws']} | {bar['grade_a']:.1%} | {bar['grade_a_or_b']:.1%} | {bar['lr_caudal_median_deg']}° / "
+        f"{bar['lr_caudal_max_deg']}° | {bar['wider_than_isthmus']} | {bar['medial_outside_expected']} | "
+        f"{bar['not_planned_sides']} |",
+        "",
+        "Expected medial angles (" + ", ".join(f"{k} {lo:g}–{hi:g}°" for k, (lo, hi) in MEDIAL_EXPECTED_DEG.items())
+        + "): the pedicles' transverse angles of Zindrick et al. (Spine 1987), widened by the scatter between people.",
+        "",
+        f"Read with care: the left-right differences are 0 by construction (a level's caudal angle is shared, and "
+        f"its medial angle too wherever both pedicles allow one); {bar['at_typical_medial']} of {bar['screws']} "
+        "screws sit within 1° of the level's typical medial angle (`TYPICAL_MEDIAL_DEG`, the weak prior that "
+        "picks among the angles that fit the pedicle about equally well), so the medial column mostly shows that "
+        "prior, and a pedicle that allows a wide range of angles gets the textbook one. The diameters cannot "
+        "exceed the isthmus by construction either (diameter = isthmus less 1 mm, snapped down). A side is not "
+        "planned when no catalogue screw fits its isthmus (the widest cylinder along the line through it, "
+        "measured on the mask: on 2–3 mm label maps the stair-stepped walls make it narrower than the bone), "
+        "when the scan's edge cuts the vertebra, or when the mask shows no canal.",
+        "",
+        "## Per level",
+        "",
+        "| level | screws | not planned (sides) | A / B / C / D / E | diameter / isthmus (mm, median) | length / bone "
+        "along it (mm, median) | medial (°, median) | caudal (°, median) | left-right caudal difference (°, median / "
+        "max) | left-right medial difference (°, median) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for level, r in res["per_level"].items():
+        g = r["grades"]
+        lines.append(f"| {level} | {r['screws']} | {r['not_planned']} | {g['A']} / {g['B']} / {g['C']} / {g['D']} / "
+                     f"{g['E']} | {r['diameter_mm']} / {r['isthmus_mm']} | {r['length_mm']} / {r['bone_mm']} | "
+                     f"{r['medial_deg']} | {r['caudal_deg']} | {r['lr_caudal_median_deg']} / "
+                     f"{r['lr_caudal_max_deg']} | {r['lr_medial_median_deg']} |")
+    lines += [
+        "",
+        "## Pictures",
+        "",
+        "![Screws on CT slices through the pedicles](planning_slices.png)",
+        "",
+        "`docs/make_planning_slices.py`: the sample's L3 planned on its reference mask, and the chest DICOM's T7 "
+        "planned on SpineNav's own mask, on the axial plane through both screws and the sagittal plane through "
+        "the left one. Looked at on 2026-12-07: at L3 both screws enter at the junction of the transverse "
+        "process and the facet, run through the pedicles at about 20° and end in the front half of the body "
+        "without crossing the midline; the left one is 4.5 mm (the 3 mm mask's left pedicle is narrow) and grade "
+        "B on it, the right one 6 mm, grade A. At T7 both run through the pedicles lateral of the canal's wall "
+        "into the body, converging about 20° (the right one 4.5 mm, close to the canal's lateral wall but outside "
+        "it, the left 6 mm), parallel to the endplates on the sagittal slice.",
+        "",
+        "![Screws planned on SpineNav's analysis of the sample CT, in 3D](planning_lumbar.png)",
+        "",
+        "`xvfb-run -a .venv/bin/python docs/make_planning_figure.py`: the sample CT analysed and planned by "
+        "`spinenav analyze` and `spinenav plan`, from behind and from above, screws coloured by grade.",
+        "",
+        "## Every screw",
+        "",
         "| case | level | side | diameter × length (mm) | medial (°) | caudal (°) | breach (mm) | grade | "
-        "by HU: breach (mm), grade | canal | collides | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "whole shaft (mm) | by HU: breach (mm), grade | canal | collides | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, case in res["cases"].items():
         for s in case["screws"]:
@@ -136,15 +317,15 @@ def markdown(res: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | {s['level']} | {s['side']} | {s['diameter_mm']:g} × {s['length_mm']:g} | "
                 f"{s['medial_angle_deg']} | {s['caudal_angle_deg']} | {s['breach_mm']} | {s['breach_grade']} | "
-                f"{by_hu} | "
+                f"{s['shaft_breach_mm']} | {by_hu} | "
                 f"{'yes' if s['enters_canal'] else ''} | {'yes' if s['collides_with_other_screw'] else ''} | "
                 f"{'; '.join(s['notes'])} |")
         for what, why in case.get("not_planned", {}).items():
             level, _, side = what.partition(" ")
-            lines.append(f"| {name} | {level} | {side or 'both'} | | | | | | | | | {why} |")
+            lines.append(f"| {name} | {level} | {side or 'both'} | | | | | | | | | | {why} |")
     own = res["own"]
     lines += ["", "## Planned on SpineNav's segmentation, graded on the reference mask", "",
-              f"**{own['n_screws']} screws, {own['overall']['a_or_b']} grade A or B** — per grade "
+              f"**{own['n_screws']} screws, {own['overall']['a_or_b'] or 0:.0%} grade A or B** — per grade "
               f"{own['overall']['per_grade']}; {own['overall']['entering_canal']} entering the canal (of the "
               "reference). Breaches here add the segmentation's error to the proposal's.", "",
               "| case | level | side | diameter × length (mm) | breach (mm) | grade | canal |",

@@ -1,11 +1,17 @@
 """Pedicle screws: automatic proposal, implant sizes, angles and Gertzbein–Robbins breach grading.
 
-A proposal follows the pedicle's own axis (the line through the centres of its cross-sections)
-through the isthmus: the entry is where that line leaves the posterior cortex, the tip stops
-``TIP_MARGIN_MM`` short of the anterior cortex. Diameter ≈ 80 % of the isthmus width and length
-are snapped down to common implant sizes. The breach of any screw (proposed or moved by the user)
-is the largest distance of its surface outside the vertebra mask, graded A–E; screws entering the
-canal and screws of one level that touch each other are reported.
+A level's two screws are planned together in the vertebra's own frame (`geometry.vertebra_frame`: the
+superior endplate's normal, the body-to-canal axis, left-right). Each trajectory runs through the centre
+of its pedicle's narrowest section (the isthmus); its medial angle keeps it deepest inside the pedicle
+(`_medial_angles`) and is the same on both sides unless that costs a side clearance to the cortex; its
+caudal angle is 0, parallel to the superior endplate ("straight-forward", the default),
+or the pedicles' mean sagittal angle ("anatomical"), the same for both sides. The entry is where that
+line leaves the posterior cortex; the length is `LENGTH_FRACTION` of the bone along it (entry to the
+anterior cortex) and the diameter the isthmus width less `CORTEX_MARGIN_MM` on each side, both snapped
+down to the hospital's catalogue (`Catalogue`) and bounded by level-typical ranges (`LEVEL_RANGES`).
+The breach of any screw (proposed or moved by the user) is the largest distance of its surface outside
+the vertebra mask, graded A–E; screws entering the canal and screws of one level that touch each other
+are reported.
 
 The grade is judged on the mask, so it is as good as the segmentation it comes from. When the CT
 is given, a second breach is measured against bone by HU (`cortex_bone`): the mask's core, plus
@@ -27,23 +33,61 @@ from ..volume import Volume
 from .geometry import (
     LEFT,
     RIGHT,
-    Isthmus,
     LocalMask,
     VertebraFrame,
-    find_isthmus,
     local_ct,
     local_mask,
     vertebra_frame,
 )
 
-DIAMETERS_MM = tuple(np.round(np.arange(4.0, 8.51, 0.5), 1))
-LENGTHS_MM = tuple(range(25, 56, 5))
-DIAMETER_FRACTION = 0.8
+DIAMETERS_MM = (4.0, 4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.5)
+"""Default catalogue diameters: those of a common polyaxial pedicle screw system (`Catalogue` changes them)."""
+LENGTHS_MM = tuple(float(v) for v in range(25, 56, 5))
+"""Default catalogue lengths (5 mm steps)."""
+CORTEX_MARGIN_MM = 0.5
+"""Left between the screw and the outer surface of the pedicle on each side at its isthmus (the cortex)."""
+LENGTH_FRACTION = 0.8
+"""The screw spans this fraction of the bone along its trajectory (entry to the anterior cortex)."""
 TIP_MARGIN_MM = 5.0
-AIM_LATERAL_FRACTION = 0.3
-AIM_ANTERIOR_FRACTION = 0.6
-MAX_MEDIAL_DEG = 35.0
-MAX_CAUDAL_DEG = 20.0
+CLEARANCE_TOLERANCE_MM = 0.25
+"""Medial angles whose line keeps within this much of the best clearance to the cortex are acceptable; the
+two sides share one where they can (`_symmetric`)."""
+MAX_MEDIAL_DEG = 40.0
+"""Largest medial angle searched (and the largest pedicle axis trusted for the anatomical trajectory)."""
+ANGLE_STEP_DEG = 2.0
+"""Medial angles searched (0 to `MAX_MEDIAL_DEG`)."""
+SEARCH_STEP_MM = 0.5
+"""Spacing of the lines searched through the pedicle (left-right and cranio-caudal): a grid of twice this,
+then this around its best line."""
+PEDICLE_REACH_MM = 16.0
+"""Lines are searched from within the canal's wall to this far beyond it, laterally."""
+PEDICLE_Z_MM = 14.0
+"""… and this far above and below the canal's centre."""
+BODY_SPAN_MM = 15.0
+"""A line's clearance is also measured this far into the body in front of the pedicle."""
+PEDICLE_SPAN_FRACTION, PEDICLE_MIN_HALF_MM = 0.8, 4.0
+"""The pedicle, where a line's clearance is measured, spans this fraction of the canal's radius in front of
+and behind its centre (at least `PEDICLE_MIN_HALF_MM`)."""
+MAX_ANATOMICAL_CAUDAL_DEG = 25.0
+"""The anatomical trajectory's caudal angle is bounded to 0..this."""
+TRAJECTORIES = ("straight-forward", "anatomical")
+TYPICAL_MEDIAL_DEG = {"T1": 27.0, "T2": 20.0, "T3": 15.0, "T4": 12.0, "T5": 10.0, "T6": 9.0, "T7": 8.0, "T8": 7.0,
+                      "T9": 6.0, "T10": 5.0, "T11": 3.0, "T12": 0.0, "T13": 0.0, "L1": 11.0, "L2": 12.0, "L3": 14.0,
+                      "L4": 18.0, "L5": 30.0, "L6": 30.0}
+"""Typical transverse pedicle angles per level (approximate means of Zindrick et al., Spine 1987): a weak
+prior (`MEDIAL_PRIOR_MM_PER_DEG`) among the lines that fit a pedicle about equally well."""
+MEDIAL_PRIOR_MM_PER_DEG = 0.03
+"""How much of a line's centring (mean depth in the pedicle, mm) one degree away from the typical angle costs."""
+LEVEL_RANGES = (
+    # (first level, last level, (smallest, largest diameter), (shortest, longest length)), mm
+    ("T1", "T3", (4.0, 5.5), (25.0, 35.0)),
+    ("T4", "T9", (4.0, 6.0), (25.0, 40.0)),
+    ("T10", "T13", (4.5, 6.5), (30.0, 45.0)),
+    ("L1", "L2", (5.0, 7.0), (35.0, 50.0)),
+    ("L3", "L6", (5.5, 7.5), (40.0, 55.0)),
+)
+"""Sizes typical of each region in adult pedicle screw fixation; a proposal stays within its level's range
+(and is thinner still where the isthmus is narrower, shorter where the bone is shorter)."""
 MAX_ENTRY_DEPTH_MM = 16.0
 """The entry lies at most this far behind the isthmus (further out the line runs along a process)."""
 ENTRY_SKIP_MM = 2.0
@@ -84,6 +128,11 @@ class Screw:
     notes: list[str] = field(default_factory=list)
     cortex_breach_mm: float | None = None
     """Breach against bone by CT HU (None without a CT); `grade` is from ``breach_mm`` (the mask)."""
+    bone_mm: float | None = None
+    """Bone along the trajectory when proposed (entry to the anterior cortex, mm)."""
+    shaft_breach_mm: float | None = None
+    """Breach over the whole shaft from `ENTRY_SKIP_MM`, the entry region behind the pedicle included (the
+    grade before 2026-12-07); ``breach_mm`` and the grade leave that region out (`evaluate`)."""
 
     @property
     def cortex_grade(self) -> str | None:
@@ -105,8 +154,10 @@ class Screw:
             "medial_angle_deg": round(self.medial_deg, 2),
             "caudal_angle_deg": round(self.caudal_deg, 2),
             "pedicle_width_mm": None if self.pedicle_width_mm is None else round(self.pedicle_width_mm, 2),
+            "bone_along_trajectory_mm": None if self.bone_mm is None else round(self.bone_mm, 1),
             "breach_mm": round(self.breach_mm, 2),
             "breach_grade": self.grade,
+            "shaft_breach_mm": None if self.shaft_breach_mm is None else round(self.shaft_breach_mm, 2),
             "ct_breach_mm": None if self.cortex_breach_mm is None else round(self.cortex_breach_mm, 2),
             "ct_breach_grade": self.cortex_grade,
             "enters_canal": self.enters_canal,
@@ -124,12 +175,14 @@ class VertebraModel:
     frame: VertebraFrame
     outside_mm: np.ndarray
     """Distance (mm) of every local voxel to the nearest mask voxel (0 inside)."""
+    inside_mm: np.ndarray
+    """Distance (mm) of every local voxel inside the mask to the nearest voxel outside (0 outside)."""
     canal: np.ndarray
     """Local voxels of the spinal canal (the hole in the mid-slab extruded along the spine)."""
     outside_bone_mm: np.ndarray | None = None
     """Distance (mm) of every local voxel to bone by HU (`cortex_bone`); None without a CT."""
     skipped: dict[str, str] = field(default_factory=dict)
-    """Sides (``"left"``/``"right"``) `propose` found no trajectory for, with the reason."""
+    """Sides (``"left"``/``"right"``) `plan_pair` found no trajectory for, with the reason."""
 
     @classmethod
     def build(cls, labels: Volume, vertebra_id: int, up_hint: np.ndarray | None = None,
@@ -137,6 +190,7 @@ class VertebraModel:
         mask = local_mask(labels, vertebra_id)
         frame = vertebra_frame(mask, up_hint)
         outside = ndimage.distance_transform_edt(~mask.inside) * mask.spacing
+        inside = ndimage.distance_transform_edt(mask.inside) * mask.spacing
         outside_bone = None
         if ct is not None:
             bone = cortex_bone(local_ct(ct, mask), mask.inside, outside, mask.spacing)
@@ -149,7 +203,7 @@ class VertebraModel:
             x = off @ frame.e_x + mask.spacing * (i * frame.e_x[0] + j * frame.e_x[1] + k * frame.e_x[2])
             y = off @ frame.e_y + mask.spacing * (i * frame.e_y[0] + j * frame.e_y[1] + k * frame.e_y[2])
             canal = (np.hypot(x, y) < 0.85 * frame.canal_radius_mm) & ~mask.inside
-        return cls(registry.name_of(vertebra_id), mask, frame, outside, canal, outside_bone)
+        return cls(registry.name_of(vertebra_id), mask, frame, outside, inside, canal, outside_bone)
 
 
 def cortex_bone(hu: np.ndarray, inside: np.ndarray, outside_mm: np.ndarray, spacing_mm: float) -> np.ndarray:
@@ -172,39 +226,217 @@ def grade_of(breach_mm: float) -> str:
     return next(name for name, limit in GRADES[1:] if b < limit)
 
 
-def propose(model: VertebraModel, side: int) -> Screw | None:
-    """The proposed screw for one side, graded; None when the pedicle cannot be found in the mask."""
-    isthmus = find_isthmus(model.mask, model.frame, side)
-    if isthmus is None:
-        model.skipped[SIDE_NAMES[side]] = "no pedicle found in the mask"
+@dataclass(frozen=True)
+class Catalogue:
+    """The screw sizes a hospital stocks (mm, ascending); proposals are snapped down to them."""
+
+    diameters_mm: tuple[float, ...] = DIAMETERS_MM
+    lengths_mm: tuple[float, ...] = LENGTHS_MM
+
+    def __post_init__(self) -> None:
+        for name in ("diameters_mm", "lengths_mm"):
+            values = getattr(self, name)
+            if not values or any(not np.isfinite(v) or v <= 0 for v in values) or list(values) != sorted(set(values)):
+                raise ValueError(f"{name} must be positive sizes in ascending order without repeats, got {values!r}")
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"diameters_mm": [float(v) for v in self.diameters_mm],
+                "lengths_mm": [float(v) for v in self.lengths_mm]}
+
+
+CATALOGUE = Catalogue()
+
+
+def level_range(level: str) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """(diameter range, length range) in mm typical of ``level`` (`LEVEL_RANGES`); None outside T1–L6."""
+    pos = {registry.name_of(v): n for n, v in enumerate(registry.LEVEL_ORDER)}
+    if level not in pos:
         return None
-    d = _direction(model.frame, isthmus)
-    entry = _march(model.mask, isthmus.point, -d, max_mm=MAX_ENTRY_DEPTH_MM)
-    exit_front = _march(model.mask, isthmus.point, d)
-    bone = float(np.linalg.norm(exit_front - entry))
-    depth = bone - TIP_MARGIN_MM
-    if depth < MIN_BONE_DEPTH_MM:
+    for first, last, diameters, lengths in LEVEL_RANGES:
+        if pos[first] <= pos[level] <= pos[last]:
+            return diameters, lengths
+    return None
+
+
+def plan_pair(model: VertebraModel, trajectory: str = "straight-forward",
+              catalogue: Catalogue = CATALOGUE) -> list[Screw]:
+    """The level's screws, planned together (see the module docstring), graded; a side without a usable
+    pedicle gets its reason in ``model.skipped``."""
+    if trajectory not in TRAJECTORIES:
+        raise ValueError(f"trajectory must be one of {', '.join(TRAJECTORIES)}, not {trajectory!r}")
+    if model.frame.canal_center is None:
+        for side in (LEFT, RIGHT):
+            model.skipped[SIDE_NAMES[side]] = "no spinal canal found in the mask, so no pedicle either"
+        return []
+    caudals = (0.0,) if trajectory == "straight-forward" else tuple(np.arange(0.0, MAX_ANATOMICAL_CAUDAL_DEG + 1, 5.0))
+    # per caudal angle and side: the best line at each medial angle (clearance, then bone along it)
+    options = {c: {side: _best_lines(model, side, c) for side in (LEFT, RIGHT)} for c in caudals}
+    caudal = max(caudals, key=lambda c: sum(max((ln.clearance_mm for ln in lines), default=-np.inf)
+                                            for lines in options[c].values()))
+    lines = options[caudal]
+    for side in (LEFT, RIGHT):
+        if not lines[side]:
+            model.skipped[SIDE_NAMES[side]] = "no line through the pedicle stays inside the mask (check the mask)"
+    chosen = _symmetric(lines, TYPICAL_MEDIAL_DEG.get(model.level))
+    screws = []
+    for side, line in chosen.items():
+        screw = _sized(model, side, line, catalogue)
+        if screw is not None:
+            screws.append(screw)
+    if len(screws) == 2 and screws_collide(*screws):
+        for s in screws:
+            s.collides = True
+    return screws
+
+
+@dataclass
+class _Line:
+    """A candidate trajectory: through ``point`` (at the canal centre's antero-posterior level) along
+    ``direction``; ``clearance_mm`` its smallest depth inside the mask over the pedicle and the front of the
+    body, ``bone_mm`` the bone along it (entry to the anterior cortex), ``entry`` where it enters the
+    posterior cortex."""
+
+    medial_deg: float
+    point: np.ndarray
+    direction: np.ndarray
+    clearance_mm: float
+    centred_mm: float
+    """Mean depth inside the mask along the pedicle: largest for the line along the pedicle's own axis."""
+    isthmus_mm: float
+    """Twice the clearance: the widest cylinder around the line that stays inside the pedicle (the pedicle's
+    width at its isthmus, across this line), narrower where the body is."""
+    entry: np.ndarray
+    bone_mm: float
+
+
+def _best_lines(model: VertebraModel, side: int, caudal_deg: float) -> list[_Line]:
+    """For each medial angle (0–`MAX_MEDIAL_DEG`, `ANGLE_STEP_DEG` steps), the line through the pedicle of
+    ``side`` with the largest clearance to the mask's surface over the pedicle (the canal's
+    antero-posterior extent, lateral of its wall) and `BODY_SPAN_MM` into the body: the line through the
+    middle of the isthmus. Lines that leave the mask there, or whose tip would cross the midline, are
+    dropped."""
+    f = model.frame
+    r = max(f.canal_radius_mm, 4.0)
+    half = pedicle_back_mm(f)
+    ys = np.arange(-half - BODY_SPAN_MM, half + 1e-9, 1.0)  # frame y of the samples along each line
+    out = []
+    for m in np.arange(0.0, MAX_MEDIAL_DEG + 1e-9, ANGLE_STEP_DEG):
+        d = _direction(f, side, float(m), caudal_deg)
+        t = ys / float(d @ f.e_y)  # line parameter at each sample's y (d runs forward: d·e_y < 0)
+        # coarse grid of crossing points at the canal centre's level, then a finer one around the best
+        x0, z0 = side * np.arange(0.6 * r, r + PEDICLE_REACH_MM + 1e-9, 2 * SEARCH_STEP_MM), \
+            np.arange(-PEDICLE_Z_MM, PEDICLE_Z_MM + 1e-9, 2 * SEARCH_STEP_MM)
+        clearance, depth, base = _line_depths(model, d, t, ys >= -half, *np.meshgrid(x0, z0, indexing="ij"))
+        k = int(np.argmax(clearance))
+        near = np.arange(-2, 3) * SEARCH_STEP_MM / 2
+        xk, zk = (base[k] - f.canal_center) @ f.e_x, (base[k] - f.canal_center) @ f.e_z
+        clearance, depth, base = _line_depths(model, d, t, ys >= -half,
+                                              *np.meshgrid(xk + near, zk + near, indexing="ij"))
+        k = int(np.argmax(clearance))
+        if clearance[k] <= 0.0 or depth[k].min() <= 0.0:
+            continue  # the line leaves the mask in the pedicle or in the body
+        entry = _march(model.mask, base[k], -d, max_mm=MAX_ENTRY_DEPTH_MM + half)
+        bone = float(np.linalg.norm(_march(model.mask, base[k], d) - entry))
+        tip = entry + LENGTH_FRACTION * bone * d
+        if side * float((tip - f.canal_center) @ f.e_x) < 0.0:
+            continue  # the screw would cross the midline: its partner's side
+        pedicle = depth[k, ys >= -half]
+        # how centred the line runs along the pedicle, and the widest cylinder around it there
+        out.append(_Line(float(m), base[k], d, float(clearance[k]), float(pedicle.mean()), 2.0 * float(clearance[k]),
+                         entry, bone))
+    return out
+
+
+def _line_depths(model: VertebraModel, d: np.ndarray, t: np.ndarray, in_pedicle: np.ndarray, x0: np.ndarray,
+                 z0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the lines along ``d`` through the canal-level points (``x0``, ``z0``) of the frame, sampled at the
+    parameters ``t`` (``in_pedicle`` marks the samples in the pedicle, the rest lie in the body): their
+    clearance, the smallest depth inside the mask in the pedicle, or in the body plus `CORTEX_MARGIN_MM` where
+    that is smaller (a screw as wide as the pedicle allows must still fit the body); all the depths; the
+    points (LPS)."""
+    f = model.frame
+    base = (f.canal_center + x0.reshape(-1, 1) * f.e_x + z0.reshape(-1, 1) * f.e_z)
+    pts = base[:, None, :] + t[None, :, None] * d  # (lines, samples, 3)
+    depth = ndimage.map_coordinates(model.inside_mm, model.mask.to_index(pts.reshape(-1, 3)).T, order=1,
+                                    mode="constant", cval=0.0).reshape(len(base), len(t))
+    clearance = np.minimum(depth[:, in_pedicle].min(axis=1), depth[:, ~in_pedicle].min(axis=1) + CORTEX_MARGIN_MM)
+    return clearance, depth, base
+
+
+def _symmetric(lines: dict[int, list[_Line]], typical_deg: float | None = None) -> dict[int, _Line]:
+    """One line per side. A side's acceptable medial angles are those whose clearance is within
+    `CLEARANCE_TOLERANCE_MM` of its best; of these the one running most centred along the pedicle (its own
+    axis, `_Line.centred_mm`, less `MEDIAL_PRIOR_MM_PER_DEG` per degree from the level's typical angle) is
+    taken, the same angle for both sides where their acceptable angles meet (symmetric unless the anatomy
+    is not)."""
+
+    def merit(ln: _Line) -> float:
+        return ln.centred_mm - (0.0 if typical_deg is None else MEDIAL_PRIOR_MM_PER_DEG * abs(ln.medial_deg
+                                                                                              - typical_deg))
+
+    ok = {side: {ln.medial_deg: ln for ln in ls
+                 if ln.clearance_mm >= max(x.clearance_mm for x in ls) - CLEARANCE_TOLERANCE_MM}
+          for side, ls in lines.items() if ls}
+    both = set(ok.get(LEFT, {})) & set(ok.get(RIGHT, {}))
+    if both:
+        m = max(both, key=lambda a: merit(ok[LEFT][a]) + merit(ok[RIGHT][a]))
+        return {side: ok[side][m] for side in (LEFT, RIGHT)}
+    return {side: max(c.values(), key=merit) for side, c in ok.items()}
+
+
+def _direction(frame: VertebraFrame, side: int, medial_deg: float, caudal_deg: float) -> np.ndarray:
+    """Unit direction (LPS, into the body) with these angles in the vertebra's frame (as `evaluate` reads them)."""
+    d = (-side * np.tan(np.radians(medial_deg)) * frame.e_x - frame.e_y - np.tan(np.radians(caudal_deg)) * frame.e_z)
+    return d / np.linalg.norm(d)
+
+
+def _sized(model: VertebraModel, side: int, line: _Line, catalogue: Catalogue) -> Screw | None:
+    """The screw along ``line``: entry on the posterior cortex, sizes from the bone along it and its
+    clearance in the pedicle (module docstring), graded; thinner, then shorter, while the mask is breached
+    by 2 mm or more. None (and the reason in ``model.skipped``) where no catalogue screw fits."""
+    side_name = SIDE_NAMES[side]
+    bone, d = line.bone_mm, line.direction
+    if bone - TIP_MARGIN_MM < MIN_BONE_DEPTH_MM:
         # said as the bone measured (never negative), with what a screw needs: the tip margin included
-        model.skipped[SIDE_NAMES[side]] = (
+        model.skipped[side_name] = (
             f"bone depth along the pedicle axis {bone:.0f} mm, {MIN_BONE_DEPTH_MM + TIP_MARGIN_MM:.0f} mm needed: "
             "no trajectory through this mask (check the mask)")
         return None
+    width = line.isthmus_mm
+    ranges = level_range(model.level)
+    (d_lo, d_hi), (l_lo, l_hi) = ranges if ranges is not None else ((0.0, np.inf), (0.0, np.inf))
     notes = []
-    length = snap_down(depth, LENGTHS_MM)
-    if depth < LENGTHS_MM[0]:
-        notes.append(f"bone depth along the axis {depth:.0f} mm is below the shortest screw ({LENGTHS_MM[0]} mm)")
-    wanted = DIAMETER_FRACTION * isthmus.width_mm
-    diameter = snap_down(wanted, DIAMETERS_MM)
-    if wanted < DIAMETERS_MM[0]:
-        notes.append(f"pedicle {isthmus.width_mm:.1f} mm wide: narrower than the thinnest screw allows")
-    screw = evaluate(model, Screw(model.level, SIDE_NAMES[side], entry, entry + length * d, diameter, float(length),
-                                  pedicle_width_mm=isthmus.width_mm, notes=notes))
+    thinnest = catalogue.diameters_mm[0]
+    if width < thinnest:
+        model.skipped[side_name] = (
+            f"pedicle isthmus {np.floor(width * 100) / 100:.2f} mm wide, narrower than the thinnest screw of the "
+            f"catalogue ({thinnest:g} mm): plan an extrapedicular (in-out-in) screw or another level by hand")
+        return None
+    diameter = snap_down(min(width - 2 * CORTEX_MARGIN_MM, d_hi), catalogue.diameters_mm)
+    if width - 2 * CORTEX_MARGIN_MM < thinnest:
+        notes.append(f"pedicle isthmus {width:.1f} mm wide: the thinnest screw leaves less than "
+                     f"{CORTEX_MARGIN_MM:g} mm of cortex on each side")
+    elif diameter < d_lo:
+        notes.append(f"pedicle isthmus {width:.1f} mm wide: thinner than usual at {model.level}")
+    shortest = catalogue.lengths_mm[0]
+    length = snap_down(min(LENGTH_FRACTION * bone, l_hi), catalogue.lengths_mm)
+    if LENGTH_FRACTION * bone < shortest:
+        notes.append(f"bone along the trajectory {bone:.0f} mm: the shortest screw ({shortest:g} mm) reaches beyond "
+                     f"{LENGTH_FRACTION:.0%} of it")
+    elif length < l_lo:
+        notes.append(f"bone along the trajectory {bone:.0f} mm: shorter than usual at {model.level}")
+    entry = line.entry
+    screw = evaluate(model, Screw(model.level, side_name, entry, entry + length * d, diameter, float(length),
+                                  pedicle_width_mm=width, bone_mm=bone, notes=notes))
     # a breach on a coarse or narrow mask: a thinner, then a shorter screw of the same trajectory
-    while screw.grade not in "AB" and screw.diameter_mm > DIAMETERS_MM[0]:
-        screw = evaluate(model, replace(screw, diameter_mm=screw.diameter_mm - 0.5))
-    while screw.grade not in "AB" and screw.length_mm > LENGTHS_MM[0]:
-        shorter = evaluate(model, replace(screw, length_mm=screw.length_mm - 5,
-                                          target_lps=screw.entry_lps + (screw.length_mm - 5) * d))
+    sizes = [v for v in catalogue.diameters_mm if v < diameter]
+    while screw.grade not in "AB" and sizes:
+        screw = evaluate(model, replace(screw, diameter_mm=sizes.pop()))
+    lengths = [v for v in catalogue.lengths_mm if v < length]
+    while screw.grade not in "AB" and lengths:
+        shorter_length = lengths.pop()
+        shorter = evaluate(model, replace(screw, length_mm=shorter_length,
+                                          target_lps=screw.entry_lps + shorter_length * d))
         if shorter.breach_mm >= screw.breach_mm:
             break
         screw = shorter
@@ -224,15 +456,34 @@ def evaluate(model: VertebraModel, screw: Screw) -> Screw:
     pts = _shaft_points(screw)
     idx = model.mask.to_index(pts)
     dist = ndimage.map_coordinates(model.outside_mm, idx.T, order=1, mode="constant", cval=99.0)
-    screw.breach_mm = float(max(dist.max(), 0.0))
+    graded = _in_pedicle_or_body(model, pts)
+    screw.shaft_breach_mm = float(max(dist.max(), 0.0))
+    screw.breach_mm = float(max(dist[graded].max(), 0.0)) if graded.any() else 0.0
     screw.grade = grade_of(screw.breach_mm)
     if model.outside_bone_mm is not None:
         by_hu = ndimage.map_coordinates(model.outside_bone_mm, idx.T, order=1, mode="constant", cval=99.0)
-        screw.cortex_breach_mm = float(max(by_hu.max(), 0.0))
+        screw.cortex_breach_mm = float(max(by_hu[graded].max(), 0.0)) if graded.any() else 0.0
     inside_grid = np.all((idx >= 0) & (idx <= np.array(model.canal.shape) - 1), axis=1)
     near = np.rint(idx[inside_grid]).astype(int)
     screw.enters_canal = bool(model.canal[tuple(near.T)].any()) if len(near) else False
     return screw
+
+
+def pedicle_back_mm(frame: VertebraFrame) -> float:
+    """How far behind the canal's centre the pedicle ends (frame y, mm): `PEDICLE_SPAN_FRACTION` of the
+    canal's radius, at least `PEDICLE_MIN_HALF_MM`."""
+    return max(PEDICLE_MIN_HALF_MM, PEDICLE_SPAN_FRACTION * max(frame.canal_radius_mm, 4.0))
+
+
+def _in_pedicle_or_body(model: VertebraModel, pts: np.ndarray) -> np.ndarray:
+    """Shaft points that the Gertzbein–Robbins grade judges: in front of the pedicle's posterior end
+    (`pedicle_back_mm`). Behind it the screw crosses the posterior elements at its entry (the facet and
+    transverse-process junction, opened by the surgeon's awl), whose breach is not a pedicle breach; a
+    medial one there still shows as entering the canal. Without a canal, every point."""
+    f = model.frame
+    if f.canal_center is None:
+        return np.ones(len(pts), bool)
+    return f.local(pts)[:, 1] <= pedicle_back_mm(f)
 
 
 def screws_collide(a: Screw, b: Screw) -> bool:
@@ -242,37 +493,11 @@ def screws_collide(a: Screw, b: Screw) -> bool:
 
 
 def plan_vertebra(labels: Volume, vertebra_id: int, up_hint: np.ndarray | None = None,
-                  ct: Volume | sitk.Image | None = None) -> tuple[VertebraModel, list[Screw]]:
-    """Both screws of one level, graded (and by CT HU when ``ct`` is given), their collision checked."""
+                  ct: Volume | sitk.Image | None = None, *, trajectory: str = "straight-forward",
+                  catalogue: Catalogue = CATALOGUE) -> tuple[VertebraModel, list[Screw]]:
+    """Both screws of one level (`plan_pair`), graded (and by CT HU when ``ct`` is given)."""
     model = VertebraModel.build(labels, vertebra_id, up_hint, ct)
-    screws = [s for s in (propose(model, LEFT), propose(model, RIGHT)) if s is not None]
-    if len(screws) == 2 and screws_collide(*screws):
-        for s in screws:
-            s.collides = True
-    return model, screws
-
-
-def _direction(frame: VertebraFrame, isthmus: Isthmus) -> np.ndarray:
-    """Through the isthmus towards the body's front-centre on the same side of the midline.
-
-    The aim point lies ``AIM_LATERAL_FRACTION`` of the body's half-width lateral of its centre and
-    ``AIM_ANTERIOR_FRACTION`` of its half-depth in front of it, so the two screws converge without
-    crossing. The pedicle's own axis (the line through its
-    cross-sections) is taken instead when the fit is long enough and its angles are anatomically
-    plausible (medial 0–``MAX_MEDIAL_DEG``°, caudal within ±``MAX_CAUDAL_DEG``°); on coarse masks,
-    where pedicle, body and processes merge, it rarely is.
-    """
-    side = 1.0 if isthmus.side > 0 else -1.0
-    aim_point = (frame.body_center + side * AIM_LATERAL_FRACTION * frame.body_half_width_mm * frame.e_x
-                 - AIM_ANTERIOR_FRACTION * frame.body_half_depth_mm * frame.e_y)
-    aim = aim_point - isthmus.point
-    aim = aim / np.linalg.norm(aim)
-    a = isthmus.axis
-    medial = np.degrees(np.arctan2(-side * (a @ frame.e_x), -(a @ frame.e_y)))
-    caudal = np.degrees(np.arctan2(-(a @ frame.e_z), -(a @ frame.e_y)))
-    if isthmus.n_sections >= 5 and 0.0 <= medial <= MAX_MEDIAL_DEG and abs(caudal) <= MAX_CAUDAL_DEG:
-        return a
-    return aim
+    return model, plan_pair(model, trajectory, catalogue)
 
 
 def _march(mask: LocalMask, start: np.ndarray, d: np.ndarray, step: float = 0.25, gap_mm: float = 1.5,
