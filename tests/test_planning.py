@@ -166,7 +166,7 @@ def test_plan_command_adds_trajectories_to_a_bundle(tmp_path, capsys):
     write_bundle(bundle, case_from_labels(_vertebra(spacing=1.0)))
     assert main(["plan", str(bundle), "--levels", "L1-L4"]) == 0
     out = capsys.readouterr().out
-    assert "2 screws planned" in out and "graded on the mask only" in out  # a label map alone: no CT
+    assert "2 screws planned" in out and "names no CT" in out and "graded on the mask only" in out
     doc = json.loads((bundle / "trajectories.json").read_text())
     assert doc["coordinate_system"] == "LPS" and [s["level"] for s in doc["screws"]] == ["L3", "L3"]
     manifest = json.loads((bundle / "manifest.json").read_text())

@@ -236,7 +236,9 @@ def _bundle_ct(manifest: dict[str, Any], labels, ct_path: str | Path | None):
     if path is None or not path.exists():
         if ct_path is not None:
             raise InputError(ct_path, "not found; give the CT the bundle was made from, or leave --ct out")
-        return None, "the CT named in the manifest is not there: graded on the mask only"
+        if named is None:
+            return None, "the bundle names no CT (give one with --ct): graded on the mask only"
+        return None, f"the CT named in the manifest ({named}) is not there: graded on the mask only"
     ct = read_ct(path)
     if not ct.same_grid(labels):
         if ct_path is not None:

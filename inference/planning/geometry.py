@@ -20,7 +20,8 @@ from scipy import ndimage
 from ..volume import Volume
 
 LOCAL_SPACING_MM = 0.5
-MARGIN_MM = 12.0
+MARGIN_MM = 8.0
+"""Room around the vertebra on its local grid: a shaft point beyond it is graded as 99 mm outside (E)."""
 SLAB_MM = 6.0
 """Half thickness of the mid-vertebra slab in which the canal is found."""
 LEFT, RIGHT = +1, -1

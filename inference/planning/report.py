@@ -63,11 +63,14 @@ CT_CASES = [
      ROOT / "assets/sample/abdomen_vertebrae_totalseg.nii.gz"),
     ("tptbox_lumbar_cutout", ROOT / "tests/data/tptbox_ct_lumbar_cutout/sub-ct_label-22_ct.nii.gz",
      ROOT / "tests/data/tptbox_ct_lumbar_cutout/sub-ct_seg-vert_label-22_msk.nii.gz"),
+    ("chest_ct_dicom_1mm (no reference: graded on SpineNav's own mask)", SHARED / "chest_ct_dicom_1mm" / "dicom",
+     None),
 ]
+"""(name, CT, reference label map or None) planned on SpineNav's own segmentation."""
 
 
 def run_on_own_segmentation() -> dict[str, Any]:
-    """Plan on the pipeline's masks, grade against the reference mask of the same level."""
+    """Plan on the pipeline's masks, grade against the reference mask of the same level (where there is one)."""
     from dataclasses import replace
 
     from .. import registry
@@ -81,17 +84,21 @@ def run_on_own_segmentation() -> dict[str, Any]:
         if not ct_path.exists():
             continue
         ct = read_ct(ct_path)
-        truth = read_label_map(truth_path)
-        truth = truth if truth.same_grid(ct) else onto_grid(truth, ct, path=str(truth_path))
         seg = pipeline.analyze(ct).segmentation
-        screws = plan_labels(seg.labels)
-        graded = []
-        for s in screws:
-            try:
-                model = VertebraModel.build(truth, registry.id_of(s.level))
-            except ValueError:
-                continue  # a level the reference does not have (a naming error shows in docs/localization.md)
-            graded.append(evaluate(model, replace(s, notes=[*s.notes, "graded on the reference mask"])))
+        screws = plan_labels(seg.labels, ct=ct)
+        if truth_path is None:  # no reference: the grades are those against the mask planned on
+            graded = screws
+        else:
+            truth = read_label_map(truth_path)
+            truth = truth if truth.same_grid(ct) else onto_grid(truth, ct, path=str(truth_path))
+            graded = []
+            for s in screws:
+                try:
+                    model = VertebraModel.build(truth, registry.id_of(s.level))
+                except ValueError:
+                    continue  # a level the reference does not have (a naming error shows in docs/localization.md)
+                graded.append(evaluate(model, replace(s, cortex_breach_mm=None,
+                                                      notes=[*s.notes, "graded on the reference mask"])))
         every += graded
         cases[name] = {"summary": summary(graded), "screws": [s.to_json() for s in graded],
                        "planned": len(screws)}
@@ -327,13 +334,16 @@ def markdown(res: dict[str, Any]) -> str:
     lines += ["", "## Planned on SpineNav's segmentation, graded on the reference mask", "",
               f"**{own['n_screws']} screws, {own['overall']['a_or_b'] or 0:.0%} grade A or B** — per grade "
               f"{own['overall']['per_grade']}; {own['overall']['entering_canal']} entering the canal (of the "
-              "reference). Breaches here add the segmentation's error to the proposal's.", "",
-              "| case | level | side | diameter × length (mm) | breach (mm) | grade | canal |",
-              "|---|---|---|---|---|---|---|"]
+              "reference). Breaches here add the segmentation's error to the proposal's. The chest DICOM has no "
+              "reference: its screws are graded on the mask they were planned on (and by HU), which shows the "
+              "proposal's sizes and angles on a 1 mm scan, not its accuracy.", "",
+              "| case | level | side | diameter × length (mm) | medial (°) | breach (mm) | grade | by HU | canal |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, case in own["cases"].items():
         for s in case["screws"]:
             lines.append(f"| {name} | {s['level']} | {s['side']} | {s['diameter_mm']:g} × {s['length_mm']:g} | "
-                         f"{s['breach_mm']} | {s['breach_grade']} | {'yes' if s['enters_canal'] else ''} |")
+                         f"{s['medial_angle_deg']} | {s['breach_mm']} | {s['breach_grade']} | "
+                         f"{s['ct_breach_grade'] or ''} | {'yes' if s['enters_canal'] else ''} |")
     lines += ["", "## Per case", "",
               "| case | screws | A or B | per grade | by HU: A or B | canal | colliding pairs | not planned |",
               "|---|---|---|---|---|---|---|---|"]
