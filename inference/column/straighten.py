@@ -91,10 +91,6 @@ class StraightSpine:
         rel = p - c
         return np.column_stack([s, np.einsum("ij,ij->i", rel, ap), np.einsum("ij,ij->i", rel, lr)])
 
-    def plane_index(self, s: float) -> int:
-        """Index of the plane nearest to arc length ``s`` (clipped to the volume)."""
-        return int(np.clip(np.round((s - self.s_mm[0]) / STEP_MM), 0, len(self.s_mm) - 1))
-
     def _at(self, arr: np.ndarray, s: np.ndarray) -> np.ndarray:
         """Linear interpolation of per-plane rows at arc lengths ``s`` (extrapolated linearly past the ends)."""
         f = (np.asarray(s, float) - self.s_mm[0]) / STEP_MM

@@ -89,7 +89,8 @@ LEVEL_RANGES = (
 """Sizes typical of each region in adult pedicle screw fixation; a proposal stays within its level's range
 (and is thinner still where the isthmus is narrower, shorter where the bone is shorter)."""
 MAX_ENTRY_DEPTH_MM = 16.0
-"""The entry lies at most this far behind the isthmus (further out the line runs along a process)."""
+"""The entry lies at most this far behind the pedicle's posterior end (further out the line runs along a
+process)."""
 ENTRY_SKIP_MM = 2.0
 """The first millimetres of the shaft sit in the entry hole through the cortex; not graded."""
 MIN_BONE_DEPTH_MM = 15.0
