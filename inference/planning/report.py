@@ -26,7 +26,7 @@ from .. import registry
 from ..io import read_ct, read_label_map
 from ..measure import CUT_AREA_MM2
 from .bundle import CUT_MARGIN_MM, plan_labels, plan_labels_with_models, summary
-from .screws import MIN_BONE_DEPTH_MM, TYPICAL_MEDIAL_DEG
+from .screws import MIN_BONE_DEPTH_MM, TYPICAL_MEDIAL_DEG, grade_of
 
 LOG = logging.getLogger("spinenav.planning.report")
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,6 +207,8 @@ def bars(cases: dict[str, Any]) -> dict[str, Any]:
         "not_planned_sides": sum(r["not_planned"] for r in lv.values()),
         "at_typical_medial": sum(abs(x["medial_angle_deg"] - TYPICAL_MEDIAL_DEG[x["level"]]) <= 1.01 for x in sc
                                  if x["level"] in TYPICAL_MEDIAL_DEG),
+        "whole_shaft_grades": {g: sum(grade_of(x["shaft_breach_mm"]) == g for x in sc
+                                      if x.get("shaft_breach_mm") is not None) for g in "ABCDE"},
     }
 
 
@@ -268,6 +270,11 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         "Expected medial angles (" + ", ".join(f"{k} {lo:g}–{hi:g}°" for k, (lo, hi) in MEDIAL_EXPECTED_DEG.items())
         + "): the pedicles' transverse angles of Zindrick et al. (Spine 1987), widened by the scatter between people.",
+        "",
+        "Graded by the rule before 2026-12-07 (the whole shaft from 2 mm after the entry, the entry region "
+        "behind the pedicle included), the same screws are " + ", ".join(
+            f"{n} {g}" for g, n in bar["whole_shaft_grades"].items() if n) + ": most of the B and C there are "
+        "the shaft's side grazing the posterior cortex where it enters obliquely, behind the pedicle.",
         "",
         f"Read with care: the left-right differences are 0 by construction (a level's caudal angle is shared, and "
         f"its medial angle too wherever both pedicles allow one); {bar['at_typical_medial']} of {bar['screws']} "
