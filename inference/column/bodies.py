@@ -151,13 +151,11 @@ def with_end_vertebrae(spine: StraightSpine, along: list[Candidate], scan: list[
     are a second peak of one vertebra, a spinous process or a rib)."""
     if not along:
         return list(scan)
-    s_along = spine.from_lps(np.array([c.center_lps for c in along]))[:, 0]
-    lo, hi = s_along.min(), s_along.max()
     pts = np.array([c.center_lps for c in along])
-    extra = []
-    for c in scan:
-        s = spine.from_lps(c.center_lps[None])[0, 0]
-        if (s < lo or s > hi) and np.linalg.norm(pts - c.center_lps, axis=1).min() >= min_distance_mm:
-            extra.append((s, c))
-    merged = [(float(x), c) for x, c in zip(s_along, along, strict=True)] + extra
+    s_along = spine.from_lps(pts)[:, 0]
+    lo, hi = s_along.min(), s_along.max()
+    s_scan = spine.from_lps(np.array([c.center_lps for c in scan]))[:, 0] if scan else []
+    extra = [(float(s), c) for s, c in zip(s_scan, scan, strict=True)
+             if (s < lo or s > hi) and np.linalg.norm(pts - c.center_lps, axis=1).min() >= min_distance_mm]
+    merged = [(float(s), c) for s, c in zip(s_along, along, strict=True)] + extra
     return [c for _, c in sorted(merged, key=lambda t: -t[0])]

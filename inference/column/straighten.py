@@ -137,8 +137,7 @@ def along_curve(ct: Volume, s: np.ndarray, curve: np.ndarray, *, resample: bool 
     ap = np.cross(tangent, lr)
     ap_mm = np.arange(AP_RANGE_MM[0], AP_RANGE_MM[1] + 1e-9, STEP_MM)
     lr_mm = np.arange(-LR_HALF_MM, LR_HALF_MM + 1e-9, STEP_MM)
-    inv = np.linalg.inv(ct.index_to_lps_matrix)
-    idx = curve @ inv[:3, :3].T + inv[:3, 3]
+    idx = ct.lps_to_index(curve)
     inside = np.all((idx > -0.5) & (idx < np.array(ct.size) - 0.5), axis=1)
     spine = StraightSpine(s, curve, tangent, ap, lr, ap_mm, lr_mm, np.zeros((0, 0, 0), np.float32), inside)
     if resample:
@@ -149,14 +148,13 @@ def along_curve(ct: Volume, s: np.ndarray, curve: np.ndarray, *, resample: bool 
 def sample_planes(volume: Volume, spine: StraightSpine, *, order: int = 1, fill: float = 0.0) -> np.ndarray:
     """``volume`` resampled on the planes of ``spine``: an [s, ap, lr] array (``order`` 1 for a CT, 0 for
     labels; ``fill`` outside the volume)."""
-    inv = np.linalg.inv(volume.index_to_lps_matrix)
     out_dtype = np.float32 if order else volume.array.dtype
     out = np.empty((len(spine.s_mm), len(spine.ap_mm), len(spine.lr_mm)), out_dtype)
     ap_off = spine.ap_mm[:, None, None]
     lr_off = spine.lr_mm[None, :, None]
     for n in range(len(spine.s_mm)):  # plane by plane: bounded memory on long columns
         plane = spine.centre_lps[n][None, None] + ap_off * spine.ap_axis[n] + lr_off * spine.lr_axis[n]
-        ijk = plane.reshape(-1, 3) @ inv[:3, :3].T + inv[:3, 3]
+        ijk = volume.lps_to_index(plane.reshape(-1, 3))
         out[n] = ndi.map_coordinates(volume.array, ijk[:, ::-1].T, order=order, mode="constant", cval=fill,
                                      output=out_dtype).reshape(out.shape[1:])
     return out

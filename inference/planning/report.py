@@ -116,8 +116,9 @@ def run() -> dict[str, Any]:
         every += screws
         cases[name] = {"path": os.path.relpath(path, ROOT), "summary": summary(screws),
                        "screws": [s.to_json() for s in screws], "not_planned": result.not_planned}
-    return {"overall": summary(every), "n_screws": len(every), "cases": cases, "per_level": per_level(cases),
-            "bars": bars(cases), "own": run_on_own_segmentation()}
+    levels = per_level(cases)
+    return {"overall": summary(every), "n_screws": len(every), "cases": cases, "per_level": levels,
+            "bars": bars(cases, levels), "own": run_on_own_segmentation()}
 
 
 MEDIAL_EXPECTED_DEG = {"T1-T3": (10.0, 35.0), "T4-T10": (0.0, 20.0), "T11-T12": (-5.0, 15.0), "L1-L3": (5.0, 25.0),
@@ -129,30 +130,32 @@ means by the scatter between people."""
 
 
 def _group(level: str) -> str | None:
-    for group in MEDIAL_EXPECTED_DEG:
-        first, last = group.split("-")
-        names = [registry.name_of(v) for v in registry.LEVEL_ORDER]
-        if first in names and level in names and names.index(first) <= names.index(level) <= names.index(last):
-            return group
-    return None
+    """The `MEDIAL_EXPECTED_DEG` range ``level`` falls in, None outside T1–L5."""
+    vid = registry.id_of(level)
+    return next((group for group in MEDIAL_EXPECTED_DEG if vid in registry.parse_level_range(group)), None)
+
+
+def _pairs(cases: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
+    """Per level, the left-right differences (caudal, medial angle) of every case's levels with both screws."""
+    pairs: dict[str, list[tuple[float, float]]] = {}
+    for case in cases.values():
+        by_level: dict[str, list[dict]] = {}
+        for sc in case["screws"]:
+            by_level.setdefault(sc["level"], []).append(sc)
+        for level, (a, b) in ((lv, s) for lv, s in by_level.items() if len(s) == 2):
+            pairs.setdefault(level, []).append((abs(a["caudal_angle_deg"] - b["caudal_angle_deg"]),
+                                                abs(a["medial_angle_deg"] - b["medial_angle_deg"])))
+    return pairs
 
 
 def per_level(cases: dict[str, Any]) -> dict[str, Any]:
     """Per level (T1–L5): grades, sizes against the measured isthmus and bone, angles, left-right
     differences of the caudal and medial angles (over levels with both screws)."""
     rows: dict[str, dict[str, Any]] = {}
-    pairs: dict[str, list[tuple[float, float]]] = {}
+    pairs = _pairs(cases)
     for case in cases.values():
-        by_level: dict[str, list[dict]] = {}
         for sc in case["screws"]:
-            by_level.setdefault(sc["level"], []).append(sc)
-        for level, screws in by_level.items():
-            r = rows.setdefault(level, {"screws": [], "not_planned": 0})
-            r["screws"] += screws
-            if len(screws) == 2:
-                pairs.setdefault(level, []).append(
-                    (abs(screws[0]["caudal_angle_deg"] - screws[1]["caudal_angle_deg"]),
-                     abs(screws[0]["medial_angle_deg"] - screws[1]["medial_angle_deg"])))
+            rows.setdefault(sc["level"], {"screws": [], "not_planned": 0})["screws"].append(sc)
         for what in case.get("not_planned", {}):
             rows.setdefault(what.split(" ")[0], {"screws": [], "not_planned": 0})["not_planned"] += 1
     out = {}
@@ -190,12 +193,12 @@ def _in_expected(level: str, medial: float) -> bool:
     return lo <= medial <= hi
 
 
-def bars(cases: dict[str, Any]) -> dict[str, Any]:
-    """The first bar of issue 31 on T1–L5 of the expert masks: grade A ≥ 90 %, A/B 100 %, left-right caudal
-    difference median ≤ 3° and none > 8°, no diameter wider than the isthmus, medial angles expected."""
+def bars(cases: dict[str, Any], lv: dict[str, Any]) -> dict[str, Any]:
+    """The first bar of issue 31 on T1–L5 of the expert masks (``lv``: their `per_level` table): grade A
+    ≥ 90 %, A/B 100 %, left-right caudal difference median ≤ 3° and none > 8°, no diameter wider than the
+    isthmus, medial angles expected."""
     sc = [x for c in cases.values() for x in c["screws"] if _group(x["level"]) is not None]
-    lv = per_level(cases)
-    dc = [v for c in cases.values() for v in _lr_caudal(c["screws"])]
+    dc = [p[0] for level_pairs in _pairs(cases).values() for p in level_pairs]
     return {
         "screws": len(sc),
         "grade_a": round(sum(x["breach_grade"] == "A" for x in sc) / len(sc), 3) if sc else None,
@@ -210,14 +213,6 @@ def bars(cases: dict[str, Any]) -> dict[str, Any]:
         "whole_shaft_grades": {g: sum(grade_of(x["shaft_breach_mm"]) == g for x in sc
                                       if x.get("shaft_breach_mm") is not None) for g in "ABCDE"},
     }
-
-
-def _lr_caudal(screws: list[dict]) -> list[float]:
-    by_level: dict[str, list[dict]] = {}
-    for x in screws:
-        by_level.setdefault(x["level"], []).append(x)
-    return [abs(a["caudal_angle_deg"] - b["caudal_angle_deg"]) for a, b in
-            (v for v in by_level.values() if len(v) == 2)]
 
 
 def markdown(res: dict[str, Any]) -> str:

@@ -1,17 +1,18 @@
 """Pedicle screws: automatic proposal, implant sizes, angles and Gertzbein–Robbins breach grading.
 
 A level's two screws are planned together in the vertebra's own frame (`geometry.vertebra_frame`: the
-superior endplate's normal, the body-to-canal axis, left-right). Each trajectory runs through the centre
-of its pedicle's narrowest section (the isthmus); its medial angle keeps it deepest inside the pedicle
-(`_medial_angles`) and is the same on both sides unless that costs a side clearance to the cortex; its
-caudal angle is 0, parallel to the superior endplate ("straight-forward", the default),
-or the pedicles' mean sagittal angle ("anatomical"), the same for both sides. The entry is where that
+superior endplate's normal, the body-to-canal axis, left-right). Each trajectory runs through the middle
+of its pedicle's isthmus: for each medial angle the line with the largest clearance to the mask over the
+pedicle and the front of the body (`_best_lines`); of the angles that fit about equally well, the one
+running most centred along the pedicle, shared by both sides where both allow it (`_symmetric`). Its
+caudal angle is 0, parallel to the superior endplate ("straight-forward", the default), or the searched
+tilt that fits both pedicles best ("anatomical"), the same for both sides. The entry is where that
 line leaves the posterior cortex; the length is `LENGTH_FRACTION` of the bone along it (entry to the
 anterior cortex) and the diameter the isthmus width less `CORTEX_MARGIN_MM` on each side, both snapped
 down to the hospital's catalogue (`Catalogue`) and bounded by level-typical ranges (`LEVEL_RANGES`).
 The breach of any screw (proposed or moved by the user) is the largest distance of its surface outside
-the vertebra mask, graded A–E; screws entering the canal and screws of one level that touch each other
-are reported.
+the vertebra mask in the pedicle and the body (`evaluate`), graded A–E; screws entering the canal and
+screws of one level that touch each other are reported.
 
 The grade is judged on the mask, so it is as good as the segmentation it comes from. When the CT
 is given, a second breach is measured against bone by HU (`cortex_bone`): the mask's core, plus
@@ -53,7 +54,7 @@ CLEARANCE_TOLERANCE_MM = 0.25
 """Medial angles whose line keeps within this much of the best clearance to the cortex are acceptable; the
 two sides share one where they can (`_symmetric`)."""
 MAX_MEDIAL_DEG = 40.0
-"""Largest medial angle searched (and the largest pedicle axis trusted for the anatomical trajectory)."""
+"""Largest medial angle searched."""
 ANGLE_STEP_DEG = 2.0
 """Medial angles searched (0 to `MAX_MEDIAL_DEG`)."""
 SEARCH_STEP_MM = 0.5
@@ -250,11 +251,12 @@ CATALOGUE = Catalogue()
 
 def level_range(level: str) -> tuple[tuple[float, float], tuple[float, float]] | None:
     """(diameter range, length range) in mm typical of ``level`` (`LEVEL_RANGES`); None outside T1–L6."""
-    pos = {registry.name_of(v): n for n, v in enumerate(registry.LEVEL_ORDER)}
-    if level not in pos:
+    try:
+        vid = registry.id_of(level)
+    except KeyError:
         return None
     for first, last, diameters, lengths in LEVEL_RANGES:
-        if pos[first] <= pos[level] <= pos[last]:
+        if vid in registry.parse_level_range(f"{first}-{last}"):
             return diameters, lengths
     return None
 
@@ -270,7 +272,7 @@ def plan_pair(model: VertebraModel, trajectory: str = "straight-forward",
             model.skipped[SIDE_NAMES[side]] = "no spinal canal found in the mask, so no pedicle either"
         return []
     caudals = (0.0,) if trajectory == "straight-forward" else tuple(np.arange(0.0, MAX_ANATOMICAL_CAUDAL_DEG + 1, 5.0))
-    # per caudal angle and side: the best line at each medial angle (clearance, then bone along it)
+    # per caudal angle and side: the best line at each medial angle; the caudal angle whose lines fit best
     options = {c: {side: _best_lines(model, side, c) for side in (LEFT, RIGHT)} for c in caudals}
     caudal = max(caudals, key=lambda c: sum(max((ln.clearance_mm for ln in lines), default=-np.inf)
                                             for lines in options[c].values()))
@@ -292,22 +294,24 @@ def plan_pair(model: VertebraModel, trajectory: str = "straight-forward",
 
 @dataclass
 class _Line:
-    """A candidate trajectory: through ``point`` (at the canal centre's antero-posterior level) along
-    ``direction``; ``clearance_mm`` its smallest depth inside the mask over the pedicle and the front of the
+    """A candidate trajectory along ``direction`` (through a point at the canal centre's antero-posterior
+    level); ``clearance_mm`` its smallest depth inside the mask over the pedicle and the front of the
     body, ``bone_mm`` the bone along it (entry to the anterior cortex), ``entry`` where it enters the
     posterior cortex."""
 
     medial_deg: float
-    point: np.ndarray
     direction: np.ndarray
     clearance_mm: float
     centred_mm: float
     """Mean depth inside the mask along the pedicle: largest for the line along the pedicle's own axis."""
-    isthmus_mm: float
-    """Twice the clearance: the widest cylinder around the line that stays inside the pedicle (the pedicle's
-    width at its isthmus, across this line), narrower where the body is."""
     entry: np.ndarray
     bone_mm: float
+
+    @property
+    def isthmus_mm(self) -> float:
+        """Twice the clearance: the widest cylinder around the line that stays inside the pedicle (the
+        pedicle's width at its isthmus, across this line), narrower where the body is."""
+        return 2.0 * self.clearance_mm
 
 
 def _best_lines(model: VertebraModel, side: int, caudal_deg: float) -> list[_Line]:
@@ -320,6 +324,7 @@ def _best_lines(model: VertebraModel, side: int, caudal_deg: float) -> list[_Lin
     r = max(f.canal_radius_mm, 4.0)
     half = pedicle_back_mm(f)
     ys = np.arange(-half - BODY_SPAN_MM, half + 1e-9, 1.0)  # frame y of the samples along each line
+    in_pedicle = ys >= -half
     out = []
     for m in np.arange(0.0, MAX_MEDIAL_DEG + 1e-9, ANGLE_STEP_DEG):
         d = _direction(f, side, float(m), caudal_deg)
@@ -327,11 +332,11 @@ def _best_lines(model: VertebraModel, side: int, caudal_deg: float) -> list[_Lin
         # coarse grid of crossing points at the canal centre's level, then a finer one around the best
         x0, z0 = side * np.arange(0.6 * r, r + PEDICLE_REACH_MM + 1e-9, 2 * SEARCH_STEP_MM), \
             np.arange(-PEDICLE_Z_MM, PEDICLE_Z_MM + 1e-9, 2 * SEARCH_STEP_MM)
-        clearance, depth, base = _line_depths(model, d, t, ys >= -half, *np.meshgrid(x0, z0, indexing="ij"))
+        clearance, depth, base = _line_depths(model, d, t, in_pedicle, *np.meshgrid(x0, z0, indexing="ij"))
         k = int(np.argmax(clearance))
         near = np.arange(-2, 3) * SEARCH_STEP_MM / 2
         xk, zk = (base[k] - f.canal_center) @ f.e_x, (base[k] - f.canal_center) @ f.e_z
-        clearance, depth, base = _line_depths(model, d, t, ys >= -half,
+        clearance, depth, base = _line_depths(model, d, t, in_pedicle,
                                               *np.meshgrid(xk + near, zk + near, indexing="ij"))
         k = int(np.argmax(clearance))
         if clearance[k] <= 0.0 or depth[k].min() <= 0.0:
@@ -341,10 +346,8 @@ def _best_lines(model: VertebraModel, side: int, caudal_deg: float) -> list[_Lin
         tip = entry + LENGTH_FRACTION * bone * d
         if side * float((tip - f.canal_center) @ f.e_x) < 0.0:
             continue  # the screw would cross the midline: its partner's side
-        pedicle = depth[k, ys >= -half]
-        # how centred the line runs along the pedicle, and the widest cylinder around it there
-        out.append(_Line(float(m), base[k], d, float(clearance[k]), float(pedicle.mean()), 2.0 * float(clearance[k]),
-                         entry, bone))
+        # how centred the line runs along the pedicle
+        out.append(_Line(float(m), d, float(clearance[k]), float(depth[k, in_pedicle].mean()), entry, bone))
     return out
 
 

@@ -212,6 +212,11 @@ PERTURBATIONS = {
 }
 
 
+def reference_on(case: RealCase, ct: Volume) -> Volume:
+    """The case's reference label map on the grid of ``ct`` (its own CT, or a perturbed copy on that grid)."""
+    return onto_grid(read_label_map(case.truth), ct, path=str(case.truth))
+
+
 FOV_MM = 120.0
 """Side of the square field of view (left-right × antero-posterior) the field-of-view perturbation keeps."""
 CONTRAST_HU = 350.0
@@ -222,7 +227,7 @@ def _fov(ct: Volume, rng, case: RealCase) -> Volume | None:
     """The CT cut to a `FOV_MM` square around the reference vertebrae (mean of their centroids left-right and
     antero-posterior), every slice kept: a small reconstruction field centred on the spine."""
     del rng
-    truth = onto_grid(read_label_map(case.truth), ct)
+    truth = reference_on(case, ct)
     centers = np.array(list(vertebra_centers(truth).values()))
     if len(centers) == 0:
         return None
@@ -303,8 +308,7 @@ def evaluate_case(
 
 def oracle_segmentation(pipeline: Pipeline, case: RealCase, ct: Volume) -> dict[str, Any]:
     """The segmenter alone: fed the reference centers and labels, judged against the reference masks."""
-    truth = read_label_map(case.truth)
-    truth = onto_grid(truth, ct, path=str(case.truth)) if not truth.same_grid(ct) else truth
+    truth = reference_on(case, ct)
     items = sorted(vertebra_centers(truth).items())
     t0 = time.perf_counter()
     seg = segment_vertebrae(pipeline.segmenter, ct, items, pipeline.device, mirror=SHIPPED.segmenter_mirror)
