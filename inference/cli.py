@@ -19,11 +19,33 @@ from pathlib import Path
 from . import __version__
 from .errors import CancelledError, InputError, SpineNavError
 
+PLAIN_STEP = 0.1
+"""Without a terminal, a progress line is printed at each new stage and every this share of the work."""
+
+
+def _plain_progress():
+    """Progress as plain lines on stderr (a log file, `make demo`, a hospital batch): one per new stage and
+    per `PLAIN_STEP` of the work, with the percentage and the elapsed seconds."""
+    import time
+
+    t0 = time.monotonic()
+    last = {"message": None, "fraction": -1.0}
+
+    def progress(fraction: float, message: str) -> None:
+        stage = message.split(" ")[0] if message.startswith("segmented") else message
+        if stage == last["message"] and fraction < last["fraction"] + PLAIN_STEP and fraction < 1.0:
+            return
+        last["message"], last["fraction"] = stage, fraction
+        print(f"[{100 * min(max(fraction, 0.0), 1.0):3.0f}% {time.monotonic() - t0:5.1f} s] {message}",
+              file=sys.stderr, flush=True)
+
+    return progress, lambda: None
+
 
 def _progress_bar():
-    """A tqdm bar on an interactive stderr; silent otherwise (logs, CI)."""
+    """A tqdm bar on an interactive stderr; plain progress lines otherwise (`_plain_progress`)."""
     if not sys.stderr.isatty():
-        return None, lambda: None
+        return _plain_progress()
     from tqdm import tqdm
 
     bar = tqdm(total=1000, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}", leave=False)

@@ -108,17 +108,24 @@ def test_frames_are_orthonormal_with_left_and_posterior_axes():
     assert np.allclose(np.diff(spine.s_mm), 1.0)
 
 
-def test_a_bent_tube_comes_out_straight():
-    """A bright tube of radius 6 mm along the bent centreline lies on the straightened volume's axis in
-    every plane inside the scan."""
-    track = _curved_track()
-    ct = _volume(spacing=(1.0, 1.0, 1.0), shape=(250, 120, 120), origin=(-60.0, -60.0, -5.0))
+def _tube(track: ColumnTrack, shape: tuple[int, int, int]) -> tuple[Volume, np.ndarray, np.ndarray]:
+    """A 1 mm CT of ``shape`` around ``track``: (the empty CT, each voxel's LPS point, its distance from the
+    track in the axial plane)."""
+    ct = _volume(spacing=(1.0, 1.0, 1.0), shape=shape, origin=(-60.0, -60.0, -5.0))
     kk, jj, ii = np.indices(ct.array.shape)
     lps = ct.index_to_lps(np.column_stack([ii.ravel(), jj.ravel(), kk.ravel()])).reshape(*ct.array.shape, 3)
     z = track.points_lps[:, 2]
     cx = np.interp(lps[..., 2], z, track.points_lps[:, 0])
     cy = np.interp(lps[..., 2], z, track.points_lps[:, 1])
-    ct.array[np.hypot(lps[..., 0] - cx, lps[..., 1] - cy) <= 6.0] = 1000
+    return ct, lps, np.hypot(lps[..., 0] - cx, lps[..., 1] - cy)
+
+
+def test_a_bent_tube_comes_out_straight():
+    """A bright tube of radius 6 mm along the bent centreline lies on the straightened volume's axis in
+    every plane inside the scan."""
+    track = _curved_track()
+    ct, _, radius = _tube(track, (250, 120, 120))
+    ct.array[radius <= 6.0] = 1000
     spine = straighten(ct, track)
     planes = np.flatnonzero(spine.inside)[20:-20]
     a0, l0 = np.argmin(np.abs(spine.ap_mm)), np.argmin(np.abs(spine.lr_mm))
@@ -179,3 +186,94 @@ def test_the_run_configuration_names_a_known_detection():
     assert SHIPPED.detection == "column"
     with pytest.raises(ValueError, match="detection"):
         RunConfig(detection="everywhere")
+
+
+# ---- the level sequence on the straightened spine ---------------------------------------------------------
+def _labelled_tube():
+    """A bone tube along a bent centreline, cut into 'vertebrae' 24 mm tall with 6 mm 'discs', labelled
+    L5 (feet) up to T12, and the straightened spine through it."""
+    track = _curved_track(n=100)
+    ct, lps, radius = _tube(track, (200, 120, 120))
+    tube = radius <= 12.0
+    names = ["L5", "L4", "L3", "L2", "L1", "T12"]
+    labels = np.zeros(ct.array.shape, np.uint8)
+    for n, name in enumerate(names):
+        body = tube & (lps[..., 2] >= 5 + 30 * n) & (lps[..., 2] < 29 + 30 * n)
+        labels[body] = registry.id_of(name)
+    ct.array[labels > 0] = 600
+    lab = Volume(labels, ct.spacing, ct.origin, np.eye(3))
+    return ct, lab, straighten(ct, track), names
+
+
+def test_plane_classes_follow_the_labelled_bodies_with_discs_between():
+    from inference.column.sequence import plane_classes, plane_s, straight_hu
+    from inference.label import LEVELS
+
+    ct, lab, spine, names = _labelled_tube()
+    classes = plane_classes(lab, spine)
+    s = plane_s(spine)
+    assert len(classes) == len(s) == len(straight_hu(spine))
+    seen = [registry.name_of(LEVELS[c - 1]) for c in classes if c]
+    assert [n for k, n in enumerate(seen) if k == 0 or n != seen[k - 1]] == names  # feet to head, once each
+    # a plane in the middle of a body has its class; a plane in a disc none
+    body_mid = spine.from_lps(np.array([[0.0, 0.0, 17.0 + 30 * 2]]))[0, 0]  # L3, near the axis
+    disc = spine.from_lps(np.array([[0.0, 0.0, 32.0 + 30 * 2]]))[0, 0]
+    assert registry.name_of(LEVELS[classes[np.argmin(np.abs(s - body_mid))] - 1]) == "L3"
+    assert classes[np.argmin(np.abs(s - disc))] == 0
+
+
+def test_votes_are_read_near_each_point_and_are_uniform_off_the_spine():
+    from inference.column.sequence import N_CLASSES, bone_channel, votes_at
+    from inference.label import LEVELS
+
+    s_planes = np.arange(0.0, 100.0, 2.0)
+    probs = np.zeros((len(s_planes), N_CLASSES))
+    probs[:, 0] = 1.0
+    probs[(s_planes >= 40) & (s_planes <= 60), 0] = 0.2
+    probs[(s_planes >= 40) & (s_planes <= 60), 1 + LEVELS.index(registry.id_of("L2"))] = 0.8
+    v = votes_at(probs, s_planes, np.array([50.0, 300.0]))
+    assert registry.name_of(LEVELS[int(np.argmax(v[0]))]) == "L2" and v[0].max() > 0.99
+    assert np.allclose(v[1], 1.0 / len(LEVELS))  # beyond the straightened spine: no opinion
+    b = bone_channel(np.array([-1000.0, 0.0, 150.0, 400.0, 1500.0]))
+    assert (np.diff(b) >= 0).all() and b[0] < 0.01 and abs(b[2] - 0.5) < 1e-6 and b[-1] > 0.99
+
+
+def test_the_sequence_network_gives_one_class_vector_per_plane():
+    import torch
+
+    from inference.column.sequence import N_CLASSES
+    from inference.models.sequence import LevelSequenceNet
+
+    net = LevelSequenceNet(width=8, feat=16, dilations=(1, 2))
+    out = net(torch.zeros(2, 1, 37, 65, 80))
+    assert out.shape == (2, N_CLASSES + 1, 37)  # the classes, then the centre heat
+    again = LevelSequenceNet.from_architecture(net.architecture())
+    assert again.dilations == (1, 2) and again.context_mm == 6.0
+
+
+def test_sequence_naming_replaces_or_multiplies_the_localizer_votes():
+    """With naming "sequence" a candidate's votes are the network's; with "both" the normalized product."""
+    import torch
+
+    from inference.column.sequence import level_votes
+    from inference.models.sequence import LevelSequenceNet
+
+    ct, _, spine, _ = _labelled_tube()
+    torch.manual_seed(0)
+    net = LevelSequenceNet(width=8, feat=16, dilations=(1, 2)).eval()
+    pts = spine.to_lps(np.array([[60.0, 0.0, 0.0], [120.0, 0.0, 0.0], [spine.s_mm[-1] + 80, 0.0, 0.0]]))
+    v = level_votes(net, ct, spine, pts, torch.device("cpu"))
+    assert v.shape == (3, len(CLASSES) - 1) and np.allclose(v.sum(axis=1), 1.0)
+    assert np.allclose(v[2], v[2][0])  # beyond the spine's end: uniform
+    with pytest.raises(ValueError, match="naming"):
+        RunConfig(naming="oracle")
+
+
+def test_the_centre_heat_peaks_in_the_middle_of_each_vertebra():
+    from inference.column.sequence import GRID_MM, HEAT_SIGMA_MM, centre_heat
+
+    y = np.array([0, 0, 3, 3, 3, 3, 3, 0, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 0])
+    h = centre_heat(y)
+    assert h[4] == 1.0 and h[11] == 1.0 and h[16] == 1.0  # middles of the runs of 3, 4 and 5
+    assert h[0] < np.exp(-0.5 * (4 * GRID_MM / HEAT_SIGMA_MM) ** 2) + 1e-6
+    assert (centre_heat(np.zeros(5, int)) == 0).all()

@@ -544,3 +544,50 @@ def test_the_mirror_pass_averages_the_crop_with_its_mirror():
     # one pass keeps only one side of the center; averaged with its mirror, the sure side wins on both
     assert cols(plain).min() >= ci - 1 or cols(plain).max() <= ci + 1
     assert cols(mirrored).min() < ci - 3 and cols(mirrored).max() > ci + 3
+
+
+class _OneLevelSequence(torch.nn.Module):
+    """A level-sequence network that votes for one level in every plane."""
+
+    def __init__(self, level: str):
+        super().__init__()
+        from inference.label import LEVELS
+
+        self.k = 1 + LEVELS.index(registry.id_of(level))
+
+    def forward(self, x):
+        from inference.column.sequence import N_CLASSES
+
+        logits = torch.zeros(x.shape[0], N_CLASSES + 1, x.shape[2])  # the classes, then the centre heat
+        logits[:, self.k] = 10.0
+        return logits
+
+
+@pytest.mark.parametrize("naming", ["localizer", "sequence", "both"])
+def test_naming_takes_the_votes_of_the_configured_source(monkeypatch, naming):
+    """The candidates found along the column get the localizer's votes, the sequence network's, or their
+    normalized product, as the run configuration's ``naming`` says; the choice is recorded."""
+    from inference.column import straighten
+    from inference.column.track import ColumnTrack
+    from inference.config import SHIPPED
+    from inference.label import LEVELS
+    from inference.localize import Candidate
+
+    ct, centers = spine_ct()
+    pts = np.array([centers[n] for n in SPINE_LEVELS])
+    track = ColumnTrack(np.linspace(pts[-1] - [0, 0, 30], pts[0] + [0, 0, 30], 40), np.ones(40), np.ones(40, bool),
+                        200.0, False)
+    spine = straighten(ct, track, resample=False)
+    loc_votes = np.full(len(LEVELS), 0.1 / (len(LEVELS) - 1))
+    loc_votes[LEVELS.index(registry.id_of("L3"))] = 0.9
+    cands = [Candidate(p, 0.8, loc_votes.copy(), 0.9) for p in pts]
+    monkeypatch.setattr(pipeline_module, "candidates_along_column", lambda *a: (cands, spine))
+    pipe = Pipeline(device="cpu", localizer=LocalizerNet(), sequence=_OneLevelSequence("L2"), segment=False,
+                    config=SHIPPED.replace(naming=naming))
+    out = pipe.candidates(run_localizer(pipe.localizer, ct, pipe.device), ct)
+    top = {registry.name_of(LEVELS[int(np.argmax(c.level_probs))]) for c in out}
+    assert top == {"L3" if naming == "localizer" else "L2"}
+    if naming == "both":  # the product keeps the localizer's preference among the sequence's runners-up
+        p = out[0].level_probs
+        assert abs(p.sum() - 1) < 1e-9 and p[LEVELS.index(registry.id_of("L3"))] > p[LEVELS.index(registry.id_of("L1"))]
+    assert ({m["name"] for m in pipe.models} >= {"sequence"}) == (naming != "localizer")

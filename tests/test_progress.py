@@ -34,3 +34,23 @@ def test_input_error_is_one_line_and_names_path():
     err = InputError("/data/ct", "bad thing\n  on two lines")
     assert str(err) == "/data/ct: bad thing on two lines"
     assert isinstance(err, ValueError) and err.path == "/data/ct"
+
+
+def test_without_a_terminal_progress_is_printed_as_plain_lines(capsys):
+    """A log file or `make demo` gets one line per stage and per tenth of the work, not silence."""
+    from inference.cli import _progress_bar
+
+    progress, close = _progress_bar()  # pytest's stderr is not a terminal
+    progress(0.05, "localizing vertebrae")
+    progress(0.06, "localizing vertebrae")  # same stage, little progress: no line
+    progress(0.4, "following the spinal column")
+    for n in range(1, 9):
+        progress(0.5 + 0.45 * n / 8, f"segmented {n}/8")
+    progress(1.0, "8 vertebrae")
+    close()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("[  5%") and lines[0].endswith("localizing vertebrae")
+    assert sum("localizing" in x for x in lines) == 1
+    assert any("following the spinal column" in x for x in lines)
+    assert 2 <= sum("segmented" in x for x in lines) <= 5
+    assert lines[-1].startswith("[100%") and lines[-1].endswith("8 vertebrae")

@@ -3,17 +3,22 @@ spine along it (`straighten`), and vertebra candidates read along it (`bodies`).
 
 from __future__ import annotations
 
-from ..localize import Candidate, LocalizerOutput
+import numpy as np
+import torch
+
+from ..localize import Candidate, LocalizerOutput, candidate_at
 from ..volume import Volume
-from .bodies import column_candidates, with_end_vertebrae
+from .bodies import body_chain, column_candidates, with_end_vertebrae
+from .sequence import body_centre, plane_probabilities, plane_s, votes_at
 from .straighten import StraightSpine, straighten
 from .track import ColumnTrack, track_column
 
 
 def candidates_along_column(ct: Volume, out: LocalizerOutput, scan: list[Candidate],
-                            min_distance_mm: float) -> list[Candidate] | None:
+                            min_distance_mm: float) -> tuple[list[Candidate], StraightSpine] | None:
     """Vertebra candidates of ``ct`` along its tracked column, head to foot, with the whole-scan candidates
-    ``scan`` beyond the column's ends (`bodies.with_end_vertebrae`); None when no column is found."""
+    ``scan`` beyond the column's ends (`bodies.with_end_vertebrae`), and the straightened spine (frames
+    only, not resampled); None when no column is found."""
     track = track_column(ct)
     if len(track.points_lps) < 2:
         return None
@@ -21,8 +26,38 @@ def candidates_along_column(ct: Volume, out: LocalizerOutput, scan: list[Candida
     along = column_candidates(spine, out)
     if not along:
         return None
-    return with_end_vertebrae(spine, along, scan, min_distance_mm)
+    return with_end_vertebrae(spine, along, scan, min_distance_mm), spine
 
 
-__all__ = ["ColumnTrack", "StraightSpine", "candidates_along_column", "column_candidates", "straighten",
-           "track_column", "with_end_vertebrae"]
+def candidates_from_sequence(ct: Volume, out: LocalizerOutput, scan: list[Candidate], min_distance_mm: float,
+                             net: torch.nn.Module, device: torch.device
+                             ) -> tuple[list[Candidate], StraightSpine] | None:
+    """Vertebra candidates of ``ct`` seen by the level-sequence network ``net`` along the tracked column: the
+    chain (`bodies.body_chain`) of the peaks of its centre heat, head to foot, each at its body's centre
+    (`sequence.body_centre`) with the network's level votes there as ``level_probs`` and the localizer's in
+    ``localizer_probs``; plus the whole-scan candidates ``scan`` beyond the first and last
+    (`bodies.with_end_vertebrae`), and the straightened spine. None when no column is found or the network
+    sees no vertebra on it."""
+    track = track_column(ct)
+    if len(track.points_lps) < 2:
+        return None
+    spine = straighten(ct, track)
+    probs, heat = plane_probabilities(net, ct, spine, device)
+    s = plane_s(spine)
+    peaks = body_chain(s, heat)
+    if not peaks:
+        return None
+    votes = votes_at(probs, s, s[peaks])
+    cands = []
+    for n in np.argsort(-s[peaks]):  # head to foot
+        centre = body_centre(spine, float(s[peaks[n]]))
+        kji = np.round(out.grid.lps_to_index(centre[None])[0][::-1]).astype(int)
+        kji = np.clip(kji, 0, np.array(out.heatmap.shape) - 1)
+        loc = candidate_at(out, kji)
+        cands.append(Candidate(centre, float(heat[peaks[n]]), votes[n], loc.foreground,
+                               localizer_probs=loc.level_probs))
+    return with_end_vertebrae(spine, cands, scan, min_distance_mm), spine
+
+
+__all__ = ["ColumnTrack", "StraightSpine", "candidates_along_column", "candidates_from_sequence", "column_candidates",
+           "straighten", "track_column", "with_end_vertebrae"]

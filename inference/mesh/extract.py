@@ -2,7 +2,8 @@
 
 Pipeline for one mask (all in the crop's axis-aligned millimetre frame, then mapped to LPS):
 
-1. crop to the mask's bounding box and pad one background voxel on every side, so a mask that
+1. crop to the mask's bounding box, fill enclosed cavities (a hollow body would otherwise get a
+   second, inward shell inside the bone) and pad one background voxel on every side, so a mask that
    touches the edge of the image still gives a closed surface (the surface is closed half a
    voxel beyond the last mask voxel);
 2. ``vtkDiscreteFlyingEdges3D`` at the mask label: a watertight, consistently wound triangle
@@ -181,6 +182,9 @@ def mesh_mask(mask: Volume, *, config: MeshConfig | None = None) -> SurfaceMesh:
 def _mesh_box(crop: np.ndarray, box: tuple[slice, ...], grid: Volume, config: MeshConfig) -> SurfaceMesh:
     """Mesh ``crop`` (bool, (K, J, I) sub-block ``box`` of ``grid``'s array)."""
     t0 = time.perf_counter()
+    # an enclosed cavity (a hollow body, a gap inside the mask) would be meshed as a second, inward
+    # shell inside the bone: a robot registering to the surface needs the outer one only
+    crop = ndimage.binary_fill_holes(crop)
     spacing = np.array(grid.spacing)  # (sx, sy, sz) = along (i, j, k)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     n_voxels = int(np.count_nonzero(crop))
@@ -289,8 +293,8 @@ def _consistent(poly: vtkPolyData) -> vtkPolyData:
     normals.SetInputData(poly)
     normals.ConsistencyOn()
     normals.SplittingOff()  # splitting would duplicate vertices along sharp edges and open the surface
-    # Auto-orientation would point every piece's normals away from its own centre, which is wrong
-    # for a cavity inside the bone; the global signed-volume check orients instead.
+    # Auto-orientation is left off: the global signed-volume check orients instead (it also holds for
+    # a surface with a tunnel, which the filled cavities do not remove).
     normals.AutoOrientNormalsOff()
     # With both outputs off the filter skips its work (the consistency pass included).
     normals.ComputePointNormalsOff()
