@@ -13,6 +13,7 @@ from inference.column.bodies import body_chain, column_candidates, with_end_vert
 from inference.column.track import looks_bone_windowed
 from inference.config import SHIPPED, RunConfig
 from inference.io import onto_grid, read_ct, read_label_map
+from inference.label import LEVELS
 from inference.localize import CLASSES, Candidate, LocalizerOutput, find_candidates
 from inference.measure import vertebra_centers
 from inference.preprocess import WorkingGrid
@@ -277,3 +278,47 @@ def test_the_centre_heat_peaks_in_the_middle_of_each_vertebra():
     assert h[4] == 1.0 and h[11] == 1.0 and h[16] == 1.0  # middles of the runs of 3, 4 and 5
     assert h[0] < np.exp(-0.5 * (4 * GRID_MM / HEAT_SIGMA_MM) ** 2) + 1e-6
     assert (centre_heat(np.zeros(5, int)) == 0).all()
+
+
+class _PeakedSequence:
+    """A level-sequence network stand-in: centre heat peaks every 30 mm from plane 20 on, L3 votes everywhere."""
+
+    def __call__(self, x):
+        import torch
+
+        from inference.column.sequence import N_CLASSES
+        from inference.label import LEVELS
+
+        n = x.shape[2]
+        logits = torch.full((x.shape[0], N_CLASSES + 1, n), -10.0)
+        logits[:, 1 + LEVELS.index(registry.id_of("L3"))] = 5.0
+        idx = torch.arange(n, dtype=torch.float32)
+        for p in range(20, n - 5, 15):
+            logits[:, N_CLASSES] = torch.maximum(logits[:, N_CLASSES], 8.0 - 0.5 * ((idx - p) / 2.0) ** 2)
+        return logits
+
+
+def test_sequence_detection_puts_one_candidate_per_heat_peak_at_its_body(monkeypatch):
+    """Each peak of the network's centre heat becomes one candidate, head to foot, on the bone of its body,
+    carrying the network's votes and, apart, the localizer's."""
+    import torch
+
+    import inference.column as column
+    from inference.column.sequence import plane_s
+
+    ct, _, spine, _ = _labelled_tube()
+    monkeypatch.setattr(column, "track_column", lambda _: _curved_track(n=100))  # the tube has no canal to track
+    grid = WorkingGrid(origin=(-60.0, -60.0, -5.0), spacing=4.0, size=(30, 30, 50))
+    probs = np.zeros((len(CLASSES), 50, 30, 30), np.float32)
+    probs[0] = 1.0
+    out = LocalizerOutput(grid, np.zeros((50, 30, 30), np.float32), probs, np.zeros(3))
+    cands, _ = column.candidates_from_sequence(ct, out, [], 14.0, _PeakedSequence(), torch.device("cpu"))
+    s = plane_s(spine)
+    want = sorted((s[p] for p in range(20, len(s) - 5, 15)), reverse=True)
+    got = spine.from_lps(np.array([c.center_lps for c in cands]))
+    assert len(cands) == len(want)
+    assert np.abs(got[:, 0] - want).max() < 2.5  # arc lengths of the peaks, head to foot
+    assert np.abs(got[:, 2]).max() < 3.0  # on the tube's axis left-right
+    assert all(registry.name_of(LEVELS[int(np.argmax(c.level_probs))]) == "L3" for c in cands)
+    assert all(c.localizer_probs is not None and len(c.localizer_probs) == len(CLASSES) - 1 for c in cands)
+
