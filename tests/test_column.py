@@ -298,9 +298,10 @@ class _PeakedSequence:
         return logits
 
 
-def test_sequence_detection_puts_one_candidate_per_heat_peak_at_its_body(monkeypatch):
-    """Each peak of the network's centre heat becomes one candidate, head to foot, on the bone of its body,
-    carrying the network's votes and, apart, the localizer's."""
+def test_sequence_detection_puts_one_candidate_per_heat_peak(monkeypatch):
+    """Each peak of the network's centre heat becomes one candidate, head to foot, on the column (8 mm behind
+    the centreline where the localizer's heatmap is flat, as here), carrying the network's votes and, apart,
+    the localizer's."""
     import torch
 
     import inference.column as column

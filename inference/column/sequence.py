@@ -145,23 +145,3 @@ def level_votes(net: torch.nn.Module, ct: Volume, spine: StraightSpine, centers_
     probs, _ = plane_probabilities(net, ct, spine, device)
     s = spine.from_lps(np.asarray(centers_lps, float).reshape(-1, 3))[:, 0]
     return votes_at(probs, plane_s(spine), s)
-
-
-BODY_AP_MM, BODY_LR_MM, BODY_HALF_MM = (-45.0, 5.0), 20.0, 4.0
-"""Where a vertebral body lies around the tracked centreline (which runs through the back of the bodies), and
-the planes either side of a vertebra's middle whose bone gives its centre (`body_centre`)."""
-
-
-def body_centre(spine: StraightSpine, s_mid: float) -> np.ndarray:
-    """LPS centre of the vertebral body at arc length ``s_mid``: the centroid of bone (`bone_channel` > 0.5)
-    in front of the centreline within `BODY_AP_MM` × ±`BODY_LR_MM` over the planes within `BODY_HALF_MM`;
-    10 mm in front of the centreline where no bone is there."""
-    near = np.flatnonzero(np.abs(spine.s_mm - s_mid) <= BODY_HALF_MM)
-    a = (spine.ap_mm >= BODY_AP_MM[0]) & (spine.ap_mm <= BODY_AP_MM[1])
-    b = np.abs(spine.lr_mm) <= BODY_LR_MM
-    if near.size and spine.hu.size:
-        bone = bone_channel(spine.hu[near][:, a][:, :, b]) > 0.5
-        if bone.sum() >= 20:
-            _, aa, bb = np.nonzero(bone)
-            return spine.to_lps(np.array([[s_mid, spine.ap_mm[a][aa].mean(), spine.lr_mm[b][bb].mean()]]))[0]
-    return spine.to_lps(np.array([[s_mid, -10.0, 0.0]]))[0]
