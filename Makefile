@@ -16,7 +16,7 @@ APT_PACKAGES := xvfb xauth libgl1 libegl1 libglx-mesa0 libgl1-mesa-dri libglu1-m
 
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test lint venv system-deps benchmark installer clean
+.PHONY: demo test lint venv system-deps benchmark installer docs clean
 
 venv: $(STAMP)
 
@@ -66,6 +66,19 @@ installer: venv
 
 benchmark: venv
 	if command -v xvfb-run >/dev/null; then xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python benchmarks/run_all.py; else $(BIN)/python benchmarks/run_all.py; fi
+
+# Every figure and table in docs/ from the current code and shipped models (about an hour on 2 CPU cores;
+# the figures of shared/data/real cases are skipped where ../shared is absent). docs/figures.md lists them.
+XVFB = xvfb-run -a -s "-screen 0 1600x1000x24"
+docs: venv
+	$(BIN)/python -m inference.train.validate_real
+	$(BIN)/python -m inference.planning.report
+	$(BIN)/python -m inference.synth.layout_report
+	for f in column_figure straightened_figure sequence_figure localization_figures rib_figure lesion_figure \
+	         planning_slices synth_gallery domain_gallery; do $(BIN)/python docs/make_$$f.py || exit 1; done
+	for f in bundle_figure segmentation_figures planning_figure gui_planning_screenshot; do \
+	    $(XVFB) $(BIN)/python docs/make_$$f.py || exit 1; done
+	$(XVFB) $(BIN)/spinenav-gui assets/sample/abdomen_ct_3mm.nii.gz --screenshot docs/gui_analysis.png
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build dist
