@@ -48,6 +48,10 @@ MIN_EVIDENCE = 0.05
 """A path slice counts as on the column when its evidence reaches this."""
 CANAL_GAP_MM = 20.0
 """Slices without a canal (discs, foramina) bridged inside a run."""
+MAX_LATERAL_SLOPE, SLOPE_WINDOW_MM = 1.0, 30.0
+"""Where the path moves sideways by more than this many mm per mm along the body axis, measured over this
+window, it is not on the column (real column tracks: at most 0.67, at the sacrum; a track sweeping
+into the hip on a bone-window export: 1.4)."""
 RAY_REACH_MM, RAY_COUNT, RAY_HITS = 30.0, 16, 12
 """A pixel counts as inside a body when this many of `RAY_COUNT` in-plane rays meet bone within the reach:
 fills hollow, osteoporotic or broken-cortex bodies whose ring of bone is not closed."""
@@ -124,6 +128,8 @@ def track_column(ct: Volume) -> ColumnTrack:
     ev = evidence[kk, path[:, 0], path[:, 1]]
     cn = canal[kk, path[:, 0], path[:, 1]]
     run = _longest_run(ev >= MIN_EVIDENCE, cn)
+    if run is not None:
+        run = _without_sideways(path, run, cn)
     notes = [] if not windowed else ["bone-window export: bone threshold lowered to 100 HU"]
     if run is None:
         return ColumnTrack(np.zeros((0, 3)), np.zeros(0), np.zeros(0, bool), thr, windowed, notes)
@@ -218,6 +224,24 @@ def _best_path(evidence: np.ndarray) -> np.ndarray:
         dj, di = moves[int(back[z, path[z, 0], path[z, 1]])]
         path[z - 1] = (path[z, 0] - dj, path[z, 1] - di)
     return path
+
+
+def _without_sideways(path: np.ndarray, run: tuple[int, int], canal: np.ndarray) -> tuple[int, int]:
+    """``run`` [a, b) of ``path``, cut where the path moves left or right faster than `MAX_LATERAL_SLOPE` over
+    `SLOPE_WINDOW_MM` (leaving the column, below the sacrum into a hip on a bone-window export, rather than
+    following a scoliosis): the longest piece that sees a canal."""
+    a, b = run
+    w = max(1, int(round(SLOPE_WINDOW_MM / GRID_MM)))
+    x = path[a:b, 1].astype(float)
+    if len(x) <= w:
+        return run
+    steep = np.flatnonzero(np.abs(x[w:] - x[:-w]) > MAX_LATERAL_SLOPE * w) + w // 2  # window centres
+    if steep.size == 0:
+        return run
+    cuts = [0, *steep.tolist(), len(x)]
+    pieces = [(a + lo, a + hi) for lo, hi in zip(cuts, cuts[1:], strict=False) if hi - lo > 1]
+    seen = [p for p in pieces if canal[p[0]:p[1]].sum() >= 3] or pieces
+    return max(seen, key=lambda p: p[1] - p[0])
 
 
 def _longest_run(on: np.ndarray, canal: np.ndarray) -> tuple[int, int] | None:
