@@ -6,6 +6,7 @@ VerSe numbering: 1–7 = C1–C7, 8–19 = T1–T12, 20–24 = L1–L5, 25 = L6,
 
 from __future__ import annotations
 
+import colorsys
 import re
 from dataclasses import dataclass
 
@@ -19,12 +20,12 @@ class Vertebra:
     order: int  # cranio-caudal position: C1 = 0, ..., T12, T13, L1, ..., L5, L6, sacrum
 
 
-_REGION_RGB = {
-    "cervical": ((255, 214, 102), (230, 150, 40)),
-    "thoracic": ((120, 200, 255), (40, 90, 220)),
-    "lumbar": ((150, 230, 140), (40, 150, 70)),
-    "sacral": ((230, 150, 220), (230, 150, 220)),
-}
+LEVEL_HUES = (0.0, 0.58, 0.13, 0.80, 0.33, 0.07, 0.50)
+"""Hues (0–1) given to the levels in turn, cranio-caudal: neighbours always differ in hue (red, azure, yellow,
+violet, green, orange, cyan), and one hue comes back only seven levels further on."""
+_REGION_SV = {"cervical": (0.45, 1.0), "thoracic": (0.65, 0.95), "lumbar": (0.85, 0.85), "sacral": (0.85, 0.85)}
+"""(saturation, value) per region: the region reads from how deep the colours are (cervical pale, lumbar
+deep); the name beside each vertebra says the rest."""
 
 
 def _build() -> tuple[Vertebra, ...]:
@@ -34,19 +35,13 @@ def _build() -> tuple[Vertebra, ...]:
     names += [(28, "T13", "thoracic")]
     names += [(19 + i, f"L{i}", "lumbar") for i in range(1, 6)]
     names += [(25, "L6", "lumbar"), (26, "S1", "sacral")]
-    region_members: dict[str, list[str]] = {}
-    for _, name, region in names:
-        region_members.setdefault(region, []).append(name)
     out = []
     for order, (vid, name, region) in enumerate(names):
-        members = region_members[region]
-        t = members.index(name) / max(len(members) - 1, 1)
-        a, b = _REGION_RGB[region]
-        base = [a[c] + (b[c] - a[c]) * t for c in range(3)]
-        # neighbours must stand apart on screen: every other level is drawn darker
-        shade = 1.0 if order % 2 == 0 else 0.62
-        color = tuple(int(round(v * shade)) for v in base)
-        out.append(Vertebra(vid, name, region, color, order))
+        sat, val = _REGION_SV[region]
+        turn, k = divmod(order, len(LEVEL_HUES))
+        val *= 1.0 - 0.15 * (turn % 2)  # a hue that comes back is a little darker: no two levels alike
+        rgb = colorsys.hsv_to_rgb(LEVEL_HUES[k], sat, val)
+        out.append(Vertebra(vid, name, region, tuple(int(round(255 * c)) for c in rgb), order))
     return tuple(out)
 
 

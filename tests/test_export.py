@@ -372,6 +372,13 @@ def test_dicom_seg_on_oblique_synthetic_series(tmp_path):
     assert seg.SegmentSequence[0].SegmentLabel == "L3"
     assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == "36470004"  # SCT L3 vertebra
     assert seg.SegmentationType == "BINARY"
+    # the viewer's colour is the level's colour in the app and the figures (CIE Lab, 0-65535 scaled)
+    from skimage.color import lab2rgb
+
+    lab16 = np.array(seg.SegmentSequence[0].RecommendedDisplayCIELabValue, float)
+    lab = [lab16[0] / 65535 * 100, lab16[1] / 65535 * 255 - 128, lab16[2] / 65535 * 255 - 128]
+    rgb = lab2rgb(np.array(lab).reshape(1, 1, 3))[0, 0] * 255
+    assert np.abs(rgb - registry.by_id(22).color).max() < 3
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == spec.series_uid
     pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=series.sop_uids, combine_segments=True)
     assert np.array_equal(pixels > 0, arr > 0)

@@ -51,3 +51,13 @@ def test_level_range_and_sorting():
     assert [registry.name_of(i) for i in registry.sort_ids([26, 20, 28, 19, 1])] == ["C1", "T12", "T13", "L1", "S1"]
     with pytest.raises(KeyError):
         registry.id_of("Q7")
+
+
+def test_neighbouring_levels_differ_in_hue():
+    """Neighbours on the slices and in 3D must be told apart at a glance: their hues are far apart."""
+    import colorsys
+
+    hues = [colorsys.rgb_to_hsv(*(c / 255 for c in v.color))[0] for v in registry.VERTEBRAE]
+    for a, b in zip(hues, hues[1:], strict=False):
+        d = abs(a - b)
+        assert min(d, 1 - d) >= 0.15

@@ -116,6 +116,7 @@ def write_dicom_seg(
             algorithm_identification=algorithm,
             tracking_uid=_uid("segment", sources[0].SeriesInstanceUID, registry.name_of(vid), label_digest),
             tracking_id=f"vertebra {registry.name_of(vid)}",
+            display_color=hd.color.CIELabColor(*_lab(registry.by_id(vid).color)),
         )
         for number, vid in enumerate(present, start=1)
     ]
@@ -228,3 +229,12 @@ def _freeze(seg, date: str, dimension_uid: str) -> None:
             element.value = dimension_uid
 
     seg.walk(fix)
+
+
+def _lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    """CIE L*a*b* of an sRGB colour (0-255): the segment's recommended display colour, so a DICOM viewer shows
+    each level in the colour the app and the figures use (`registry.Vertebra.color`)."""
+    from skimage.color import rgb2lab
+
+    lab = rgb2lab(np.asarray(rgb, float).reshape(1, 1, 3) / 255.0)[0, 0]
+    return float(np.clip(lab[0], 0, 100)), float(np.clip(lab[1], -128, 127)), float(np.clip(lab[2], -128, 127))
