@@ -227,9 +227,9 @@ def export_sequence(ckpt: Path, out: Path, metrics: dict | None, notes: str, poo
         "architecture": state["architecture"] | {
             "input": f"1 channel: the bone map (sigmoid of (HU - {cs.BONE_HU:g}) / {cs.BONE_WIDTH_HU:g}) of the "
             f"straightened spine (inference.column.straighten) at {cs.GRID_MM:g} mm, [s, ap, lr]",
-            "output": f"{cs.N_CLASSES + 1} channels per plane: {cs.N_CLASSES} class logits (no vertebra, then the levels "
-            f"C1 ... S1 incl. T13, L6), then the logit of the centre heat (a Gaussian of sigma {cs.HEAT_SIGMA_MM:g} mm "
-            "around each vertebra's middle plane)",
+            "output": f"{cs.N_CLASSES + 1} channels per plane: {cs.N_CLASSES} class logits (no vertebra, then the "
+            "levels C1 ... S1 incl. T13, L6), then the logit of the centre heat (a Gaussian of sigma "
+            f"{cs.HEAT_SIGMA_MM:g} mm around each vertebra's middle plane)",
         },
         "training": {
             "code": "inference/train/pool.py (--spacing 2.0), inference/train/train_sequence.py (prepare, train)",
@@ -238,8 +238,8 @@ def export_sequence(ckpt: Path, out: Path, metrics: dict | None, notes: str, poo
             "synth_config": "inference.train.pool.POOL_CONFIG",
             "targets": f"each plane's level: the label covering >= {cs.CORE_SHARE:g} of the body core around the "
             "tracked centreline, else no vertebra",
-            "loss": f"cross-entropy per plane (label smoothing 0.05) + {tq.HEAT_WEIGHT:g} x binary cross-entropy of the "
-            "centre heat",
+            "loss": f"cross-entropy per plane (label smoothing 0.05) + {tq.HEAT_WEIGHT:g} x binary cross-entropy of "
+            "the centre heat",
             "augmentation": f"stretches of {tq.CROP_MM[0]:g}-{tq.CROP_MM[1]:g} mm, left-right mirror, fields of view "
             f"cut from a side or from behind (p 0.3), bone-map centre {tq.BONE_CENTRE_HU[0]:g}-{tq.BONE_CENTRE_HU[1]:g}"
             f" HU and width {tq.BONE_WIDTH_HU[0]:g}-{tq.BONE_WIDTH_HU[1]:g} HU, gamma, noise",
