@@ -20,9 +20,10 @@ class Vertebra:
     order: int  # cranio-caudal position: C1 = 0, ..., T12, T13, L1, ..., L5, L6, sacrum
 
 
-LEVEL_HUES = (0.0, 0.58, 0.13, 0.80, 0.33, 0.07, 0.50)
-"""Hues (0–1) given to the levels in turn, cranio-caudal: neighbours always differ in hue (red, azure, yellow,
-violet, green, orange, cyan), and one hue comes back only seven levels further on."""
+LEVEL_HUES = (0.58, 0.17, 0.75, 0.35, 0.11, 0.50, 0.25)
+"""Hues (0–1) given to the levels in turn, cranio-caudal: neighbours always differ in hue (azure, yellow, violet,
+green, orange, cyan, lime), and one hue comes back only seven levels further on. No red: red is the lesion
+overlay's."""
 _REGION_SV = {"cervical": (0.45, 1.0), "thoracic": (0.65, 0.95), "lumbar": (0.85, 0.85), "sacral": (0.85, 0.85)}
 """(saturation, value) per region: the region reads from how deep the colours are (cervical pale, lumbar
 deep); the name beside each vertebra says the rest."""

@@ -911,7 +911,9 @@ def test_lesion_suspicion_shows_in_the_table_and_as_a_3d_overlay(qtbot, make_win
     _analyze(qtbot, window)
     model = window.vertebra_table.model
     assert not window.vertebra_table.view.isColumnHidden(model.LESION)
-    assert [model.index(r, model.LESION).data() for r in range(model.rowCount())] == ["0.90 blastic"] * 3
+    assert [model.index(r, model.LESION).data() for r in range(model.rowCount())] == ["review: blastic?"] * 3
+    tip = model.index(0, model.LESION).data(Qt.ItemDataRole.ToolTipRole)
+    assert "score 0.90" in tip and "synthetic CT only" in tip and "not a diagnosis" in tip
     assert "lesion? (blastic)" in model.index(0, model.QA).data()
     view = window.view3d
     assert window.lesions_action.isEnabled() and not view.lesion_actor.GetVisibility()
@@ -1094,3 +1096,22 @@ def test_preloading_never_stops_the_app(monkeypatch, caplog):
 
 def test_the_app_leaves_one_core_to_the_window():
     assert [analysis_module.gui_threads(n) for n in (1, 2, 8)] == [1, 1, 7]
+
+
+def test_an_analysis_that_finds_nothing_says_so_and_what_to_do(qtbot, make_window, dialogs, tmp_path, spine):
+    """A scan without bright bodies: the table and the 3D view say the analysis finished and found nothing,
+    with the analysis' own reason, instead of still asking to press Analyze."""
+    _, ct, centers = spine
+    flat = ct.with_array(np.where(ct.array > 300, -50, ct.array).astype(np.int16))  # the bodies painted over
+    flat.array[:, :4] = -1000  # some air, as a real scan has
+    path = tmp_path / "flat.nii.gz"
+    sitk.WriteImage(flat.to_sitk(), str(path))
+    window = make_window(pipeline_factory=_FakeFactory(ct, centers))
+    _load(qtbot, window, path)
+    assert window.analyze()
+    qtbot.waitUntil(lambda: not window.is_busy() and window.session.analysis is not None or bool(dialogs),
+                    timeout=LOAD_TIMEOUT_MS)
+    assert not dialogs, dialogs
+    assert window.vertebra_table.model.rowCount() == 0
+    for text in (window.vertebra_table.message.text(), window.view3d.message.text()):
+        assert text.startswith("Analysis finished: No vertebra found") and "press Analyze" not in text

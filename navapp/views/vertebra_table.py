@@ -27,7 +27,7 @@ from inference import registry
 from inference.models.lesion import NOT_SCORED
 
 from ..state.session import SOURCE_ANALYSIS, SOURCE_LABELS, Session, VertebraInfo
-from .view3d import NO_CT_TEXT, NO_LABELS_TEXT
+from .view3d import NO_CT_TEXT, NO_LABELS_TEXT, nothing_found_text
 
 QA_TEXT = {
     "label_uncertain": "uncertain label",
@@ -46,7 +46,11 @@ QA_TEXT = {
 """How the analysis' QA flags read in the table (unknown flags are shown as they are)."""
 
 _DOUBT = QColor(255, 196, 0, 110)  # background of an uncertain label
-_LESION = QColor(230, 60, 60, 90)  # background of a lesion score at or above the flag threshold
+_LESION = QColor(255, 150, 0, 90)  # background of a flagged lesion suspicion: amber, "look here", not red
+LESION_EVIDENCE = ("a suspicion to review, not a diagnosis: the classifier learned from synthetic CT only; its "
+                   "flag threshold (0.5) was set for 5 % false alarms on synthetic vertebrae, and it has not been "
+                   "validated on real lesions")
+"""What a lesion score is worth, shown with every score (tooltip)."""
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -99,7 +103,7 @@ class VertebraTableModel(QAbstractTableModel):
             if col == self.LESION:
                 if v.lesion_score is None:
                     return "—"
-                return f"{v.lesion_score:.2f} {v.lesion_type}" if v.lesion_type else f"{v.lesion_score:.2f}"
+                return f"review: {v.lesion_type}?" if v.lesion_type else "no flag"
             if col == self.QA:
                 return ", ".join(QA_TEXT.get(f, f) for f in v.qa_flags)
             if col == self.VOLUME:
@@ -124,8 +128,8 @@ class VertebraTableModel(QAbstractTableModel):
         if v.confidence is not None:
             lines.append(f"probability of this label: {100.0 * v.confidence:.1f} %")
         if v.lesion_score is not None:
-            lines.append(f"lesion suspicion {v.lesion_score:.2f}" + (f" ({v.lesion_type})" if v.lesion_type else "")
-                         + ": flags a region to review, not a diagnosis")
+            lines.append(f"lesion suspicion score {v.lesion_score:.2f}" + (f" ({v.lesion_type})" if v.lesion_type else "")
+                         + f" (flagged at 0.5): {LESION_EVIDENCE}")
         elif v.name in NOT_SCORED:
             lines.append("lesion suspicion: not assessed at C1, C2 and the sacrum (the classifier never learned them)")
         if v.rib_ml is not None:
@@ -224,5 +228,6 @@ class VertebraTable(QStackedWidget):
         if self.model.rowCount() > 0:
             self.setCurrentWidget(self.view)
         else:
-            self.message.setText(NO_CT_TEXT if self.session.ct is None else NO_LABELS_TEXT)
+            self.message.setText(NO_CT_TEXT if self.session.ct is None else NO_LABELS_TEXT
+                                 if self.session.analysis is None else nothing_found_text(self.session))
             self.setCurrentWidget(self.message)

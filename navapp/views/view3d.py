@@ -28,6 +28,14 @@ from .screw_panel import GRADE_COLOURS
 
 LOG = logging.getLogger("spinenav.gui")
 
+def nothing_found_text(session) -> str:
+    """What the app says when an analysis found no vertebra: the analysis' own reason and what to do."""
+    notes = [] if session.analysis is None else [q for q in session.analysis.qa if q.startswith("no vertebra found")]
+    why = notes[0] if notes else "no vertebra found"
+    return (f"Analysis finished: {why[0].upper()}{why[1:].rstrip('.')} — check that the series shows the spine, "
+            "or open a label map")
+
+
 NO_LABELS_TEXT = (
     "No vertebrae yet — press Analyze to find and name them, or open a label map (File → Open labels…)"
 )
@@ -463,7 +471,8 @@ class View3D(QWidget):
         if self.session.ct is None:
             text = NO_CT_TEXT
         elif not self.session.vertebrae:
-            text = NO_LABELS_TEXT if self.session.vertebra_source is None else "No vertebra found"
+            text = NO_LABELS_TEXT if self.session.vertebra_source is None else (
+                nothing_found_text(self.session) if self.session.analysis is not None else "No vertebra in the labels")
         else:
             text = ""
         self.message.setText(text)
