@@ -128,8 +128,8 @@ class VertebraTableModel(QAbstractTableModel):
         if v.confidence is not None:
             lines.append(f"probability of this label: {100.0 * v.confidence:.1f} %")
         if v.lesion_score is not None:
-            lines.append(f"lesion suspicion score {v.lesion_score:.2f}" + (f" ({v.lesion_type})" if v.lesion_type else "")
-                         + f" (flagged at 0.5): {LESION_EVIDENCE}")
+            kind = f" ({v.lesion_type})" if v.lesion_type else ""
+            lines.append(f"lesion suspicion score {v.lesion_score:.2f}{kind} (flagged at 0.5): {LESION_EVIDENCE}")
         elif v.name in NOT_SCORED:
             lines.append("lesion suspicion: not assessed at C1, C2 and the sacrum (the classifier never learned them)")
         if v.rib_ml is not None:
