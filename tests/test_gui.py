@@ -1115,3 +1115,14 @@ def test_an_analysis_that_finds_nothing_says_so_and_what_to_do(qtbot, make_windo
     assert window.vertebra_table.model.rowCount() == 0
     for text in (window.vertebra_table.message.text(), window.view3d.message.text()):
         assert text.startswith("Analysis finished: No vertebra found") and "press Analyze" not in text
+
+
+def test_vertebra_names_in_3d_keep_apart():
+    """A partial vertebra's center a few mm from its neighbour's: their names are moved apart head to foot."""
+    from navapp.views.view3d import NAME_GAP_MM, name_positions
+
+    centers = np.array([[0.0, 0.0, 425.0], [4.0, -30.0, 414.0], [5.0, -10.0, 383.0]])  # T11 (cut), T12, L1
+    pos = name_positions(centers)
+    z = pos[:, 2]
+    assert z[0] == 425.0 and z[0] - z[1] >= NAME_GAP_MM and z[1] - z[2] >= NAME_GAP_MM - 1e-9
+    assert np.allclose(pos[:, :2], centers[:, :2] + name_positions(np.zeros((1, 3)))[0, :2])

@@ -84,7 +84,7 @@ class View3D(QWidget):
         # auto_update=False: we render when the scene changes instead of on a timer
         self.plotter = QtInteractor(self, auto_update=False)
         self.plotter.set_background(_BACKGROUND)
-        self.plotter.add_orientation_widget(_orientation_cube(), viewport=(0.0, 0.0, 0.16, 0.22))
+        self.plotter.add_orientation_widget(_orientation_cube(), viewport=(0.0, 0.0, 0.2, 0.3))
         layout.addWidget(self.plotter, 1)
         # the message floats over the top of the scene instead of taking layout space: showing or
         # hiding it must not resize the render window (each resize is one more full render)
@@ -165,10 +165,10 @@ class View3D(QWidget):
             return
         centre = (np.asarray(lo) + np.asarray(hi)) / 2.0
         # from anterior (−P), a little toward patient Left (+L) and above (+S): the spine's front and side
-        view_dir = np.array([0.55, -1.0, 0.25])
+        view_dir = np.array([0.55, -1.0, 0.45])
         plotter.camera_position = [tuple(centre + 500.0 * view_dir), tuple(centre), (0.0, 0.0, 1.0)]
         plotter.renderer.reset_camera(render=False, bounds=(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]))
-        plotter.camera.zoom(0.9)  # a margin around the spine
+        plotter.camera.zoom(1.1)  # the fit is to the bounding sphere: a tall, thin spine can come closer
         self.render_scene()
 
     def render_scene(self) -> None:
@@ -402,7 +402,7 @@ class View3D(QWidget):
                 self._marker_actors[v.id] = marker
         if vertebrae:
             self.plotter.add_point_labels(
-                np.array([v.center_lps for v in vertebrae]) + _NAME_OFFSET_MM,
+                name_positions(np.array([v.center_lps for v in vertebrae])),
                 [v.name for v in vertebrae],
                 font_size=14,
                 text_color="white",
@@ -484,6 +484,21 @@ class View3D(QWidget):
 def _marker_sphere() -> pv.PolyData:
     """The center marker at the origin (one polydata shared by every marker actor)."""
     return pv.Sphere(radius=MARKER_RADIUS_MM, center=(0.0, 0.0, 0.0)).compute_normals()
+
+
+NAME_GAP_MM = 14.0
+"""Least head-to-foot distance between two names in the 3D view (a partial vertebra's center can lie a few
+mm from its neighbour's)."""
+
+
+def name_positions(centers_lps: np.ndarray) -> np.ndarray:
+    """Where the vertebra names go in 3D: beside each center (`_NAME_OFFSET_MM`), moved apart head to foot so
+    that no two are closer than `NAME_GAP_MM` (the lower of two names moves down)."""
+    pos = np.asarray(centers_lps, float).reshape(-1, 3) + _NAME_OFFSET_MM
+    order = np.argsort(-pos[:, 2])  # head first
+    for a, b in zip(order, order[1:], strict=False):
+        pos[b, 2] = min(pos[b, 2], pos[a, 2] - NAME_GAP_MM)
+    return pos
 
 
 def _orientation_cube() -> Any:
