@@ -500,8 +500,8 @@ def markdown(results: dict[str, Any]) -> str:
         "peaks fall below the whole-scan threshold (2 of 18 found that way) but stay on the column, where the "
         "column detection still finds them (8 of 18; the sample's S1, which was placed in the pelvis below "
         "the sacrum while the column track ran on into the right hip, is not found since the track is cut "
-        "where it turns sideways, 2026-12-07). Since 2026-11-22 an analysis of a scan with nothing darker than -200 HU carries a "
-        "case-level warning that says so (`inference.qa.intensity_notes`).",
+        "where it turns sideways, 2026-12-07). Since 2026-11-22 an analysis of a scan with nothing darker than "
+        "-200 HU carries a case-level warning that says so (`inference.qa.intensity_notes`).",
         "",
         "## Per case and level (unperturbed)",
         "",
