@@ -21,17 +21,21 @@ from .errors import CancelledError, InputError, SpineNavError
 
 PLAIN_STEP = 0.1
 """Without a terminal, a progress line is printed at each new stage and every this share of the work."""
+PLAIN_AFTER_S = 2.0
+"""… once the command has run this long: a quick one (or a quick refusal, one error line) prints none."""
 
 
-def _plain_progress():
+def _plain_progress(after_s: float = PLAIN_AFTER_S):
     """Progress as plain lines on stderr (a log file, `make demo`, a hospital batch): one per new stage and
-    per `PLAIN_STEP` of the work, with the percentage and the elapsed seconds."""
+    per `PLAIN_STEP` of the work, with the percentage and the elapsed seconds, from ``after_s`` on."""
     import time
 
     t0 = time.monotonic()
     last = {"message": None, "fraction": -1.0}
 
     def progress(fraction: float, message: str) -> None:
+        if time.monotonic() - t0 < after_s:
+            return
         stage = message.split(" ")[0] if message.startswith("segmented") else message
         if stage == last["message"] and fraction < last["fraction"] + PLAIN_STEP and fraction < 1.0:
             return
@@ -42,10 +46,11 @@ def _plain_progress():
     return progress, lambda: None
 
 
-def _progress_bar():
-    """A tqdm bar on an interactive stderr; plain progress lines otherwise (`_plain_progress`)."""
+def _progress_bar(plain: bool = False):
+    """A tqdm bar on an interactive stderr. Otherwise (a log, a pipe) nothing, or with ``plain`` (the long
+    commands, analyze and plan) progress as plain lines (`_plain_progress`)."""
     if not sys.stderr.isatty():
-        return _plain_progress()
+        return _plain_progress() if plain else (None, lambda: None)
     from tqdm import tqdm
 
     bar = tqdm(total=1000, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}", leave=False)
@@ -81,7 +86,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from .progress import sub_progress
 
     check_output_dir(args.output, force=args.force, inputs=[args.path])  # fail before minutes of work
-    progress, close = _progress_bar()
+    progress, close = _progress_bar(plain=True)
     try:
         ct = read_ct(args.path, progress=sub_progress(progress, 0.0, 0.15) if progress else None)
         check_analyzable(ct)  # before the models load
@@ -105,7 +110,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     levels = parse_levels(args.levels)
     catalogue = CATALOGUE if args.catalogue is None else read_catalogue(args.catalogue)
-    progress, close = _progress_bar()
+    progress, close = _progress_bar(plain=True)
     try:
         result = plan_bundle(args.bundle, levels, ct_path=args.ct, force=args.force, progress=progress,
                              trajectory=args.trajectory, catalogue=catalogue)

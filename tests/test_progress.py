@@ -38,9 +38,13 @@ def test_input_error_is_one_line_and_names_path():
 
 def test_without_a_terminal_progress_is_printed_as_plain_lines(capsys):
     """A log file or `make demo` gets one line per stage and per tenth of the work, not silence."""
-    from inference.cli import _progress_bar
+    from inference.cli import _plain_progress, _progress_bar
 
-    progress, close = _progress_bar()  # pytest's stderr is not a terminal
+    assert _progress_bar()[0] is None  # quick commands stay silent without a terminal (scripts parse their output)
+    quiet, _ = _progress_bar(plain=True)  # pytest's stderr is not a terminal
+    quiet(0.05, "reading image")  # within the first seconds: nothing (a quick refusal stays one error line)
+    assert capsys.readouterr().err == ""
+    progress, close = _plain_progress(after_s=0.0)
     progress(0.05, "localizing vertebrae")
     progress(0.06, "localizing vertebrae")  # same stage, little progress: no line
     progress(0.4, "following the spinal column")
