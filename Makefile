@@ -74,7 +74,7 @@ docs: venv
 	$(BIN)/python -m inference.train.validate_real
 	$(BIN)/python -m inference.planning.report
 	$(BIN)/python -m inference.synth.layout_report
-	for f in column_figure straightened_figure sequence_figure localization_figures rib_figure lesion_figure \
+	for f in column_figure straightened_figure localization_figures rib_figure lesion_figure \
 	         planning_slices synth_gallery domain_gallery; do $(BIN)/python docs/make_$$f.py || exit 1; done
 	for f in bundle_figure segmentation_figures planning_figure gui_planning_screenshot; do \
 	    $(XVFB) $(BIN)/python docs/make_$$f.py || exit 1; done

@@ -11,10 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-DETECTIONS = ("column", "scan", "sequence")
+DETECTIONS = ("column", "scan")
 """Sources of vertebra candidates (`RunConfig.detection`)."""
-NAMINGS = ("localizer", "sequence", "both")
-"""Sources of each candidate's level votes (`RunConfig.naming`)."""
 
 
 @dataclass(frozen=True)
@@ -53,15 +51,6 @@ class RunConfig:
         and the heatmap is read along it (`inference.column.bodies`), one candidate per vertebra of
         the chain, plus whole-scan peaks beyond the chain's ends (vertebrae cut by the scan's edge);
         the whole-scan peaks alone where no column is found. Chosen on real CT (docs/localization.md).
-        "sequence": the vertebrae the level-sequence network sees along the straightened spine
-        (`inference.column.candidates_from_sequence`), each at its body's bone centroid; the column's
-        heatmap chain where the network sees none.
-    naming : {"localizer", "sequence", "both"}
-        Where each candidate's level votes come from, before the joint decoding. "localizer": the 3D
-        localizer's level channels around the candidate. "sequence": the level-sequence network on the
-        straightened spine's bone map (`inference.column.sequence`; candidates off the straightened spine
-        get no vote from it). "both": their product. Without a column (whole-scan detection, or none
-        found) the localizer's votes are used whatever this says.
     """
 
     localizer_mirror: bool = True
@@ -73,13 +62,10 @@ class RunConfig:
     adapt_intensity: bool = False
     scan_descriptor: tuple[float, ...] | None = None
     detection: str = "column"
-    naming: str = "localizer"
 
     def __post_init__(self) -> None:
         if self.detection not in DETECTIONS:
             raise ValueError(f"detection must be one of {', '.join(DETECTIONS)}, not {self.detection!r}")
-        if self.naming not in NAMINGS:
-            raise ValueError(f"naming must be one of {', '.join(NAMINGS)}, not {self.naming!r}")
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)

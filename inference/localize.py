@@ -48,9 +48,6 @@ class Candidate:
     score: float
     level_probs: np.ndarray  # over CLASSES[1:] (levels), sums to 1
     foreground: float  # mean non-background probability near the center
-    localizer_probs: np.ndarray | None = None
-    """The localizer's level votes at the center when ``level_probs`` come from elsewhere (the level-sequence
-    network, `inference.column.candidates_from_sequence`); None: ``level_probs`` are the localizer's."""
 
 
 def run_localizer(

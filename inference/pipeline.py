@@ -15,8 +15,7 @@ import torch
 
 from . import registry
 from .case import ANALYSIS_SOURCE, Case, Vertebra
-from .column import candidates_along_column, candidates_from_sequence
-from .column.sequence import level_votes
+from .column import candidates_along_column
 from .config import SHIPPED, RunConfig
 from .errors import InputError, WeightsError
 from .label import LEVELS, decode, rib_likelihoods, shown_confidence
@@ -33,7 +32,6 @@ from .measure import CUT_AREA_MM2, field_of_view_cut_areas, vertebra_centers, ve
 from .models.lesion import NOT_SCORED, LesionNet
 from .models.localizer import LEVEL_IDS, LocalizerNet
 from .models.segmenter import SegmenterNet, patch_of
-from .models.sequence import LevelSequenceNet
 from .models.weights import load_state
 from .precision import resolve_precision
 from .progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
@@ -55,7 +53,6 @@ RECORDED_DECODING = ("emission_temperature", "posterior_temperature", "decoding_
 LOCALIZER = "localizer"
 SEGMENTER = "segmenter"
 LESION = "lesion"
-SEQUENCE = "sequence"
 UNCERTAIN_BELOW = 0.7
 """A label whose posterior probability is below this is flagged ``label_uncertain``."""
 BORDER_MM = 8.0
@@ -86,11 +83,10 @@ class Pipeline:
     device : {"auto", "cpu", "cuda", "mps"}
     weights_root : path, optional
         Folder holding ``<model>/manifest.json`` (default: the installed ``assets/weights``).
-    localizer, segmenter, lesion, sequence : nn.Module, optional
+    localizer, segmenter, lesion : nn.Module, optional
         Ready models (tests pass small untrained ones); skip loading from disk. The lesion classifier
         is loaded with a segmenter loaded from disk; beside an in-memory segmenter only ``lesion``
-        is used (without it, lesion scores come from the segmenter's own lesion channels). The
-        level-sequence network is used (and loaded) only when the configuration's ``naming`` asks for it.
+        is used (without it, lesion scores come from the segmenter's own lesion channels).
     segment : bool
         Run the segmentation stage (masks, lesions); False gives centers and labels only.
     config : RunConfig
@@ -107,7 +103,6 @@ class Pipeline:
         localizer: LocalizerNet | None = None,
         segmenter: SegmenterNet | None = None,
         lesion: LesionNet | None = None,
-        sequence: LevelSequenceNet | None = None,
         *,
         segment: bool = True,
         config: RunConfig = SHIPPED,
@@ -138,13 +133,6 @@ class Pipeline:
             self.segmenter = segmenter.eval().to(self.device)
             self.lesion = None if lesion is None else lesion.eval().to(self.device)
         self.config = config
-        self.sequence: LevelSequenceNet | None = None
-        if config.naming != "localizer" or config.detection == "sequence":
-            if sequence is None:
-                sequence = self._load(SEQUENCE, weights_root, LevelSequenceNet.from_architecture)
-            else:
-                self.models.append({"name": SEQUENCE, "version": "in-memory", "sha256": None})
-            self.sequence = sequence.eval().to(self.device)
         self.decoding: dict | None = self._manifests.get(LOCALIZER, {}).get("decoding")
         """The localizer's calibration of the column decoding (its manifest's ``decoding``), None for in-memory
         models (the decoder's defaults, `inference.label`, then apply)."""
@@ -267,35 +255,13 @@ class Pipeline:
 
     def candidates(self, out: LocalizerOutput, ct: Volume | None = None) -> list[Candidate]:
         """The candidates that the labeling decodes, head to foot: from the column tracked in ``ct`` or
-        from the whole scan, as the run configuration's ``detection`` says (whole scan without ``ct``),
-        with their level votes from the localizer, the level-sequence network or both (``naming``)."""
+        from the whole scan, as the run configuration's ``detection`` says (whole scan without ``ct``)."""
         scan = order_head_to_foot(drop_off_column(
             sorted(find_candidates(out), key=lambda c: -c.score)[:self.config.max_candidates]))
         if self.config.detection == "scan" or ct is None:
             return scan
-        column = None
-        if self.config.detection == "sequence":
-            column = candidates_from_sequence(ct, out, scan, MIN_DISTANCE_MM, self.sequence, self.device)
-        if column is None:
-            column = candidates_along_column(ct, out, scan, MIN_DISTANCE_MM)
-        if column is None:
-            return scan
-        cands, spine = column
-        if self.sequence is None or not cands:
-            return cands
-        naming = self.config.naming
-        own = [c for c in cands if c.localizer_probs is None]  # the localizer's votes so far
-        if own and naming != "localizer":
-            votes = level_votes(self.sequence, ct, spine, np.array([c.center_lps for c in own]), self.device)
-            for c, v in zip(own, votes, strict=True):
-                c.localizer_probs, c.level_probs = c.level_probs, v
-        for c in cands:  # level_probs: the network's votes, localizer_probs: the localizer's (or None)
-            if c.localizer_probs is None:
-                continue
-            p = {"localizer": c.localizer_probs, "sequence": c.level_probs,
-                 "both": np.asarray(c.localizer_probs) * c.level_probs}[naming]
-            c.level_probs = np.asarray(p) / max(float(np.sum(p)), 1e-12)
-        return cands
+        along = candidates_along_column(ct, out, scan, MIN_DISTANCE_MM)
+        return scan if along is None else along
 
     def segment_candidates(self, ct: Volume, cands: list[Candidate], progress: ProgressCallback | None = None,
                            cancel: CancelToken | None = None) -> tuple[SegmentationOutput, list[float | None]]:

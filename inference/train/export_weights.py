@@ -3,7 +3,6 @@
     python -m inference.train.export_weights CKPT [--model localizer] [--metrics docs/localization.json]
     python -m inference.train.export_weights CKPT --model segmenter [--metrics docs/segmentation.json]
     python -m inference.train.export_weights CKPT --model lesion --synthetic docs/segmentation_synthetic.json
-    python -m inference.train.export_weights CKPT --model sequence --pool POOL
 
 Writes the model's state dict alone (float32, no optimizer) and a manifest with its sha256, the
 architecture, input spacing, label map, training recipe and (when given) the metrics on real CT.
@@ -217,42 +216,10 @@ def export_lesion(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool:
                    optimizer="AdamW lr 1e-3, weight decay 1e-4, batch 16, gradient clip 5")
 
 
-def export_sequence(ckpt: Path, out: Path, metrics: dict | None, notes: str, pool: dict | None,
-                    synthetic: dict | None = None, version: str | None = None, schedule: str | None = None) -> Path:
-    from ..column import sequence as cs
-    from . import train_sequence as tq
-
-    state, manifest = _write_weights(ckpt, out, "sequence", version)
-    manifest |= {
-        "architecture": state["architecture"] | {
-            "input": f"1 channel: the bone map (sigmoid of (HU - {cs.BONE_HU:g}) / {cs.BONE_WIDTH_HU:g}) of the "
-            f"straightened spine (inference.column.straighten) at {cs.GRID_MM:g} mm, [s, ap, lr]",
-            "output": f"{cs.N_CLASSES + 1} channels per plane: {cs.N_CLASSES} class logits (no vertebra, then the "
-            "levels C1 ... S1 incl. T13, L6), then the logit of the centre heat (a Gaussian of sigma "
-            f"{cs.HEAT_SIGMA_MM:g} mm around each vertebra's middle plane)",
-        },
-        "training": {
-            "code": "inference/train/pool.py (--spacing 2.0), inference/train/train_sequence.py (prepare, train)",
-            "data": "synthetic CT only (inference/synth, shape library v2); no real CT was trained on",
-            "pool": pool,
-            "synth_config": "inference.train.pool.POOL_CONFIG",
-            "targets": f"each plane's level: the label covering >= {cs.CORE_SHARE:g} of the body core around the "
-            "tracked centreline, else no vertebra",
-            "loss": f"cross-entropy per plane (label smoothing 0.05) + {tq.HEAT_WEIGHT:g} x binary cross-entropy of "
-            "the centre heat",
-            "augmentation": f"stretches of {tq.CROP_MM[0]:g}-{tq.CROP_MM[1]:g} mm, left-right mirror, fields of view "
-            f"cut from a side or from behind (p 0.3), bone-map centre {tq.BONE_CENTRE_HU[0]:g}-{tq.BONE_CENTRE_HU[1]:g}"
-            f" HU and width {tq.BONE_WIDTH_HU[0]:g}-{tq.BONE_WIDTH_HU[1]:g} HU, gamma, noise",
-            "schedule": schedule or "one run from scratch on a pool still being generated (new cases joined as made)",
-        },
-    }
-    return _finish(out, manifest, state, notes, metrics, synthetic)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ckpt", type=Path)
-    parser.add_argument("--model", choices=["localizer", "segmenter", "lesion", "sequence"], default="localizer")
+    parser.add_argument("--model", choices=["localizer", "segmenter", "lesion"], default="localizer")
     parser.add_argument("--out", type=Path, help="default: assets/weights/<model>")
     parser.add_argument("--metrics", type=Path, help="JSON written by inference.train.validate_real")
     parser.add_argument("--pool", type=Path, nargs="+", help="pool folder(s) (their pool.json is recorded)")
@@ -275,8 +242,6 @@ def main() -> None:
         export(args.ckpt, out, metrics, args.notes, pool, synthetic, args.version, args.schedule)
     elif args.model == "segmenter":
         export_segmenter(args.ckpt, out, metrics, args.notes, pool, synthetic, args.version, args.schedule)
-    elif args.model == "sequence":
-        export_sequence(args.ckpt, out, metrics, args.notes, pool, synthetic, args.version, args.schedule)
     else:
         export_lesion(args.ckpt, out, metrics, args.notes, pool, synthetic, args.version, args.schedule)
 

@@ -27,7 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..case import Case
-from ..config import DETECTIONS, NAMINGS, SHIPPED, RunConfig
+from ..config import DETECTIONS, SHIPPED, RunConfig
 from ..evaluate import evaluate_bundle, evaluate_labels
 from ..export import write_bundle
 from ..io import onto_grid, read_ct, read_label_map
@@ -331,8 +331,7 @@ def oracle_segmentation(pipeline: Pipeline, case: RealCase, ct: Volume) -> dict[
 def run(weights: Path | None, out: Path, perturb: bool, config: RunConfig = SHIPPED) -> dict[str, Any]:
     pipeline = Pipeline(device="cpu", weights_root=weights, config=config)
     rng = np.random.default_rng(0)
-    results: dict[str, Any] = {"cases": {}, "models": pipeline.models, "detection": config.detection,
-                               "naming": config.naming}
+    results: dict[str, Any] = {"cases": {}, "models": pipeline.models, "detection": config.detection}
     for case in real_cases():
         ct = read_ct(case.ct)
         entry = {
@@ -695,12 +694,10 @@ def main() -> None:
     parser.add_argument("--no-perturb", action="store_true")
     parser.add_argument("--detection", choices=DETECTIONS, default=SHIPPED.detection,
                         help="where candidates come from (RunConfig.detection; default: the shipped setting)")
-    parser.add_argument("--naming", choices=NAMINGS, default=SHIPPED.naming,
-                        help="where level votes come from (RunConfig.naming; default: the shipped setting)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("highdicom").setLevel(logging.WARNING)  # one line per copied DICOM module otherwise
-    config = SHIPPED.replace(detection=args.detection, naming=args.naming)
+    config = SHIPPED.replace(detection=args.detection)
     res = run(args.weights, args.out, not args.no_perturb, config)
     for name, s in res["summary"].items():
         LOG.info(

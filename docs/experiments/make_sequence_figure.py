@@ -1,4 +1,5 @@
-"""Make ``docs/level_sequence.png``: what the level-sequence network (`inference.models.sequence`) reads along
+"""Make ``docs/experiments/level_sequence.png`` (apply level_sequence.patch first): what the level-sequence
+network (`inference.models.sequence`) reads along
 the straightened spine of real CT, and the names SpineNav gives.
 
 For each scan, the straightened sagittal slab (±4 mm about the midline, head up) and beside it, plane by
@@ -7,7 +8,8 @@ name and mean probability at the middle of each stretch) and its centre heat (th
 vertebrae `RunConfig.detection` "sequence" finds). The names of the analysis (shipped settings, without
 segmentation) are marked on the slab. Scans: the chest DICOM (no reference labels: count the ribs), the
 sample CT as shipped and bone-windowed, the aorta CT angiogram crop (reference T12 only) and the sample's
-small crop. Run from the repository root: ``.venv/bin/python docs/make_sequence_figure.py [--weights ROOT]``.
+small crop. Run from the repository root:
+``.venv/bin/python docs/experiments/make_sequence_figure.py [--weights ROOT]``.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from inference.column.sequence import plane_probabilities, plane_s  # noqa: E402
 
 from inference import registry  # noqa: E402
 from inference.column import straighten, track_column  # noqa: E402
-from inference.column.sequence import plane_probabilities, plane_s  # noqa: E402
 from inference.config import SHIPPED  # noqa: E402
 from inference.io import read_ct  # noqa: E402
 from inference.label import LEVELS  # noqa: E402
@@ -97,7 +100,7 @@ def main() -> int:
     fig.suptitle(f"Level-sequence network on the straightened spine; names: detection '{config.detection}', "
                  f"naming '{config.naming}' (green: anchored, p >= 0.7; yellow: uncertain or unanchored)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(ROOT / "docs" / "level_sequence.png", dpi=90)
+    fig.savefig(ROOT / "docs" / "experiments" / "level_sequence.png", dpi=90)
     return 0
 
 
