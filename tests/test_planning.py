@@ -276,3 +276,75 @@ def test_a_pedicle_narrower_than_the_thinnest_screw_is_not_planned_and_says_why(
     assert level_range("L3") == ((5.5, 7.5), (40.0, 55.0)) and level_range("C5") is None
     with pytest.raises(ValueError, match="ascending"):
         Catalogue(diameters_mm=(5.0, 4.0))
+
+
+def _grid(v: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """LPS x, y, z of every voxel of an axis-aligned phantom."""
+    k, j, i = np.meshgrid(*[np.arange(s) for s in v.array.shape], indexing="ij")
+    return (v.origin[0] + v.spacing[0] * i, v.origin[1] + v.spacing[1] * j, v.origin[2] + v.spacing[2] * k)
+
+
+def test_the_frame_follows_the_plane_of_symmetry_not_a_lopsided_body():
+    """An osteophyte on the body's left front pulls the body's centre 3-4 mm to the left, which turns the
+    body-to-canal axis about 8° (screws at 20° and 8° before the symmetry search). The mirror plane of the
+    whole vertebra still lies on the midline: both screws converge alike along their pedicles."""
+    v = _vertebra()
+    x, y, z = _grid(v)
+    spur = (x - 24) ** 2 + (y + 30) ** 2 + z**2 < 10**2
+    model, screws = plan_vertebra(v.with_array(np.where(spur | (v.array > 0), L3, 0).astype(np.uint8)), L3)
+    assert abs(np.degrees(np.arcsin(model.frame.e_y[0]))) < 2.0, model.frame.e_y
+    assert len(screws) == 2
+    for s in screws:
+        assert abs(s.medial_deg - MEDIAL_DEG) <= 3.0 and s.grade == "A", s.to_json()
+    assert abs(screws[0].medial_deg - screws[1].medial_deg) < 0.5
+
+
+def test_holes_in_a_mask_are_bone_but_the_canal_stays_open(planned):
+    """Unlabelled marrow (a closed cavity), a defect open through the superior endplate and a vein's
+    channel from the canal into the body are filled before planning and grading; the canal is not."""
+    v = _vertebra()
+    x, y, z = _grid(v)
+    cavity = (x - 9) ** 2 + (y + 25) ** 2 + z**2 < 5**2
+    endplate_defect = ((x + 8) ** 2 + (y + 25) ** 2 < 4**2) & (z > 4)
+    vein = (x**2 + (y + 22) ** 2 + (z - 3) ** 2 < 6**2) | ((np.abs(x) < 2) & (y > -22) & (y < -6) & (np.abs(z - 3) < 2))
+    holed = v.with_array(np.where(cavity | endplate_defect | vein, 0, v.array).astype(np.uint8))
+    model, screws = plan_vertebra(holed, L3)
+    assert model.mask.contains(np.array([[9.0, -25.0, 0.0], [-8.0, -25.0, 8.0], [0.0, -22.0, 3.0]])).all()
+    assert not model.mask.contains(np.array([[0.0, 0.0, 0.0], [0.0, -4.0, 0.0], [5.0, 2.0, 0.0]])).any()
+    _, plain = planned
+    for s, p in zip(sorted(screws, key=lambda s: s.side), sorted(plain, key=lambda s: s.side), strict=True):
+        assert s.grade == "A" and abs(s.medial_deg - p.medial_deg) <= 2.0, s.to_json()
+        assert abs(s.pedicle_width_mm - p.pedicle_width_mm) < 0.3, (s.to_json(), p.to_json())
+    s = screws[0]
+    move = -(1 if s.side == "left" else -1) * 7.5 * model.frame.e_x  # into the canal, as in the test above
+    moved = evaluate(model, dataclasses.replace(s, entry_lps=s.entry_lps + move, target_lps=s.target_lps + move))
+    assert moved.enters_canal and moved.grade == "E", moved.to_json()
+
+
+def test_the_medial_angle_keeps_to_the_levels_usual_range_where_the_pedicle_allows():
+    """L3 expects 5-25° (Zindrick et al.): a pedicle at 3° gets screws at the range's edge, still grade A;
+    a pedicle straight forward (0°), too narrow to turn, keeps its axis and says so."""
+    _, near = plan_vertebra(_vertebra(medial_deg=3.0), L3)
+    assert len(near) == 2
+    for s in near:
+        assert 5.0 <= s.medial_deg <= 8.0 and s.grade == "A" and not s.notes, s.to_json()
+    _, straight = plan_vertebra(_vertebra(medial_deg=0.0), L3)
+    assert len(straight) == 2
+    for s in straight:
+        assert abs(s.medial_deg) < 1.0 and any("outside the usual 5–25° at L3" in n for n in s.notes), s.to_json()
+
+
+def test_body_centres_come_from_the_shape_when_no_subregion_map_is_given():
+    """The phantom's body is a disc of radius 18 mm at y = -25 with a 18 mm wide block behind it up to the
+    canal: the centroid of the mask in front of the canal lies on the midline, 20-25 mm in front of the
+    canal's centre; a vertebra without a canal (a block) gets none."""
+    from inference.planning.geometry import body_centers_from_shape
+
+    v = _vertebra(spacing=1.0)
+    block = np.zeros_like(v.array)
+    block[40:45, 10:20, 10:20] = registry.id_of("L4")
+    both = v.with_array(np.maximum(v.array, block))
+    centres = body_centers_from_shape(both)
+    assert set(centres) == {L3}
+    x, y, z = centres[L3]
+    assert abs(x) < 1.0 and -25.0 < y < -19.0 and abs(z) < 1.0, centres[L3]

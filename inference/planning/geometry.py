@@ -4,8 +4,9 @@ Everything is measured on the mask alone (the label map of a bundle or the pipel
 with linear interpolation of the binary mask onto an axis-aligned LPS grid of ``LOCAL_SPACING_MM``
 around the vertebra. The vertebra's frame: ``e_z`` the normal of the body's superior endplate
 (towards the head; `endplate_normal`, or the neighbours' centroids' direction where the endplate
-cannot be fitted), ``e_y`` from the body's centre towards the canal (posterior), ``e_x = e_y × e_z``
-towards the patient's left. A screw "parallel to the superior endplate" has a caudal angle of 0 in it.
+cannot be fitted), ``e_y`` from the body's centre towards the canal (posterior), turned about e_z onto the
+vertebra's plane of left-right symmetry (`symmetry_axis`), ``e_x = e_y × e_z`` towards the patient's
+left. A screw "parallel to the superior endplate" has a caudal angle of 0 in it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .. import registry
 from ..volume import Volume
 
 LOCAL_SPACING_MM = 0.5
@@ -84,8 +86,8 @@ class VertebraFrame:
         return np.stack([d @ self.e_x, d @ self.e_y, d @ self.e_z], axis=1)
 
 
-def local_mask(labels: Volume, vertebra_id: int) -> LocalMask:
-    """The vertebra's mask on a ``LOCAL_SPACING_MM`` LPS-aligned grid (linear interpolation, threshold 0.5)."""
+def local_mask(labels: Volume, vertebra_id: int, spacing_mm: float = LOCAL_SPACING_MM) -> LocalMask:
+    """The vertebra's mask on a ``spacing_mm`` LPS-aligned grid (linear interpolation, threshold 0.5)."""
     arr = np.asarray(labels.array) == vertebra_id
     box = ndimage.find_objects(arr.astype(np.uint8))
     if not box or box[0] is None:
@@ -95,15 +97,37 @@ def local_mask(labels: Volume, vertebra_id: int) -> LocalMask:
                         for k in (sl[0].start - 1, sl[0].stop)], float)
     pts = labels.index_to_lps(corners)
     lo, hi = pts.min(axis=0) - MARGIN_MM, pts.max(axis=0) + MARGIN_MM
-    size = np.ceil((hi - lo) / LOCAL_SPACING_MM).astype(int) + 1
-    image = sitk.GetImageFromArray(arr.astype(np.float32))
+    size = np.ceil((hi - lo) / spacing_mm).astype(int) + 1
+    # resample only the vertebra's box (two voxels around it), not the whole label map
+    start = [max(s.start - 2, 0) for s in sl]
+    crop = arr[tuple(slice(a, s.stop + 2) for a, s in zip(start, sl, strict=True))]
+    image = sitk.GetImageFromArray(crop.astype(np.float32))
     image.SetSpacing([float(s) for s in labels.spacing])
-    image.SetOrigin([float(o) for o in labels.origin])
+    image.SetOrigin([float(o) for o in labels.index_to_lps(np.array([start[::-1]], float))[0]])
     image.SetDirection([float(v) for v in np.asarray(labels.direction).ravel()])
     out = sitk.Resample(image, [int(s) for s in size], sitk.Transform(), sitk.sitkLinear, [float(v) for v in lo],
-                        [LOCAL_SPACING_MM] * 3, np.eye(3).ravel().tolist(), 0.0, sitk.sitkFloat32)
+                        [spacing_mm] * 3, np.eye(3).ravel().tolist(), 0.0, sitk.sitkFloat32)
     inside = sitk.GetArrayFromImage(out) >= 0.5
-    return LocalMask(inside, lo, LOCAL_SPACING_MM, float(max(labels.spacing)))
+    return LocalMask(inside, lo, spacing_mm, float(max(labels.spacing)))
+
+
+BODY_CENTER_SPACING_MM = 1.0
+"""Grid on which `body_centers_from_shape` reads each vertebra (its frame needs no finer)."""
+
+
+def body_centers_from_shape(labels: Volume) -> dict[int, np.ndarray]:
+    """Vertebral-body centre (LPS mm) of each vertebra of ``labels`` from its shape alone: the centroid of
+    the mask in front of the spinal canal (`vertebra_frame`), for vertebrae with a canal and a body (not C1,
+    not the sacrum). For label maps without VerSe subregions (every analysis)."""
+    no_body = {registry.id_of("C1"), registry.id_of("S1")}
+    out: dict[int, np.ndarray] = {}
+    for vid in np.unique(np.asarray(labels.array)):
+        if int(vid) == 0 or int(vid) in no_body or int(vid) not in registry.VALID_IDS:
+            continue
+        frame = vertebra_frame(local_mask(labels, int(vid), BODY_CENTER_SPACING_MM))
+        if frame.canal_center is not None:
+            out[int(vid)] = frame.body_center
+    return out
 
 
 def local_ct(ct: Volume | sitk.Image, mask: LocalMask) -> np.ndarray:
@@ -142,7 +166,46 @@ def vertebra_frame(mask: LocalMask, up_hint: np.ndarray | None = None) -> Verteb
         return frame
     e_z = normal
     e_y = _unit(_perp((canal if canal is not None else centroid + 15.0 * e_y) - body_center, e_z))
+    if canal is not None:
+        e_y = symmetry_axis(mask, canal, e_y, e_z)
     return VertebraFrame(centroid, np.cross(e_y, e_z), e_y, e_z, canal, radius, body_center, half, depth)
+
+
+SYMMETRY_MAX_DEG = 20.0
+"""Largest turn of the body-to-canal axis about e_z that `symmetry_axis` searches."""
+SYMMETRY_MIN_OVERLAP = 0.7
+"""Below this mirror overlap the mask is too asymmetric (cut, broken) to set the axis: the body-to-canal
+axis stays."""
+SYMMETRY_POINTS = 6000
+
+
+def symmetry_axis(mask: LocalMask, canal: np.ndarray, e_y: np.ndarray, e_z: np.ndarray) -> np.ndarray:
+    """``e_y`` turned about ``e_z`` onto the vertebra's plane of left-right symmetry: of the planes
+    containing e_z, near the canal's centre (±3 mm) and within `SYMMETRY_MAX_DEG` of the body-to-canal
+    axis, the one whose mirror image of the mask overlaps the mask most (coarse, then fine search). The
+    axis a surgeon reads on the axial slice (body, canal and spinous process in one line), so that a
+    vertebra's axial rotation does not tilt one screw medially and the other laterally."""
+    pts = mask.points[:: max(1, len(mask.points) // SYMMETRY_POINTS)]
+    rel = pts - canal
+    e_x = np.cross(e_y, e_z)
+    x, y = rel @ e_x, rel @ e_y
+
+    def overlap(deg: float, off: float) -> float:
+        t = np.radians(deg)
+        axis_x = np.cos(t) * e_x + np.sin(t) * e_y  # the turned frame's x
+        across = x * np.cos(t) + y * np.sin(t) - off
+        return float(mask.contains(pts - 2.0 * across[:, None] * axis_x).mean())
+
+    grid = [(d, o) for d in np.arange(-SYMMETRY_MAX_DEG, SYMMETRY_MAX_DEG + 1e-9, 2.0)
+            for o in np.arange(-3.0, 3.01, 1.0)]
+    d0, o0 = max(grid, key=lambda g: overlap(*g))
+    fine = [(d, o) for d in d0 + np.arange(-1.5, 1.51, 0.5) for o in o0 + np.arange(-0.75, 0.76, 0.25)
+            if abs(d) <= SYMMETRY_MAX_DEG]
+    best = max(fine, key=lambda g: overlap(*g))
+    if overlap(*best) < SYMMETRY_MIN_OVERLAP:
+        return e_y
+    t = np.radians(best[0])
+    return _unit(np.cos(t) * e_y - np.sin(t) * e_x)
 
 
 def endplate_normal(pts: np.ndarray, frame: VertebraFrame) -> np.ndarray | None:

@@ -1,10 +1,12 @@
 """Pedicle screws: automatic proposal, implant sizes, angles and Gertzbein–Robbins breach grading.
 
 A level's two screws are planned together in the vertebra's own frame (`geometry.vertebra_frame`: the
-superior endplate's normal, the body-to-canal axis, left-right). Each trajectory runs through the middle
+superior endplate's normal, the plane of left-right symmetry, left-right), on its mask with the holes a
+label map leaves inside bone filled (`filled_outside_canal`). Each trajectory runs through the middle
 of its pedicle's isthmus: for each medial angle the line with the largest clearance to the mask over the
-pedicle and the front of the body (`_best_lines`); of the angles that fit about equally well, the one
-running most centred along the pedicle, shared by both sides where both allow it (`_symmetric`). Its
+pedicle and the front of the body (`_best_lines`); of the angles that fit about equally well, those in
+the level's expected range (`MEDIAL_EXPECTED_DEG`) first, and of these the one running most centred
+along the pedicle, shared by both sides where both allow it (`_symmetric`). Its
 caudal angle is 0, parallel to the superior endplate ("straight-forward", the default), or the searched
 tilt that fits both pedicles best ("anatomical"), the same for both sides. The entry is where that
 line leaves the posterior cortex; the length is `LENGTH_FRACTION` of the bone along it (entry to the
@@ -77,6 +79,16 @@ TYPICAL_MEDIAL_DEG = {"T1": 27.0, "T2": 20.0, "T3": 15.0, "T4": 12.0, "T5": 10.0
                       "L4": 18.0, "L5": 30.0, "L6": 30.0}
 """Typical transverse pedicle angles per level (approximate means of Zindrick et al., Spine 1987): a weak
 prior (`MEDIAL_PRIOR_MM_PER_DEG`) among the lines that fit a pedicle about equally well."""
+MEDIAL_EXPECTED_DEG = {"T1-T3": (10.0, 35.0), "T4-T10": (0.0, 20.0), "T11-T12": (-5.0, 15.0), "L1-L3": (5.0, 25.0),
+                       "L4-L5": (10.0, 35.0)}
+"""Medial (transverse) angles a spine surgeon expects, from the pedicles' transverse angles measured by
+Zindrick et al. (Spine 1987; 2905 pedicles): about 27° at T1 falling to 5–10° in the mid-thoracic spine
+and near 0° at T12, then rising from about 11° at L1 to about 30° at L5; the ranges widen those means by
+the scatter between people. The planner keeps a level's screws within its range where the pedicle allows
+(`RANGE_TOLERANCE_MM`): converging screws are the usual construct (they hold better against pull-out)."""
+RANGE_TOLERANCE_MM = 0.5
+"""A line within the level's expected medial range is taken over a better-centred one outside it when its
+clearance is at most this much smaller than the side's best (the screw at most 1 mm thinner)."""
 MEDIAL_PRIOR_MM_PER_DEG = 0.03
 """How much of a line's centring (mean depth in the pedicle, mm) one degree away from the typical angle costs."""
 LEVEL_RANGES = (
@@ -191,12 +203,6 @@ class VertebraModel:
               ct: Volume | sitk.Image | None = None) -> VertebraModel:
         mask = local_mask(labels, vertebra_id)
         frame = vertebra_frame(mask, up_hint)
-        outside = ndimage.distance_transform_edt(~mask.inside) * mask.spacing
-        inside = ndimage.distance_transform_edt(mask.inside) * mask.spacing
-        outside_bone = None
-        if ct is not None:
-            bone = cortex_bone(local_ct(ct, mask), mask.inside, outside, mask.spacing)
-            outside_bone = ndimage.distance_transform_edt(~bone) * mask.spacing
         canal = np.zeros_like(mask.inside)
         if frame.canal_center is not None:
             # frame coordinates of every local voxel, by broadcasting (the grid is axis-aligned LPS)
@@ -205,7 +211,51 @@ class VertebraModel:
             x = off @ frame.e_x + mask.spacing * (i * frame.e_x[0] + j * frame.e_x[1] + k * frame.e_x[2])
             y = off @ frame.e_y + mask.spacing * (i * frame.e_y[0] + j * frame.e_y[1] + k * frame.e_y[2])
             canal = (np.hypot(x, y) < 0.85 * frame.canal_radius_mm) & ~mask.inside
+            body = y < -(frame.canal_radius_mm + BODY_FILL_GAP_MM)
+            mask = replace(mask, inside=filled_outside_canal(mask.inside, canal, body))
+        outside = ndimage.distance_transform_edt(~mask.inside) * mask.spacing
+        inside = ndimage.distance_transform_edt(mask.inside) * mask.spacing
+        outside_bone = None
+        if ct is not None:
+            bone = cortex_bone(local_ct(ct, mask), mask.inside, outside, mask.spacing)
+            outside_bone = ndimage.distance_transform_edt(~bone) * mask.spacing
         return cls(registry.name_of(vertebra_id), mask, frame, outside, inside, canal, outside_bone)
+
+
+def _plane(axis: int) -> np.ndarray:
+    """Connectivity within one slice across ``axis`` of a local grid ([k, j, i]: S, P, L)."""
+    structure = np.zeros((3, 3, 3), bool)
+    structure[tuple(1 if a == axis else slice(None) for a in range(3))] = ndimage.generate_binary_structure(2, 1)
+    return structure
+
+
+def _holes(inside: np.ndarray, axis: int) -> np.ndarray:
+    """Voxels outside ``inside`` that it encloses within their slice across ``axis`` (one labelling pass)."""
+    parts, _ = ndimage.label(~inside, structure=_plane(axis))
+    edges = [np.take(parts, i, axis=a) for a in range(3) if a != axis for i in (0, -1)]
+    return (parts > 0) & ~np.isin(parts, np.unique(np.concatenate([e.ravel() for e in edges])))
+
+
+BODY_FILL_GAP_MM = 2.0
+"""Holes this far in front of the canal's radius lie in the body, whatever they connect to."""
+
+
+def filled_outside_canal(inside: np.ndarray, canal: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """``inside`` with the holes it encloses filled: on axial slices each hole that does not reach ``canal``
+    (the spinal canal stays open) and every hole's part in ``body`` (in front of the canal: a vein's
+    channel that joins the canal through the body's back wall); on coronal and sagittal slices every hole
+    (the canal is open above and below there). A label map's holes inside a vertebra (unlabelled marrow,
+    vein channels, a defect open through one wall) are bone: the cortex a screw must stay within is the
+    outer surface."""
+    holes = _holes(inside, 0)
+    parts, n = ndimage.label(holes, structure=_plane(0))
+    keep = np.ones(n + 1, bool)
+    keep[0] = False
+    keep[np.unique(parts[canal & holes])] = False
+    out = inside | keep[parts] | (holes & body)
+    for axis in (1, 2):
+        out |= _holes(out, axis)
+    return out
 
 
 def cortex_bone(hu: np.ndarray, inside: np.ndarray, outside_mm: np.ndarray, spacing_mm: float) -> np.ndarray:
@@ -261,6 +311,18 @@ def level_range(level: str) -> tuple[tuple[float, float], tuple[float, float]] |
     return None
 
 
+def medial_group(level: str) -> str | None:
+    """The `MEDIAL_EXPECTED_DEG` group ``level`` falls in, None outside T1–L5 (no range: C, T13, L6)."""
+    vid = registry.id_of(level)
+    return next((group for group in MEDIAL_EXPECTED_DEG if vid in registry.parse_level_range(group)), None)
+
+
+def medial_range(level: str) -> tuple[float, float] | None:
+    """(smallest, largest) medial angle expected at ``level`` (`MEDIAL_EXPECTED_DEG`), None where none is."""
+    group = medial_group(level)
+    return None if group is None else MEDIAL_EXPECTED_DEG[group]
+
+
 def plan_pair(model: VertebraModel, trajectory: str = "straight-forward",
               catalogue: Catalogue = CATALOGUE) -> list[Screw]:
     """The level's screws, planned together (see the module docstring), graded; a side without a usable
@@ -280,11 +342,15 @@ def plan_pair(model: VertebraModel, trajectory: str = "straight-forward",
     for side in (LEFT, RIGHT):
         if not lines[side]:
             model.skipped[SIDE_NAMES[side]] = "no line through the pedicle stays inside the mask (check the mask)"
-    chosen = _symmetric(lines, TYPICAL_MEDIAL_DEG.get(model.level))
+    expected = medial_range(model.level)
+    chosen = _symmetric(lines, TYPICAL_MEDIAL_DEG.get(model.level), expected)
     screws = []
     for side, line in chosen.items():
         screw = _sized(model, side, line, catalogue)
         if screw is not None:
+            if expected is not None and not expected[0] <= line.medial_deg <= expected[1]:
+                screw.notes.append(f"medial angle {line.medial_deg:.0f}° outside the usual {expected[0]:g}–"
+                                   f"{expected[1]:g}° at {model.level}: this pedicle's axis (check it on the CT)")
             screws.append(screw)
     if len(screws) == 2 and screws_collide(*screws):
         for s in screws:
@@ -367,20 +433,31 @@ def _line_depths(model: VertebraModel, d: np.ndarray, t: np.ndarray, in_pedicle:
     return clearance, depth, base
 
 
-def _symmetric(lines: dict[int, list[_Line]], typical_deg: float | None = None) -> dict[int, _Line]:
+def _symmetric(lines: dict[int, list[_Line]], typical_deg: float | None = None,
+               expected: tuple[float, float] | None = None) -> dict[int, _Line]:
     """One line per side. A side's acceptable medial angles are those whose clearance is within
-    `CLEARANCE_TOLERANCE_MM` of its best; of these the one running most centred along the pedicle (its own
-    axis, `_Line.centred_mm`, less `MEDIAL_PRIOR_MM_PER_DEG` per degree from the level's typical angle) is
-    taken, the same angle for both sides where their acceptable angles meet (symmetric unless the anatomy
-    is not)."""
+    `CLEARANCE_TOLERANCE_MM` of its best, and of these the ones within the level's ``expected`` range
+    where there are any; with none there, the angles in the range within `RANGE_TOLERANCE_MM` of the best;
+    with none of those either, the acceptable angles outside it. Of them the one running most centred
+    along the pedicle (its own axis, `_Line.centred_mm`, less `MEDIAL_PRIOR_MM_PER_DEG` per degree from
+    the level's typical angle) is taken, the same angle for both sides where their acceptable angles meet
+    (symmetric unless the anatomy is not)."""
 
     def merit(ln: _Line) -> float:
         return ln.centred_mm - (0.0 if typical_deg is None else MEDIAL_PRIOR_MM_PER_DEG * abs(ln.medial_deg
                                                                                               - typical_deg))
 
-    ok = {side: {ln.medial_deg: ln for ln in ls
-                 if ln.clearance_mm >= max(x.clearance_mm for x in ls) - CLEARANCE_TOLERANCE_MM}
-          for side, ls in lines.items() if ls}
+    def acceptable(ls: list[_Line]) -> dict[float, _Line]:
+        best = max(x.clearance_mm for x in ls)
+        ok = [ln for ln in ls if ln.clearance_mm >= best - CLEARANCE_TOLERANCE_MM]
+        if expected is not None:
+            def inside(ln: _Line) -> bool:
+                return expected[0] <= ln.medial_deg <= expected[1]
+            ok = ([ln for ln in ok if inside(ln)]
+                  or [ln for ln in ls if inside(ln) and ln.clearance_mm >= best - RANGE_TOLERANCE_MM] or ok)
+        return {ln.medial_deg: ln for ln in ok}
+
+    ok = {side: acceptable(ls) for side, ls in lines.items() if ls}
     both = set(ok.get(LEFT, {})) & set(ok.get(RIGHT, {}))
     if both:
         m = max(both, key=lambda a: merit(ok[LEFT][a]) + merit(ok[RIGHT][a]))
