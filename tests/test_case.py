@@ -24,10 +24,12 @@ SAMPLE = ROOT / "assets" / "sample" / "abdomen_ct_3mm.nii.gz"
 
 # export-labels of VERSE004 written before the case model (commit 2d30580); the bytes must not move, except
 # by a deliberate change named here: 2026-12-07, meshes fill enclosed cavities (one mesh volume in
-# vertebrae.json and .csv 53.738 -> 53.740 ml: a few voxels enclosed inside that mask)
+# vertebrae.json and .csv 53.738 -> 53.740 ml: a few voxels enclosed inside that mask); 2026-12-07 (later),
+# body_center_lps filled from the shape where no subregion map is given (vertebrae.json and .csv: those
+# fields only, checked equal otherwise)
 BEFORE_CASE_MODEL = {
-    "vertebrae.json": "c2d73d0f561d5c78ed83539886a27b322c0a27e7e01b9361e14627ceab5b7d0f",
-    "vertebrae.csv": "ee2dbea1ecfc7dbeb4ce8125de0b10cde525b22bf7c281ecdd685c4d9d9dae6a",
+    "vertebrae.json": "8d26e5401d8c5ce842d127c6fe35a4eec3f5075a0495c66b65aa96346f6527f4",
+    "vertebrae.csv": "9824c9a240e3eb94bedffdcf439949685ffa011c983c9a7c29d43284993f88cb",
     "centers.mrk.json": "363fec573fb197eb5cbddcdbdc215b169b247eeea5406aeafce98bfa1a5ccead",
     "labels.nii.gz": "8f173b3107f6aa8d323b293d2b8092efcea28668aca53f40563d70c5daa75e62",
 }

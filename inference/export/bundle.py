@@ -25,6 +25,7 @@ from ..case import Case, Vertebra, case_from_labels
 from ..errors import InputError, display_path
 from ..measure import body_centers, vertebra_voxel_counts
 from ..mesh import MeshConfig, SurfaceMesh, mesh_label_map, stl_bytes
+from ..planning.geometry import body_centers_from_shape
 from ..progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
 from ..volume import Volume
 from .atomic import atomic_output_dir, check_output_dir
@@ -357,7 +358,7 @@ def _measured(case: Case, labels: Volume, meshes: dict[int, SurfaceMesh]) -> lis
     first, the case's own flags after them.
     """
     counts = vertebra_voxel_counts(labels)
-    bodies = body_centers(labels, case.subregions) if case.subregions is not None else {}
+    bodies = body_centers(labels, case.subregions) if case.subregions is not None else body_centers_from_shape(labels)
     voxel_ml = float(np.prod(labels.spacing)) / 1000.0
     ids = registry.sort_ids(counts)
     volumes = {vid: counts[vid] * voxel_ml for vid in ids}
