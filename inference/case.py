@@ -58,7 +58,9 @@ class Vertebra:
     qa_flags : list of str
         Quality flags (``label_uncertain``, ``partial_at_border``, ``label_corrected``, …).
     volume_ml, voxels, body_center_lps, stl, mesh_volume_ml, mesh_triangles
-        Measured from the mask and its mesh when a bundle is written; None before and without one.
+        Measured from the mask and its mesh when a bundle is written; None before and without one. The
+        body center comes from VerSe subregions where given, else from the mask's shape (the centroid in
+        front of the canal; `planning.geometry.body_centers_from_shape`), None where neither finds one.
     """
 
     id: int
