@@ -57,7 +57,9 @@ def figure(pipeline: Pipeline, out: Path, ct_path: Path, truth: Path | None, tit
     cj = int(np.median(idx[:, 1])) if len(idx) else hu.shape[1] // 2
     sag = hu[:, :, max(0, ci - 25): ci + 25].max(axis=2)
     cor = hu[:, max(0, cj - 30): cj + 30, :].max(axis=1)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 9))
+    # the figure takes the images' shape: a short slab makes a short figure, not one half blank
+    height = float(np.clip(11.0 * sag.shape[0] / (sag.shape[1] + cor.shape[1]), 3.0, 12.0)) + 1.2
+    fig, axes = plt.subplots(1, 2, figsize=(12, height), width_ratios=[sag.shape[1], cor.shape[1]])
     for ax, img, col, label in ((axes[0], sag, 1, "sagittal MIP (A left, S up)"),
                                 (axes[1], cor, 0, "coronal MIP (R left, S up)")):
         ax.imshow(img, cmap="gray", vmin=-300, vmax=1300, origin="lower", aspect="equal")
@@ -78,8 +80,8 @@ def figure(pipeline: Pipeline, out: Path, ct_path: Path, truth: Path | None, tit
         ax.set_yticks([])
     fig.suptitle(f"{title}\n+ = SpineNav centers (yellow p ≥ 0.7, orange less), LPS mm; "
                  f"{len(result.vertebrae)} found", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out, dpi=80)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.6 / height))  # a band of 0.6 inch for the two-line suptitle
+    fig.savefig(out, dpi=80, bbox_inches="tight")
     plt.close(fig)
 
 
