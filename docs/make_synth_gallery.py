@@ -127,7 +127,7 @@ def main() -> int:
     fig.suptitle(f"Synthetic CT (domain-randomized, seeds {args.seed}-{args.seed + args.n - 1}) vs REAL CT: sagittal "
                  f"MIP, coronal MIP, mid-sagittal slice; bone window {WINDOW[0]:.0f}..{WINDOW[1]:.0f} HU, "
                  "superior up, anterior / patient right on the left", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.97))  # the suptitle keeps its own band above the panels
     fig.savefig(args.out, dpi=72)
     return 0
 

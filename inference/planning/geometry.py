@@ -19,6 +19,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import registry
+from ..measure import label_boxes
 from ..volume import Volume
 
 LOCAL_SPACING_MM = 0.5
@@ -121,12 +122,14 @@ def body_centers_from_shape(labels: Volume) -> dict[int, np.ndarray]:
     not the sacrum). For label maps without VerSe subregions (every analysis)."""
     no_body = {registry.id_of("C1"), registry.id_of("S1")}
     out: dict[int, np.ndarray] = {}
-    for vid in np.unique(np.asarray(labels.array)):
-        if int(vid) == 0 or int(vid) in no_body or int(vid) not in registry.VALID_IDS:
+    shape = labels.array.shape
+    for vid, box in label_boxes(labels).items():
+        if vid in no_body or vid not in registry.VALID_IDS:
             continue
-        frame = vertebra_frame(local_mask(labels, int(vid), BODY_CENTER_SPACING_MM))
+        padded = tuple(slice(max(b.start - 2, 0), min(b.stop + 2, n)) for b, n in zip(box, shape, strict=True))
+        frame = vertebra_frame(local_mask(labels.crop(padded), vid, BODY_CENTER_SPACING_MM), symmetric=False)
         if frame.canal_center is not None:
-            out[int(vid)] = frame.body_center
+            out[vid] = frame.body_center
     return out
 
 
@@ -140,8 +143,9 @@ def local_ct(ct: Volume | sitk.Image, mask: LocalMask) -> np.ndarray:
     return sitk.GetArrayFromImage(out)
 
 
-def vertebra_frame(mask: LocalMask, up_hint: np.ndarray | None = None) -> VertebraFrame:
-    """Axes, canal and body centre of one vertebra (see the module text)."""
+def vertebra_frame(mask: LocalMask, up_hint: np.ndarray | None = None, symmetric: bool = True) -> VertebraFrame:
+    """Axes, canal and body centre of one vertebra (see the module text); ``symmetric=False`` skips the
+    search for the plane of symmetry (the body centre does not depend on it)."""
     pts = mask.points
     centroid = pts.mean(axis=0)
     e_z = _unit(up_hint if up_hint is not None else np.array([0.0, 0.0, 1.0]))
@@ -166,7 +170,7 @@ def vertebra_frame(mask: LocalMask, up_hint: np.ndarray | None = None) -> Verteb
         return frame
     e_z = normal
     e_y = _unit(_perp((canal if canal is not None else centroid + 15.0 * e_y) - body_center, e_z))
-    if canal is not None:
+    if canal is not None and symmetric:
         e_y = symmetry_axis(mask, canal, e_y, e_z)
     return VertebraFrame(centroid, np.cross(e_y, e_z), e_y, e_z, canal, radius, body_center, half, depth)
 
