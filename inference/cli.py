@@ -283,14 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "moved")
     p.set_defaults(func=_cmd_correct)
 
-    p = sub.add_parser("evaluate", help="accuracy of a bundle against reference labels (DESIGN §7)")
+    p = sub.add_parser("evaluate", help="accuracy of a bundle against reference labels (per vertebra: Dice, "
+                       "HD95, center error, identified)")
     p.add_argument("bundle", type=Path, help="bundle folder (from analyze or export-labels)")
     p.add_argument("--truth", type=Path, required=True, help="reference vertebra label map or folder")
     p.add_argument("--convention", **conv)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("synth", help="write domain-randomized synthetic training CTs with labels (DESIGN §6)")
+    p = sub.add_parser("synth", help="write domain-randomized synthetic training CTs with labels "
+                       "(docs/synthetic_layouts.md)")
     p.add_argument("-n", type=int, required=True, help="number of cases")
     p.add_argument("--seed", type=int, default=0, help="seed of the set (same n and seed → identical files)")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder to write synth_XXXX_*.nii.gz + .json")
