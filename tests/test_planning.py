@@ -348,3 +348,11 @@ def test_body_centres_come_from_the_shape_when_no_subregion_map_is_given():
     assert set(centres) == {L3}
     x, y, z = centres[L3]
     assert abs(x) < 1.0 and -25.0 < y < -19.0 and abs(z) < 1.0, centres[L3]
+
+
+def test_a_straight_screw_reads_zero_degrees_not_minus_zero(planned):
+    """Angles within rounding of 0 are written 0.0 (the report and the bundle), never -0.0."""
+    _, screws = planned
+    s = dataclasses.replace(screws[0], caudal_deg=-1e-9, medial_deg=-0.001)
+    record = s.to_json()
+    assert str(record["caudal_angle_deg"]) == "0.0" and str(record["medial_angle_deg"]) == "0.0"

@@ -165,8 +165,8 @@ class Screw:
             "target_lps": [round(float(v), 3) for v in self.target_lps],
             "diameter_mm": self.diameter_mm,
             "length_mm": self.length_mm,
-            "medial_angle_deg": round(self.medial_deg, 2),
-            "caudal_angle_deg": round(self.caudal_deg, 2),
+            "medial_angle_deg": round(self.medial_deg, 2) + 0.0,  # + 0.0: 0.0, never -0.0
+            "caudal_angle_deg": round(self.caudal_deg, 2) + 0.0,
             "pedicle_width_mm": None if self.pedicle_width_mm is None else round(self.pedicle_width_mm, 2),
             "bone_along_trajectory_mm": None if self.bone_mm is None else round(self.bone_mm, 1),
             "breach_mm": round(self.breach_mm, 2),

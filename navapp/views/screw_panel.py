@@ -122,8 +122,8 @@ class ScrewPanel(QWidget):
         self.table.setRowCount(len(screws))
         for r, s in enumerate(screws):
             by_hu = "" if s.cortex_grade is None else f"{s.cortex_grade} {s.cortex_breach_mm:.1f}"
-            cells = (s.level, s.side, f"{s.diameter_mm:.1f} × {s.length_mm:.0f}", f"{s.medial_deg:.1f}",
-                     f"{s.caudal_deg:.1f}", f"{s.breach_mm:.1f}", s.grade, by_hu)
+            cells = (s.level, s.side, f"{s.diameter_mm:.1f} × {s.length_mm:.0f}", _degrees(s.medial_deg),
+                     _degrees(s.caudal_deg), f"{s.breach_mm:.1f}", s.grade, by_hu)
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 grade = {HEADERS.index("Grade"): s.grade, HEADERS.index("By HU"): s.cortex_grade}.get(c)
@@ -169,3 +169,8 @@ class ScrewPanel(QWidget):
         same = all(np.allclose(getattr(current, k), v) for k, v in changes.items())
         if not same:
             self.session.edit_screw(i, **changes)
+
+
+def _degrees(value: float) -> str:
+    """An angle to 0.1°, "0.0" for a straight screw (never "-0.0")."""
+    return f"{round(value, 1) + 0.0:.1f}"
