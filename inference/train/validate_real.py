@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,9 +268,7 @@ def evaluate_case(
     if descriptor is not None:  # the descriptor ablation: the same models under another configuration
         pipeline.config = shipped.replace(scan_descriptor=tuple(float(x) for x in descriptor))
     try:
-        t0 = time.perf_counter()
         result = pipeline.analyze(ct)
-        seconds = time.perf_counter() - t0
     finally:
         pipeline.config = shipped
     with tempfile.TemporaryDirectory() as tmp:
@@ -302,7 +299,6 @@ def evaluate_case(
             for r in report["per_vertebra"]
         ],
         **lesion_summary(result),
-        "seconds": round(seconds, 2),
     }
 
 
@@ -310,9 +306,7 @@ def oracle_segmentation(pipeline: Pipeline, case: RealCase, ct: Volume) -> dict[
     """The segmenter alone: fed the reference centers and labels, judged against the reference masks."""
     truth = reference_on(case, ct)
     items = sorted(vertebra_centers(truth).items())
-    t0 = time.perf_counter()
     seg = segment_vertebrae(pipeline.segmenter, ct, items, pipeline.device, mirror=SHIPPED.segmenter_mirror)
-    seconds = time.perf_counter() - t0
     report = evaluate_labels(seg.labels, truth, pred_centers=dict(items))
     o = report["overall"]
     return {
@@ -324,7 +318,6 @@ def oracle_segmentation(pipeline: Pipeline, case: RealCase, ct: Volume) -> dict[
                "reference_ml": round(n * float(np.prod(truth.spacing)) / 1000.0, 2)}
             for r in report["per_vertebra"]
         ],
-        "seconds": round(seconds, 2),
     }
 
 
@@ -513,7 +506,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{entry['note']}. CT `{entry['ct']}`, reference `{entry['truth']}`.",
             "",
             f"ID rate {r['id_rate']} ({r['n_identified']}/{r['n_reference']}), mean center error "
-            f"{r['mean_center_error_mm']} mm, {r['seconds']} s on CPU. Predicted: "
+            f"{r['mean_center_error_mm']} mm. Predicted: "
             f"{', '.join(f'{n} ({c})' for n, c in zip(r['predicted'], r['confidence'], strict=True)) or 'none'}."
             f" Shifts: {r['shifts'] or 'none'}. Missed: {r['missed'] or 'none'}. "
             f"False positives: {r['false_positives'] or 'none'}.",
