@@ -26,7 +26,14 @@ from .. import registry
 from ..io import read_ct, read_label_map
 from ..measure import CUT_AREA_MM2
 from .bundle import CUT_MARGIN_MM, plan_labels, plan_labels_with_models, summary
-from .screws import MEDIAL_EXPECTED_DEG, MIN_BONE_DEPTH_MM, TYPICAL_MEDIAL_DEG, grade_of, medial_group, medial_range
+from .screws import (
+    MEDIAL_EXPECTED_DEG,
+    MIN_BONE_DEPTH_MM,
+    TYPICAL_MEDIAL_DEG,
+    grade_of,
+    medial_group,
+    within_medial_range,
+)
 
 LOG = logging.getLogger("spinenav.planning.report")
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,7 +168,7 @@ def per_level(cases: dict[str, Any]) -> dict[str, Any]:
             "lr_caudal_max_deg": round(float(np.max(dc)), 1) if dc else None,
             "lr_medial_median_deg": round(float(np.median(dm)), 1) if dm else None,
             "wider_than_isthmus": sum(x["diameter_mm"] > x["pedicle_width_mm"] + 1e-6 for x in sc),
-            "medial_outside_expected": sum(not _in_expected(level, x["medial_angle_deg"]) for x in sc),
+            "medial_outside_expected": sum(not within_medial_range(level, x["medial_angle_deg"]) for x in sc),
         }
     return out
 
@@ -171,21 +178,11 @@ def _median(screws: list[dict], key: str) -> float | None:
     return round(float(np.median(values)), 1) if values else None
 
 
-def _group(level: str) -> str | None:
-    """The `MEDIAL_EXPECTED_DEG` group of ``level``, None outside T1–L5."""
-    return medial_group(level)
-
-
-def _in_expected(level: str, medial: float) -> bool:
-    expected = medial_range(level)
-    return expected is None or expected[0] <= medial <= expected[1]
-
-
 def bars(cases: dict[str, Any], lv: dict[str, Any]) -> dict[str, Any]:
     """The first bar of issue 31 on T1–L5 of the expert masks (``lv``: their `per_level` table): grade A
     ≥ 90 %, A/B 100 %, left-right caudal difference median ≤ 3° and none > 8°, no diameter wider than the
     isthmus, medial angles expected."""
-    sc = [x for c in cases.values() for x in c["screws"] if _group(x["level"]) is not None]
+    sc = [x for c in cases.values() for x in c["screws"] if medial_group(x["level"]) is not None]
     dc = [p[0] for level_pairs in _pairs(cases).values() for p in level_pairs]
     return {
         "screws": len(sc),

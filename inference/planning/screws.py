@@ -323,6 +323,12 @@ def medial_range(level: str) -> tuple[float, float] | None:
     return None if group is None else MEDIAL_EXPECTED_DEG[group]
 
 
+def within_medial_range(level: str, medial_deg: float) -> bool:
+    """Whether ``medial_deg`` lies in ``level``'s expected range (`medial_range`); True where there is none."""
+    expected = medial_range(level)
+    return expected is None or expected[0] <= medial_deg <= expected[1]
+
+
 def plan_pair(model: VertebraModel, trajectory: str = "straight-forward",
               catalogue: Catalogue = CATALOGUE) -> list[Screw]:
     """The level's screws, planned together (see the module docstring), graded; a side without a usable
@@ -348,7 +354,7 @@ def plan_pair(model: VertebraModel, trajectory: str = "straight-forward",
     for side, line in chosen.items():
         screw = _sized(model, side, line, catalogue)
         if screw is not None:
-            if expected is not None and not expected[0] <= line.medial_deg <= expected[1]:
+            if not within_medial_range(model.level, line.medial_deg):
                 screw.notes.append(f"medial angle {line.medial_deg:.0f}° outside the usual {expected[0]:g}–"
                                    f"{expected[1]:g}° at {model.level}: this pedicle's axis (check it on the CT)")
             screws.append(screw)
