@@ -60,7 +60,8 @@ class Vertebra:
     volume_ml, voxels, body_center_lps, stl, mesh_volume_ml, mesh_triangles
         Measured from the mask and its mesh when a bundle is written; None before and without one. The
         body center comes from VerSe subregions where given, else from the mask's shape (the centroid in
-        front of the canal; `planning.geometry.body_centers_from_shape`), None where neither finds one.
+        front of the canal; `planning.geometry.body_centers_from_shape`, which `Pipeline.analyze` already
+        runs), None where neither finds one (C1, the sacrum, a mask without a canal).
     """
 
     id: int

@@ -33,6 +33,7 @@ from .models.lesion import NOT_SCORED, LesionNet
 from .models.localizer import LEVEL_IDS, LocalizerNet
 from .models.segmenter import SegmenterNet, patch_of
 from .models.weights import load_state
+from .planning.geometry import body_centers_from_shape
 from .precision import resolve_precision
 from .progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
 from .qa import intensity_notes, mask_flags
@@ -223,11 +224,15 @@ class Pipeline:
                     v.qa_flags.append(f"lesion_suspected:{m.lesion_type}")
         timings["label"] = time.perf_counter() - t1
         qa = _qa(vertebrae, ct, seg)
-        # one center per vertebra: its mask's centroid, the point the bundle exports and the app shows
+        # one center per vertebra: its mask's centroid, the point the bundle exports; and the centre of
+        # its body (in front of the canal), where the app's slice views put the vertebra's marker
         centroids = vertebra_centers(seg.labels) if seg is not None else {}
+        bodies = body_centers_from_shape(seg.labels_in_box()) if centroids else {}
         for v in vertebrae:
             if v.id in centroids:
                 v.center_lps = np.asarray(centroids[v.id], dtype=float)
+            if v.id in bodies:
+                v.body_center_lps = np.asarray(bodies[v.id], dtype=float)
         tell(1.0, f"{len(vertebrae)} vertebrae")
         masked = bool(centroids)  # no mask at all: a centers-only case
         return Case(ct, vertebrae, labels=seg.labels if masked else None,

@@ -33,7 +33,7 @@ from inference.preprocess import working_grid
 from inference.volume import Volume
 from navapp.app import main
 from navapp.display import PLANES, DisplayFrame, window_to_uint8
-from navapp.state import Session
+from navapp.state import Session, VertebraInfo
 from navapp.views import main_files as main_files_module
 from navapp.views.main_window import MainWindow
 from navapp.views.screw_panel import GRADE_COLOURS
@@ -1126,3 +1126,15 @@ def test_vertebra_names_in_3d_keep_apart():
     z = pos[:, 2]
     assert z[0] == 425.0 and z[0] - z[1] >= NAME_GAP_MM and z[1] - z[2] >= NAME_GAP_MM - 1e-9
     assert np.allclose(pos[:, :2], centers[:, :2] + name_positions(np.zeros((1, 3)))[0, :2])
+
+
+def test_slice_marker_and_crosshair_go_to_the_body_centre():
+    # the exported centre (the mask's centroid) lies near the canal; the slices mark the body instead
+    centre, body = np.array([1.0, 20.0, -300.0]), np.array([1.0, 4.0, -300.0])
+    info = VertebraInfo(registry.id_of("L1"), "L1", centre, 50.0, registry.by_id(registry.id_of("L1")).color,
+                        body_center_lps=body)
+    assert np.array_equal(info.marker_lps, body)
+    renamed = info.shown_as(registry.id_of("L2"))
+    assert np.array_equal(renamed.marker_lps, body) and np.array_equal(renamed.center_lps, centre)
+    no_body = VertebraInfo(registry.id_of("S1"), "S1", centre, 200.0, registry.by_id(registry.id_of("S1")).color)
+    assert np.array_equal(no_body.marker_lps, centre)

@@ -59,6 +59,9 @@ class VertebraInfo:
         and at the levels not assessed (C1, C2, sacrum).
     rib_ml : float or None
         The analysis' rib cue: rib volume found beside the vertebra (`inference.ribs`); None when not measured.
+    body_center_lps : np.ndarray or None
+        LPS mm: the centre of the vertebral body (in front of the canal; `inference.case.Vertebra`), where the
+        slice views mark the vertebra; None where the analysis found none (C1, the sacrum, no mask).
     """
 
     id: int
@@ -72,6 +75,13 @@ class VertebraInfo:
     lesion_score: float | None = None
     lesion_type: str | None = None
     rib_ml: float | None = None
+    body_center_lps: np.ndarray | None = None
+
+    @property
+    def marker_lps(self) -> np.ndarray:
+        """Where the slice views mark this vertebra and the crosshair goes when it is selected: the body
+        centre when known (the mask's centroid lies near the canal), else `center_lps`."""
+        return self.center_lps if self.body_center_lps is None else self.body_center_lps
 
     def shown_as(self, vertebra_id: int) -> VertebraInfo:
         """This vertebra under another (corrected) id."""
@@ -79,7 +89,7 @@ class VertebraInfo:
         flags = self.qa_flags if CORRECTED_FLAG in self.qa_flags else (*self.qa_flags, CORRECTED_FLAG)
         return VertebraInfo(
             v.id, v.name, self.center_lps, self.volume_ml, v.color, self.source_id or self.id, self.confidence, flags,
-            self.lesion_score, self.lesion_type, self.rib_ml,
+            self.lesion_score, self.lesion_type, self.rib_ml, self.body_center_lps,
         )
 
 
@@ -159,6 +169,7 @@ def analysis_infos(result: Case, volumes_ml: dict[int, float] | None = None) -> 
             None if v.lesion_score is None else float(v.lesion_score),
             v.lesion_type,
             v.rib_ml,
+            None if v.body_center_lps is None else np.asarray(v.body_center_lps, dtype=float),
         )
         for v in result.vertebrae
     ]
@@ -420,14 +431,15 @@ class Session(QObject):
         self.crosshair_changed.emit(clipped.copy())
 
     def select_vertebra(self, vertebra_id: int, *, move_crosshair: bool = True) -> None:
-        """Select a vertebra by its id as shown (0 clears); by default the crosshair jumps to its centre."""
+        """Select a vertebra by its id as shown (0 clears); by default the crosshair jumps to its marker
+        (`VertebraInfo.marker_lps`: the body centre where known)."""
         info = self.vertebra(vertebra_id)
         vertebra_id = info.id if info is not None else 0
         if vertebra_id != self.selected_id:
             self.selected_id = vertebra_id
             self.selection_changed.emit(vertebra_id)
         if info is not None and move_crosshair:
-            self.set_crosshair(info.center_lps)
+            self.set_crosshair(info.marker_lps)
 
     def set_window(self, width: float, level: float) -> None:
         """CT display window in HU (width ≥ 1)."""

@@ -265,7 +265,8 @@ class SliceView(QWidget):
         painter.drawLine(QPointF(x, y + gap), QPointF(x, rect.bottom()))
 
     def _paint_centers(self, painter: QPainter) -> None:
-        """Analysed vertebra centers within `CENTER_RANGE_MM` of this slice, with their names."""
+        """Analysed vertebrae whose marker (`VertebraInfo.marker_lps`, the body centre where known) lies
+        within `CENTER_RANGE_MM` of this slice, with their names."""
         frame, session = self.session.frame, self.session
         if frame is None or session.vertebra_source != SOURCE_ANALYSIS:
             return
@@ -274,10 +275,10 @@ class SliceView(QWidget):
         font.setBold(True)
         painter.setFont(font)
         for v in session.vertebrae:
-            distance = abs(frame.lps_to_display(v.center_lps)[normal] - self._index) * frame.spacing[normal]
+            distance = abs(frame.lps_to_display(v.marker_lps)[normal] - self._index) * frame.spacing[normal]
             if distance > CENTER_RANGE_MM:
                 continue
-            point = self.widget_point(v.center_lps)
+            point = self.widget_point(v.marker_lps)
             if point is None:
                 continue
             alpha = int(255 * (1.0 - 0.7 * max(distance - 3.0, 0.0) / (CENTER_RANGE_MM - 3.0)))
@@ -421,10 +422,10 @@ class SliceView(QWidget):
             self.session.select_vertebra(nearest, move_crosshair=False)
 
     def _nearest_center(self, lps: np.ndarray) -> int:
-        """Id of the analysed vertebra whose center is within `CENTER_RANGE_MM` of ``lps``, else 0."""
+        """Id of the analysed vertebra whose marker is within `CENTER_RANGE_MM` of ``lps``, else 0."""
         if self.session.vertebra_source != SOURCE_ANALYSIS or not self.session.vertebrae:
             return 0
-        distances = [float(np.linalg.norm(v.center_lps - lps)) for v in self.session.vertebrae]
+        distances = [float(np.linalg.norm(v.marker_lps - lps)) for v in self.session.vertebrae]
         n = int(np.argmin(distances))
         return self.session.vertebrae[n].id if distances[n] <= CENTER_RANGE_MM else 0
 

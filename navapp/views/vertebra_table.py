@@ -136,7 +136,10 @@ class VertebraTableModel(QAbstractTableModel):
             lines.append(f"rib found beside it: {v.rib_ml:.2f} ml (the labeling's rib cue)")
         if v.qa_flags:
             lines.append("flags: " + ", ".join(v.qa_flags))
-        lines.append("centre: " + ", ".join(f"{c:.1f}" for c in v.center_lps) + " mm LPS")
+        lines.append("centre (mask centroid, exported): " + ", ".join(f"{c:.1f}" for c in v.center_lps) + " mm LPS")
+        if v.body_center_lps is not None:
+            lines.append("body centre (marked on the slices): " + ", ".join(f"{c:.1f}" for c in v.body_center_lps)
+                         + " mm LPS")
         return "\n".join(lines)
 
     def _on_vertebrae_changed(self, *_: object) -> None:
