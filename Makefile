@@ -76,7 +76,7 @@ docs: venv
 	$(BIN)/python -m inference.synth.layout_report
 	for f in column_figure straightened_figure localization_figures rib_figure lesion_figure \
 	         planning_slices synth_gallery domain_gallery; do $(BIN)/python docs/make_$$f.py || exit 1; done
-	for f in bundle_figure segmentation_figures planning_figure gui_planning_screenshot; do \
+	for f in bundle_figure segmentation_figures planning_figure gui_screenshots; do \
 	    $(XVFB) $(BIN)/python docs/make_$$f.py || exit 1; done
 	$(XVFB) $(BIN)/spinenav-gui assets/sample/abdomen_ct_3mm.nii.gz --screenshot docs/gui_analysis.png
 
