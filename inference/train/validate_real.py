@@ -274,6 +274,9 @@ def evaluate_case(
     with tempfile.TemporaryDirectory() as tmp:
         write_bundle(Path(tmp) / "b", result)
         report = evaluate_bundle(Path(tmp) / "b", case.truth)
+        # the flags as the bundle carries them (the writer adds the mesh's: cut by the edge, several parts)
+        records = json.loads((Path(tmp) / "b" / "vertebrae.json").read_text())["vertebrae"]
+        flags = {r["name"]: r["qa_flags"] for r in records}
     o = report["overall"]
     shown = {v.name: v.confidence for v in result.vertebrae}
     anchored = not any("label_unanchored" in v.qa_flags for v in result.vertebrae)
@@ -295,7 +298,7 @@ def evaluate_case(
         "false_positives": report["false_positives"],
         "per_vertebra": [
             {k: r[k] for k in ("name", "in_reference", "in_prediction", "identified", "center_error_mm", "dice",
-                               "hd95_mm")}
+                               "hd95_mm")} | {"qa_flags": flags.get(r["name"], [])}
             for r in report["per_vertebra"]
         ],
         **lesion_summary(result),
@@ -395,6 +398,7 @@ def _summaries(results: dict[str, Any]) -> None:
     dices = [e["dice"] for e in rows if e["dice"] is not None]
     hds = [e["hd95_mm"] for e in rows if e["hd95_mm"] is not None]
     whole = [e for e in rows if e["dice"] is not None and e["reference_ml"] >= SLIVER_ML]
+    results["unflagged_poor_masks"] = unflagged_poor_masks(results)
     results["oracle_summary"] = {
         "n_vertebrae": len(rows),
         # four digits: the first bar is Dice 0.85, and 0.8496 must not print as 0.85
@@ -403,6 +407,30 @@ def _summaries(results: dict[str, Any]) -> None:
         "mean_dice_without_slivers": round(float(np.mean([e["dice"] for e in whole])), 4) if whole else None,
         "n_without_slivers": len(whole),
     }
+
+
+POOR_DICE = 0.80
+"""Issue bar: no level below this Dice through the whole pipeline without a QA flag."""
+NAMING_FLAGS = ("label_unanchored", "label_uncertain", "label_corrected", "lesion_suspected")
+"""Flags about the name or a lesion, not the mask: they do not warn of a poor mask."""
+
+
+def mask_flags_of(flags: list[str]) -> list[str]:
+    return [f for f in flags if not f.startswith(NAMING_FLAGS)]
+
+
+def unflagged_poor_masks(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Whole pipeline, every case and condition: vertebrae shown under a reference level whose mask scores a
+    Dice below `POOR_DICE` against that level and which carry no flag about the mask."""
+    out = []
+    for cname, entry in results["cases"].items():
+        for cond, r in entry["perturbations"].items():
+            for e in r["per_vertebra"]:
+                if (e["in_reference"] and e["in_prediction"] and e["dice"] is not None and e["dice"] < POOR_DICE
+                        and not mask_flags_of(e.get("qa_flags", []))):
+                    out.append({"case": cname, "condition": cond, "name": e["name"], "dice": e["dice"],
+                                "qa_flags": e.get("qa_flags", [])})
+    return out
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -604,11 +632,28 @@ def markdown_segmentation(results: dict[str, Any]) -> str:
             lines.append(f"| {cname} | {e['name']} | {e['reference_ml']} | {e['dice']} | {e['hd95_mm']} | "
                          f"{e['msd_mm']} |")
     lines += ["", "## Whole pipeline, per case and level (unperturbed)", "",
-              "| case | level | in reference | predicted | Dice | HD95 (mm) |", "|---|---|---|---|---|---|"]
+              "QA flags as the bundle's vertebrae.json carries them.", "",
+              "| case | level | in reference | predicted | Dice | HD95 (mm) | QA flags |",
+              "|---|---|---|---|---|---|---|"]
     for cname, entry in results["cases"].items():
         for e in entry["perturbations"]["none"]["per_vertebra"]:
             lines.append(f"| {cname} | {e['name']} | {_yn(e['in_reference'])} | {_yn(e['in_prediction'])} | "
-                         f"{e['dice']} | {e['hd95_mm']} |")
+                         f"{e['dice']} | {e['hd95_mm']} | {', '.join(e.get('qa_flags', []))} |")
+    poor = results.get("unflagged_poor_masks", [])
+    shown = sum(1 for entry in results["cases"].values() for r in entry["perturbations"].values()
+                for e in r["per_vertebra"] if e["in_reference"] and e["in_prediction"] and e["dice"] is not None
+                and e["dice"] < POOR_DICE)
+    bare = sum(1 for p in poor if not p["qa_flags"])
+    lines += ["", "## Poor masks without a warning (whole pipeline, every condition)", "",
+              f"Of the vertebrae shown under a reference level with a mask Dice below {POOR_DICE:.2f} against that "
+              f"level ({shown} over all cases and conditions), {len(poor)} carry no flag about the mask (flags about "
+              f"the name or a lesion do not count) and {bare} carry no flag at all. A Dice near 0 here is most often "
+              "a vertebra shown one level off, which the naming flags (`label_unanchored`, `label_uncertain`) are "
+              "there to warn of; a Dice of 0.5-0.8 under one is a mask that is poor where its name is right.", ""]
+    if poor:
+        lines += ["| case | condition | level | Dice | flags |", "|---|---|---|---|---|"]
+        lines += [f"| {p['case']} | {p['condition']} | {p['name']} | {p['dice']} | {', '.join(p['qa_flags'])} |"
+                  for p in poor]
     synth = ROOT / "docs" / "segmentation_synthetic.json"
     if synth.is_file():
         sy = json.loads(synth.read_text())
