@@ -36,7 +36,7 @@ from .models.weights import load_state
 from .planning.geometry import body_centers_from_shape
 from .precision import resolve_precision
 from .progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
-from .qa import intensity_notes, mask_flags
+from .qa import intensity_notes, mask_flags, metal_flags
 from .segment import LESION_FLAG, SegmentationOutput, clear_lesions, relabel, segment_vertebrae
 from .volume import Volume
 
@@ -362,9 +362,10 @@ def _qa(vertebrae: list[Vertebra], ct: Volume, seg: SegmentationOutput | None = 
                 v.qa_flags.append("partial_at_border")
         partial = {v.id for v in vertebrae if "partial_at_border" in v.qa_flags} | set(cut_mm2)
         flags, mask_notes = mask_flags(in_box, partial)
+        metal, metal_notes = metal_flags(in_box, ct.array if seg.box is None else ct.array[seg.box])
         for v in vertebrae:
-            v.qa_flags += [f for f in flags.get(v.id, []) if f not in v.qa_flags]
-        notes += mask_notes
+            v.qa_flags += [f for f in flags.get(v.id, []) + metal.get(v.id, []) if f not in v.qa_flags]
+        notes += mask_notes + metal_notes
     return notes
 
 

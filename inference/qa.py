@@ -13,6 +13,7 @@ import json
 from functools import lru_cache
 
 import numpy as np
+from scipy import ndimage
 
 from . import registry
 from .assets import assets_dir
@@ -30,6 +31,13 @@ darkest voxel is brighter than this was likely exported through a display window
 row of docs/localization.md: names 4 of 18 right instead of 9) or is not in HU at all."""
 NO_BRIGHTER_THAN_HU = 300.0
 """Cortical bone reads 500-1500 HU; a scan with nothing brighter than this shows no bone in HU."""
+METAL_HU = 2500.0
+"""Above the densest cortical bone (about 1500-2000 HU): screws, rods, cages, dense cement. Scanners without
+an extended HU scale clip metal at 3071, which is still above this."""
+METAL_REACH_MM = 10.0
+"""Metal this close to a vertebra's mask (its streaks and blooming reach that far) flags it ``metal_nearby``."""
+METAL_MIN_ML = 0.02
+"""Less metal than this (a few voxels at 1 mm: noise, a calcified speck at a clipped scale) is ignored."""
 
 
 def intensity_notes(ct: Volume) -> list[str]:
@@ -128,4 +136,35 @@ def mask_flags(labels: Volume, partial: set[int]) -> tuple[dict[int, list[str]],
                 flags.setdefault(vid, []).append("touching_neighbour")
             notes.append(f"{registry.name_of(a)} and {registry.name_of(b)} masks share {area:.0f} mm² of "
                          "surface: they may have leaked into each other")
+    return flags, notes
+
+
+def metal_flags(labels: Volume, hu: np.ndarray) -> tuple[dict[int, list[str]], list[str]]:
+    """``metal_nearby`` for every vertebra with at least `METAL_MIN_ML` of voxels of `METAL_HU` or more within
+    `METAL_REACH_MM` of its mask, and one case note naming them. ``hu``: the CT values on ``labels``' grid
+    (same shape). Masks, centres and screw grades near implants are less reliable: the networks never saw
+    hardware on real CT, and its streaks change the bone around it."""
+    hu = np.asarray(hu)
+    if hu.shape != labels.array.shape:
+        raise ValueError(f"the CT values ({hu.shape}) are not on the label map's grid ({labels.array.shape})")
+    if hu.size == 0 or float(hu.max()) < METAL_HU:
+        return {}, []
+    spacing_kji = np.asarray(labels.spacing, float)[::-1]
+    reach = np.ceil(METAL_REACH_MM / spacing_kji).astype(int)
+    voxel_ml = float(np.prod(spacing_kji)) / 1000.0
+    flags: dict[int, list[str]] = {}
+    for vid, box in label_boxes(labels).items():
+        near = tuple(slice(max(b.start - r, 0), min(b.stop + r, n))
+                     for b, r, n in zip(box, reach, labels.array.shape, strict=True))
+        metal = hu[near] >= METAL_HU
+        if metal.sum() * voxel_ml < METAL_MIN_ML:
+            continue
+        outside = ndimage.distance_transform_edt(labels.array[near] != vid, sampling=spacing_kji)
+        if np.count_nonzero(metal & (outside <= METAL_REACH_MM)) * voxel_ml >= METAL_MIN_ML:
+            flags[vid] = ["metal_nearby"]
+    notes = []
+    if flags:
+        names = ", ".join(registry.name_of(v) for v in registry.sort_ids(flags))
+        notes.append(f"metal (≥ {METAL_HU:.0f} HU) in or within {METAL_REACH_MM:.0f} mm of {names}: implants and "
+                     "their streaks make the masks, centres and screw grades there less reliable; check them by eye")
     return flags, notes

@@ -544,3 +544,18 @@ def test_the_mirror_pass_averages_the_crop_with_its_mirror():
     # one pass keeps only one side of the center; averaged with its mirror, the sure side wins on both
     assert cols(plain).min() >= ci - 1 or cols(plain).max() <= ci + 1
     assert cols(mirrored).min() < ci - 3 and cols(mirrored).max() > ci + 3
+
+
+def test_metal_beside_a_vertebra_flags_it_and_names_it_in_a_note():
+    """A rod of 3000 HU beside the middle sphere: that vertebra (and no other) is flagged metal_nearby."""
+    ct, centers = _spine_ct()
+    rod = ct.lps_to_index(centers["L2"][None] + np.array([[0.0, 18.0, 0.0]]))[0].round().astype(int)  # 6 mm off
+    ct.array[rod[2] - 3 : rod[2] + 4, rod[1] - 1 : rod[1] + 2, rod[0] - 1 : rod[0] + 2] = 3000
+    result = _fake_pipeline(ct, centers, segmenter=FakeSegmenter()).analyze(ct)
+    flagged = {v.name for v in result.vertebrae if "metal_nearby" in v.qa_flags}
+    assert flagged == {"L2"}
+    assert any(n.startswith("metal (≥ 2500 HU)") and "L2" in n for n in result.qa)
+    # without the rod, no flag and no note
+    clean, _ = _spine_ct()
+    result = _fake_pipeline(clean, centers, segmenter=FakeSegmenter()).analyze(clean)
+    assert not any("metal_nearby" in v.qa_flags for v in result.vertebrae) and not any("metal" in n for n in result.qa)

@@ -39,6 +39,7 @@ QA_TEXT = {
     "implausible_volume": "unusual volume",
     "touching_neighbour": "merges with neighbour",
     "no_mask": "no mask",
+    "metal_nearby": "metal nearby",
     "lesion_suspected:lytic": "lesion? (lytic)",
     "lesion_suspected:blastic": "lesion? (blastic)",
     "lesion_suspected:fracture": "fracture?",
