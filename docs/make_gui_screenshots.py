@@ -34,7 +34,7 @@ def screenshots(app: QApplication, ct: Path, level: str, planned_png: Path, anal
     """Open ``ct``, analyse it (with ``analysed_png``: select ``level`` and save that), plan screws, select
     ``level``'s left screw and save ``planned_png``; the event loop's exit code."""
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "settings.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(show_dialogs=False, settings=settings)
+    window = MainWindow(show_dialogs=False, settings=settings, show_timings=False)
     window.resize(1600, 1000)
     window.show()
 

@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             analyze = weights_installed()
             if not analyze:
                 note = "note: no model weights installed; the screenshot shows the CT without analysis"
-        window = MainWindow(show_dialogs=False)
+        window = MainWindow(show_dialogs=False, show_timings=False)
         return _run_screenshot(app, window, args.path, args.labels, args.screenshot, analyze=analyze, note=note)
 
     window = MainWindow()

@@ -1138,3 +1138,14 @@ def test_slice_marker_and_crosshair_go_to_the_body_centre():
     assert np.array_equal(renamed.marker_lps, body) and np.array_equal(renamed.center_lps, centre)
     no_body = VertebraInfo(registry.id_of("S1"), "S1", centre, 200.0, registry.by_id(registry.id_of("S1")).color)
     assert np.array_equal(no_body.marker_lps, centre)
+
+
+def test_screenshots_leave_the_analysis_time_out_of_the_status_bar(qtbot, make_window, dialogs, factory, spine):
+    """The status bar says how long an analysis took, except in screenshots (the same case, the same picture)."""
+    for show_timings in (True, False):
+        window = make_window(pipeline_factory=factory, show_timings=show_timings)
+        _load(qtbot, window, spine[0])
+        _analyze(qtbot, window)
+        text = window.statusBar().currentMessage()
+        assert text.startswith("3 vertebrae found: L1–L3") and text.endswith(" on cpu")
+        assert (" s on cpu" in text) is show_timings, text

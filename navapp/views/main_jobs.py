@@ -212,8 +212,8 @@ class JobControl:
         text = f"{len(names)} vertebrae found: {names[0]}–{names[-1]}" if names else "No vertebra found"
         if result.qa:
             text += f" · {len(result.qa)} to check (see the vertebra panel)"
-        seconds = sum(result.timings.values())
-        self.statusBar().showMessage(f"{text} · {seconds:.1f} s on {result.device}")
+        took = f"{sum(result.timings.values()):.1f} s " if self.show_timings else ""
+        self.statusBar().showMessage(f"{text} · {took}on {result.device}")
         self.analysis_finished.emit()
 
     def _on_export_done(self, result: Any) -> None:

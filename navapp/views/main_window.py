@@ -64,6 +64,9 @@ class MainWindow(FileHandling, JobControl, Actions, QMainWindow):
     pipeline_factory : callable, optional
         Builds the analysis pipeline (default: the installed models); called once, on the worker
         thread of the first analysis. Tests pass one with a fake model.
+    show_timings : bool
+        False for screenshots: the status bar leaves out how long the analysis took, so that the
+        same case gives the same picture (``make docs`` leaves no diff).
 
     Signals
     -------
@@ -100,9 +103,11 @@ class MainWindow(FileHandling, JobControl, Actions, QMainWindow):
         pipeline_factory: PipelineFactory | None = None,
         settings: QSettings | None = None,
         parent: QWidget | None = None,
+        show_timings: bool = True,
     ) -> None:
         super().__init__(parent)
         self.show_dialogs = show_dialogs
+        self.show_timings = show_timings  # off for screenshots: the same case gives the same picture
         self.settings = settings if settings is not None else QSettings("SpineNav", "SpineNav")
         self.session = Session(self)
         self.analysis_runner = AnalysisRunner(pipeline_factory)
