@@ -58,10 +58,12 @@ class Vertebra:
     qa_flags : list of str
         Quality flags (``label_uncertain``, ``partial_at_border``, ``label_corrected``, …).
     volume_ml, voxels, body_center_lps, stl, mesh_volume_ml, mesh_triangles
-        Measured from the mask and its mesh when a bundle is written; None before and without one. The
-        body center comes from VerSe subregions where given, else from the mask's shape (the centroid in
-        front of the canal; `planning.geometry.body_centers_from_shape`, which `Pipeline.analyze` already
-        runs), None where neither finds one (C1, the sacrum, a mask without a canal).
+        Measured from the mask and its mesh when a bundle is written (on the masks written, so a merge
+        or an edit is measured anew); None before and without one, except the body center, which
+        `Pipeline.analyze` fills too (the app's slice markers). The body center comes from VerSe
+        subregions where given, else from the mask's shape (the centroid in front of the canal;
+        `planning.geometry.body_centers_from_shape`), None where neither finds one (C1, the sacrum, a
+        mask without a canal).
     """
 
     id: int

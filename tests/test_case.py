@@ -109,6 +109,13 @@ def test_correct_renames_shifts_deletes_and_merges_a_bundle(tmp_path, capsys):
     expect = (weights[:, None] * np.array([t12["center_lps"], l1["center_lps"]])).sum(0) / weights.sum()
     assert np.allclose(merged["T12"]["center_lps"], expect, atol=2e-3)
     assert merged["T12"]["voxels"] == t12["voxels"] + l1["voxels"]
+    # and its body centre is measured again on the joined mask, not carried over from T12 alone
+    from inference.planning.geometry import body_centers_from_shape
+
+    measured = body_centers_from_shape(read_label_map(out / "labels.nii.gz")).get(registry.id_of("T12"))
+    assert (merged["T12"]["body_center_lps"] is None) == (measured is None)
+    if measured is not None:
+        assert np.allclose(merged["T12"]["body_center_lps"], measured, atol=2e-3)
 
 
 def test_correct_refuses_what_it_cannot_do(tmp_path, capsys):

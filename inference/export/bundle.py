@@ -358,12 +358,8 @@ def _measured(case: Case, labels: Volume, meshes: dict[int, SurfaceMesh]) -> lis
     first, the case's own flags after them.
     """
     counts = vertebra_voxel_counts(labels)
-    if case.subregions is not None:  # VerSe subregions: the body is labelled
-        bodies = body_centers(labels, case.subregions)
-    elif any(v.body_center_lps is not None for v in case.vertebrae):
-        bodies = {}  # found on these masks already (`Pipeline.analyze`, or the bundle the case was read from)
-    else:
-        bodies = body_centers_from_shape(labels)
+    # measured on the masks being written, whatever the case carries: a merge or an edit changes them
+    bodies = body_centers(labels, case.subregions) if case.subregions is not None else body_centers_from_shape(labels)
     voxel_ml = float(np.prod(labels.spacing)) / 1000.0
     ids = registry.sort_ids(counts)
     volumes = {vid: counts[vid] * voxel_ml for vid in ids}
