@@ -419,18 +419,20 @@ def mask_flags_of(flags: list[str]) -> list[str]:
     return [f for f in flags if not f.startswith(NAMING_FLAGS)]
 
 
-def unflagged_poor_masks(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Whole pipeline, every case and condition: vertebrae shown under a reference level whose mask scores a
-    Dice below `POOR_DICE` against that level and which carry no flag about the mask."""
-    out = []
+def poor_masks(results: dict[str, Any]):
+    """Whole pipeline, every case and condition: (case, condition, level record) of the vertebrae shown under a
+    reference level whose mask scores a Dice below `POOR_DICE` against that level."""
     for cname, entry in results["cases"].items():
         for cond, r in entry["perturbations"].items():
             for e in r["per_vertebra"]:
-                if (e["in_reference"] and e["in_prediction"] and e["dice"] is not None and e["dice"] < POOR_DICE
-                        and not mask_flags_of(e.get("qa_flags", []))):
-                    out.append({"case": cname, "condition": cond, "name": e["name"], "dice": e["dice"],
-                                "qa_flags": e.get("qa_flags", [])})
-    return out
+                if e["in_reference"] and e["in_prediction"] and e["dice"] is not None and e["dice"] < POOR_DICE:
+                    yield cname, cond, e
+
+
+def unflagged_poor_masks(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `poor_masks` that carry no flag about the mask."""
+    return [{"case": cname, "condition": cond, "name": e["name"], "dice": e["dice"], "qa_flags": e.get("qa_flags", [])}
+            for cname, cond, e in poor_masks(results) if not mask_flags_of(e.get("qa_flags", []))]
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -640,9 +642,7 @@ def markdown_segmentation(results: dict[str, Any]) -> str:
             lines.append(f"| {cname} | {e['name']} | {_yn(e['in_reference'])} | {_yn(e['in_prediction'])} | "
                          f"{e['dice']} | {e['hd95_mm']} | {', '.join(e.get('qa_flags', []))} |")
     poor = results.get("unflagged_poor_masks", [])
-    shown = sum(1 for entry in results["cases"].values() for r in entry["perturbations"].values()
-                for e in r["per_vertebra"] if e["in_reference"] and e["in_prediction"] and e["dice"] is not None
-                and e["dice"] < POOR_DICE)
+    shown = sum(1 for _ in poor_masks(results))
     bare = sum(1 for p in poor if not p["qa_flags"])
     lines += ["", "## Poor masks without a warning (whole pipeline, every condition)", "",
               f"Of the vertebrae shown under a reference level with a mask Dice below {POOR_DICE:.2f} against that "
