@@ -7,6 +7,8 @@
    runs the network on batches of crops (memory is bounded by the batch, not the scan);
 3. pastes each vertebra's mask probability back onto the CT grid (linear interpolation inside the
    crop's footprint only); a voxel goes to the vertebra with the highest probability above 0.5;
+   small islands are dropped and holes a mask encloses in sagittal or coronal slices (a low-density
+   body) are closed (`_drop_islands`, `_fill_hollows`);
 4. scores lesion suspicion per vertebra from the lesion channels inside its mask.
 
 Lesion scores flag regions for a human to look at; they are not a diagnosis.
@@ -222,6 +224,7 @@ def segment_vertebrae(
         done += len(idx)
         tell(0.05 + 0.9 * min(1.0, done / len(vertebrae)), f"segmented {done}/{len(vertebrae)}")
     _drop_islands(labels, boxes)
+    _fill_hollows(labels, boxes, ct.superior_array_axis)
     box = union_box(b for b in boxes.values() if b is not None) or (slice(0, 0),) * 3
     lesion_map[box][labels[box] == 0] = 0.0  # outside the box nothing was pasted
     return SegmentationOutput(_on_ct(ct, labels), _on_ct(ct, lesion_map), masks, shift, box)
@@ -267,6 +270,36 @@ def _drop_islands(labels: np.ndarray, boxes: dict[int, tuple[slice, slice, slice
         sizes[0] = 0
         small = np.flatnonzero((sizes > 0) & (sizes < ISLAND_FRACTION * sizes.max()))
         sub[np.isin(pieces, small)] = 0
+
+
+def _fill_hollows(labels: np.ndarray, boxes: dict[int, tuple[slice, slice, slice] | None], superior_axis: int) -> None:
+    """In place: give each vertebra the unlabelled voxels its mask encloses in a sagittal or coronal
+    slice (array slices along the two axes other than ``superior_axis``).
+
+    A body of low-density cancellous bone (osteoporosis, a lytic core) comes out of the network as a
+    shell around a hole: closed by endplates above and below and cortex in front, behind and at the
+    sides, the hole is enclosed in those slices. The spinal canal is not: it runs through the
+    vertebra from top to bottom, so it is open in every slice that holds the S–I direction (in an
+    axial slice a closed ring encloses it, which is why axial slices are left alone). Voxels of
+    another vertebra are never taken."""
+    for vid, box in boxes.items():
+        if box is None:
+            continue
+        sub = labels[box]
+        own = sub == vid
+        if not own.any():
+            continue
+        enclosed = np.zeros_like(own)
+        for axis in range(3):
+            if axis == superior_axis:
+                continue
+            # background reaches the border only within a slice; a padded empty slice at each end keeps
+            # the first and last slices from counting as border
+            in_slice = np.expand_dims(ndimage.generate_binary_structure(2, 1), axis)
+            pad = [(1, 1) if a == axis else (0, 0) for a in range(3)]
+            filled = ndimage.binary_fill_holes(np.pad(own, pad), structure=in_slice)
+            enclosed |= filled[tuple(slice(1, -1) if a == axis else slice(None) for a in range(3))]
+        sub[enclosed & (sub == 0)] = vid
 
 
 def _on_ct(ct: Volume, array: np.ndarray) -> Volume:

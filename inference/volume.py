@@ -61,6 +61,11 @@ class Volume:
         m[:3, 3] = self.origin
         return m
 
+    @property
+    def superior_array_axis(self) -> int:
+        """The axis of ``array`` (0 = k, 1 = j, 2 = i) closest to the patient's S–I direction."""
+        return 2 - int(np.argmax(np.abs(self.direction[2])))
+
     def index_to_lps(self, ijk: np.ndarray) -> np.ndarray:
         """Continuous voxel indices (N, 3) in (i, j, k) order → LPS mm (N, 3)."""
         ijk = np.asarray(ijk, dtype=float)

@@ -457,6 +457,29 @@ def test_small_islands_of_a_mask_are_dropped_and_a_cut_vertebra_keeps_both_halve
     assert (labels == 21).sum() == 1600
 
 
+def test_a_hollow_body_is_closed_but_the_canal_and_the_neighbour_stay_out():
+    from inference.segment import _fill_hollows
+
+    labels = np.zeros((24, 30, 30), np.uint8)  # axis 0 is S–I
+    labels[4:16, 4:16, 8:22] = 20  # body: a shell ...
+    labels[6:14, 6:14, 10:20] = 0  # ... around a low-density core of 8 × 8 × 10 voxels
+    labels[4:16, 18:26, 8:22] = 20  # arch: a ring round the canal, open above and below
+    labels[4:16, 20:24, 12:18] = 0
+    labels[9:11, 9:11, 14:16] = 21  # a neighbour's stray voxels inside the core stay its own
+    labels[16:20, 4:16, 8:22] = 22  # the next vertebra above, touching
+    before = labels.copy()
+    _fill_hollows(labels, {20: (slice(0, 24),) * 3, 22: (slice(0, 24),) * 3}, superior_axis=0)
+    assert (labels[6:14, 6:14, 10:20] == 20).sum() == 8 * 8 * 10 - 8
+    assert (labels[9:11, 9:11, 14:16] == 21).all()
+    assert not labels[4:16, 20:24, 12:18].any()  # the canal
+    changed = labels != before
+    assert set(np.unique(labels[changed])) == {20}
+    # the same body lying on its side (S–I along axis 2) is closed the same way
+    side = np.moveaxis(before, 0, 2).copy()
+    _fill_hollows(side, {20: (slice(0, 30),) * 3}, superior_axis=2)
+    assert np.array_equal(np.moveaxis(side, 2, 0), labels)
+
+
 def test_a_windowed_scan_is_called_out():
     from inference.qa import intensity_notes
 
