@@ -349,7 +349,7 @@ def plan_pair(model: VertebraModel, trajectory: str = "straight-forward",
         if not lines[side]:
             model.skipped[SIDE_NAMES[side]] = "no line through the pedicle stays inside the mask (check the mask)"
     expected = medial_range(model.level)
-    chosen = _symmetric(lines, TYPICAL_MEDIAL_DEG.get(model.level), expected)
+    chosen = _symmetric(lines, model.level)
     screws = []
     for side, line in chosen.items():
         screw = _sized(model, side, line, catalogue)
@@ -439,15 +439,17 @@ def _line_depths(model: VertebraModel, d: np.ndarray, t: np.ndarray, in_pedicle:
     return clearance, depth, base
 
 
-def _symmetric(lines: dict[int, list[_Line]], typical_deg: float | None = None,
-               expected: tuple[float, float] | None = None) -> dict[int, _Line]:
+def _symmetric(lines: dict[int, list[_Line]], level: str) -> dict[int, _Line]:
     """One line per side. A side's acceptable medial angles are those whose clearance is within
-    `CLEARANCE_TOLERANCE_MM` of its best, and of these the ones within the level's ``expected`` range
-    where there are any; with none there, the angles in the range within `RANGE_TOLERANCE_MM` of the best;
-    with none of those either, the acceptable angles outside it. Of them the one running most centred
-    along the pedicle (its own axis, `_Line.centred_mm`, less `MEDIAL_PRIOR_MM_PER_DEG` per degree from
-    the level's typical angle) is taken, the same angle for both sides where their acceptable angles meet
-    (symmetric unless the anatomy is not)."""
+    `CLEARANCE_TOLERANCE_MM` of its best, and of these the ones within ``level``'s expected range
+    (`within_medial_range`) where there are any; with none there, the angles in the range within
+    `RANGE_TOLERANCE_MM` of the best; with none of those either, the acceptable angles outside it. Of
+    them the one running most centred along the pedicle (its own axis, `_Line.centred_mm`, less
+    `MEDIAL_PRIOR_MM_PER_DEG` per degree from the level's typical angle, `TYPICAL_MEDIAL_DEG`) is taken,
+    the same angle for both sides where their acceptable angles meet (symmetric unless the anatomy is
+    not)."""
+
+    typical_deg = TYPICAL_MEDIAL_DEG.get(level)
 
     def merit(ln: _Line) -> float:
         return ln.centred_mm - (0.0 if typical_deg is None else MEDIAL_PRIOR_MM_PER_DEG * abs(ln.medial_deg
@@ -456,11 +458,11 @@ def _symmetric(lines: dict[int, list[_Line]], typical_deg: float | None = None,
     def acceptable(ls: list[_Line]) -> dict[float, _Line]:
         best = max(x.clearance_mm for x in ls)
         ok = [ln for ln in ls if ln.clearance_mm >= best - CLEARANCE_TOLERANCE_MM]
-        if expected is not None:
-            def inside(ln: _Line) -> bool:
-                return expected[0] <= ln.medial_deg <= expected[1]
-            ok = ([ln for ln in ok if inside(ln)]
-                  or [ln for ln in ls if inside(ln) and ln.clearance_mm >= best - RANGE_TOLERANCE_MM] or ok)
+        if medial_range(level) is not None:
+            ok = ([ln for ln in ok if within_medial_range(level, ln.medial_deg)]
+                  or [ln for ln in ls if within_medial_range(level, ln.medial_deg)
+                      and ln.clearance_mm >= best - RANGE_TOLERANCE_MM]
+                  or ok)
         return {ln.medial_deg: ln for ln in ok}
 
     ok = {side: acceptable(ls) for side, ls in lines.items() if ls}
