@@ -8,8 +8,9 @@ Runs the shipped pipeline (localize, label, segment; CPU) and writes
   unlabeled 141-slice chest DICOM from ../shared/data/real (skipped when absent);
 - docs/segmentation_abdomen.png: the same for the sample CT, with the TotalSegmentator reference
   contours dashed white;
-- docs/segmentation_abdomen_3d.png: the exported STL meshes of the sample CT, read back from the
-  bundle and rendered off-screen (pyvista), coloured and named per level.
+- docs/segmentation_abdomen_3d.png, docs/segmentation_chest_dicom_3d.png: the exported STL meshes of
+  the sample CT and of the chest DICOM, read back from the bundle and rendered off-screen (pyvista),
+  coloured and named per level, from the left-anterior side and from behind.
 
 Slices are taken on a 1 mm LPS-aligned grid (CT linear, labels nearest), so what is drawn is in the
 bundle's frame.
@@ -90,28 +91,31 @@ def contour_figure(out: Path, ct, labels, truth, title: str, centers: dict[int, 
     plt.close(fig)
 
 
-def render_meshes(bundle: Path, out: Path) -> None:
+def render_meshes(bundle: Path, out: Path, title: str) -> None:
+    """The bundle's STL meshes, coloured and named per level, from the patient's left-anterior side and
+    from behind (where missing posterior elements and bridges between neighbours would show)."""
     import json
 
     import pyvista as pv
 
     pv.OFF_SCREEN = True
     doc = json.loads((bundle / "vertebrae.json").read_text())["vertebrae"]
-    plotter = pv.Plotter(off_screen=True, window_size=(700, 900))
+    plotter = pv.Plotter(off_screen=True, window_size=(1200, 900), shape=(1, 2), border=False)
     plotter.set_background("white")
-    for v in doc:
-        mesh = pv.read(str(bundle / v["stl"]))
-        plotter.add_mesh(mesh, color=_colour(v["id"]), smooth_shading=True)
-        c = np.array(v["center_lps"])
-        plotter.add_point_labels([c + np.array([-45.0, 0, 0])], [v["name"]], font_size=14, text_color="black",
-                                 always_visible=True, shape=None, show_points=False)
-    # view from the patient's left-anterior side (LPS: camera at +x (left), -y (anterior))
-    plotter.camera_position = "yz"
-    plotter.camera.azimuth = -35
-    plotter.camera.up = (0, 0, 1)
-    plotter.reset_camera()
-    plotter.add_text("SpineNav segmentation of the sample CT (STL files read back from the bundle)",
-                     font_size=9, color="black")
+    # LPS: the left-anterior camera sits at +x (left), -y (anterior); the posterior one at +y
+    for col, view in enumerate(("left-anterior", "posterior")):
+        plotter.subplot(0, col)
+        for v in doc:
+            mesh = pv.read(str(bundle / v["stl"]))
+            plotter.add_mesh(mesh, color=_colour(v["id"]), smooth_shading=True)
+            plotter.add_point_labels([np.array(v["center_lps"]) + np.array([-45.0, 0.0, 0.0])], [v["name"]],
+                                     font_size=12, text_color="black", always_visible=True, shape=None,
+                                     show_points=False)
+        plotter.camera_position = "yz" if view == "left-anterior" else "xz"
+        plotter.camera.azimuth = -35.0 if view == "left-anterior" else 180.0
+        plotter.camera.up = (0, 0, 1)
+        plotter.reset_camera()
+        plotter.add_text(title if view == "left-anterior" else "from behind", font_size=9, color="black")
     plotter.screenshot(str(out))
     plotter.close()
 
@@ -127,13 +131,18 @@ def main() -> None:
                    centers)
     with tempfile.TemporaryDirectory() as tmp:
         write_bundle(Path(tmp) / "b", result)
-        render_meshes(Path(tmp) / "b", ROOT / "docs/segmentation_abdomen_3d.png")
+        render_meshes(Path(tmp) / "b", ROOT / "docs/segmentation_abdomen_3d.png",
+                      "SpineNav segmentation of the sample CT (STL files read back from the bundle)")
     if CHEST.is_dir():
         ct = read_ct(CHEST)
         result = pipeline.analyze(ct)
         centers = {v.id: v.center_lps for v in result.vertebrae}
         contour_figure(ROOT / "docs/segmentation_chest_dicom.png", ct, result.segmentation.labels, None,
                        "chest CT DICOM, 141 slices (unlabeled): SpineNav masks and names", centers)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_bundle(Path(tmp) / "b", result)
+            render_meshes(Path(tmp) / "b", ROOT / "docs/segmentation_chest_dicom_3d.png",
+                          "SpineNav segmentation of the chest CT DICOM (STL files read back from the bundle)")
 
 
 if __name__ == "__main__":

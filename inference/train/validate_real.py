@@ -279,7 +279,8 @@ def evaluate_case(
         flags = {r["name"]: r["qa_flags"] for r in records}
     o = report["overall"]
     shown = {v.name: v.confidence for v in result.vertebrae}
-    anchored = not any("label_unanchored" in v.qa_flags for v in result.vertebrae)
+    # an analysis that found nothing saw no landmark: it is not anchored
+    anchored = bool(result.vertebrae) and not any("label_unanchored" in v.qa_flags for v in result.vertebrae)
     return {
         "id_rate": o["id_rate"],
         "mean_center_error_mm": o["mean_center_error_mm"],
