@@ -28,7 +28,7 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from navapp.views.main_window import MainWindow
-    from navapp.workers.preload import preload_compute_modules
+    from navapp.workers.preload import freeze_startup_objects, preload_compute_modules
 
     preload_seconds = preload_compute_modules()  # as `spinenav-gui` does before its window opens
 
@@ -36,6 +36,7 @@ def main() -> int:
     app = QApplication.instance() or QApplication([])
     settings = QSettings(str(Path("/tmp") / "spinenav-bench.ini"), QSettings.Format.IniFormat)
     window = MainWindow(show_dialogs=False, settings=settings)
+    freeze_startup_objects()  # as `spinenav-gui` does
     window.resize(1400, 900)
     window.show()
     t_paint = time.perf_counter()

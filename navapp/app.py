@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .resources import icon_path
     from .views.main_window import APP_NAME, MainWindow
-    from .workers.preload import preload_compute_modules
+    from .workers.preload import freeze_startup_objects, preload_compute_modules
 
     preload_compute_modules()  # before the event loop: imports would freeze a shown window
 
@@ -92,9 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not analyze:
                 note = "note: no model weights installed; the screenshot shows the CT without analysis"
         window = MainWindow(show_dialogs=False, show_timings=False)
+        freeze_startup_objects()
         return _run_screenshot(app, window, args.path, args.labels, args.screenshot, analyze=analyze, note=note)
 
     window = MainWindow()
+    freeze_startup_objects()  # before the event loop, with the imports above
     window.show()
     if args.path is not None:
         window.open_case(args.path, args.labels)

@@ -1094,6 +1094,28 @@ def test_preloading_never_stops_the_app(monkeypatch, caplog):
     assert "no_such_module_here" in caplog.text
 
 
+def test_start_up_objects_are_left_out_of_garbage_collection_and_later_ones_are_not():
+    import gc
+    import weakref
+
+    from navapp.workers import preload
+
+    try:
+        frozen = preload.freeze_startup_objects()
+        assert frozen > 0 and gc.get_freeze_count() == frozen
+        class Node:
+            pass
+
+        node = Node()
+        node.itself = node  # a cycle made after the freeze: still collected
+        alive = weakref.ref(node)
+        del node
+        gc.collect()
+        assert alive() is None
+    finally:
+        gc.unfreeze()
+
+
 def test_the_app_leaves_one_core_to_the_window():
     assert [analysis_module.gui_threads(n) for n in (1, 2, 8)] == [1, 1, 7]
 
