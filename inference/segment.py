@@ -285,10 +285,12 @@ def _fill_hollows(labels: np.ndarray, boxes: dict[int, tuple[slice, slice, slice
     for vid, box in boxes.items():
         if box is None:
             continue
-        sub = labels[box]
-        own = sub == vid
-        if not own.any():
+        found = ndimage.find_objects((labels[box] == vid).view(np.uint8))
+        if not found or found[0] is None:
             continue
+        # the mask's own bounding box: a hole enclosed in a slice lies within it
+        sub = labels[box][found[0]]
+        own = sub == vid
         enclosed = np.zeros_like(own)
         for axis in range(3):
             if axis == superior_axis:
