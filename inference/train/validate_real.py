@@ -627,8 +627,8 @@ def markdown_segmentation(results: dict[str, Any]) -> str:
         "- Since 2026-12-07 holes a mask encloses in sagittal or coronal slices are closed "
         "(`inference.segment._fill_hollows`), added after the TPTBox L4's low-density body came out as a shell. "
         "With the true centers it moved the mean Dice here from 0.856 to 0.860 (15 of 18 vertebrae better, none "
-        "worse; the sacrum 0.769 to 0.796) and HD95 from 5.52 to 5.48 mm; on 89 vertebrae of 18 held-out "
-        "synthetic cases (stream 77), from 0.8069 to 0.8071 (13 better, 20 worse by at most 0.002).",
+        "worse; the sacrum 0.769 to 0.796) and HD95 from 5.52 to 5.48 mm; on 172 vertebrae of 18 held-out "
+        "synthetic cases (stream 77) it stayed at 0.8037 (27 better, 41 worse, each by at most 0.01).",
         "- ts_dicom_thoracolumbar is a 40 mm slab: both vertebrae are cut by the field of view.",
         "- The whole-pipeline rows inherit the localizer's misses on small fields of view (docs/localization.md).",
     ]
