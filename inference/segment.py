@@ -285,12 +285,12 @@ def _fill_hollows(labels: np.ndarray, boxes: dict[int, tuple[slice, slice, slice
     for vid, box in boxes.items():
         if box is None:
             continue
-        found = ndimage.find_objects((labels[box] == vid).view(np.uint8))
+        in_box = labels[box] == vid
+        found = ndimage.find_objects(in_box.view(np.uint8))
         if not found or found[0] is None:
             continue
         # the mask's own bounding box: a hole enclosed in a slice lies within it
-        sub = labels[box][found[0]]
-        own = sub == vid
+        sub, own = labels[box][found[0]], in_box[found[0]]
         enclosed = np.zeros_like(own)
         for axis in range(3):
             if axis == superior_axis:

@@ -57,7 +57,8 @@ def freeze_startup_objects() -> int:
     The imports above leave about half a million objects (torch, VTK, pydicom); each full collection
     walks all of them, holding the interpreter lock, and the collections that the analysis's own
     allocations set off grew to 0.29 s (measured with `gc.callbacks`): the window's longest freeze
-    (`benchmarks/bench_gui_responsiveness.py`: 225-310 ms before, 63-90 ms after, chest DICOM, 2 cores).
+    (`benchmarks/bench_gui_responsiveness.py`: 225-310 ms before, 78-126 ms in 8 runs after, chest DICOM,
+    2 cores).
     Modules, classes and the window live as long as the app, so nothing is lost by never scanning them
     again (reference counting still frees them); objects made later, the models and every case
     included, are collected as before. Call it once the window exists, before the event loop starts.
