@@ -91,22 +91,26 @@ def contour_figure(out: Path, ct, labels, truth, title: str, centers: dict[int, 
     plt.close(fig)
 
 
-def render_meshes(bundle: Path, out: Path, title: str) -> None:
-    """The bundle's STL meshes, coloured and named per level, from the patient's left-anterior side and
-    from behind (where missing posterior elements and bridges between neighbours would show)."""
+def render_meshes(result, out: Path, title: str) -> None:
+    """The STL meshes of ``result``'s bundle (written to a temporary folder and read back), coloured and
+    named per level, from the patient's left-anterior side and from behind (where missing posterior
+    elements and bridges between neighbours would show)."""
     import json
 
     import pyvista as pv
 
     pv.OFF_SCREEN = True
-    doc = json.loads((bundle / "vertebrae.json").read_text())["vertebrae"]
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "b"
+        write_bundle(bundle, result)
+        doc = json.loads((bundle / "vertebrae.json").read_text())["vertebrae"]
+        meshes = [pv.read(str(bundle / v["stl"])) for v in doc]
     plotter = pv.Plotter(off_screen=True, window_size=(1200, 900), shape=(1, 2), border=False)
     plotter.set_background("white")
     # LPS: the left-anterior camera sits at +x (left), -y (anterior); the posterior one at +y
     for col, view in enumerate(("left-anterior", "posterior")):
         plotter.subplot(0, col)
-        for v in doc:
-            mesh = pv.read(str(bundle / v["stl"]))
+        for v, mesh in zip(doc, meshes, strict=True):
             plotter.add_mesh(mesh, color=_colour(v["id"]), smooth_shading=True)
             plotter.add_point_labels([np.array(v["center_lps"]) + np.array([-45.0, 0.0, 0.0])], [v["name"]],
                                      font_size=12, text_color="black", always_visible=True, shape=None,
@@ -129,20 +133,16 @@ def main() -> None:
                    read_label_map(SAMPLE_TRUTH),
                    "sample abdomen CT 3 mm: SpineNav masks (colour) vs TotalSegmentator pseudo-labels (dashed white)",
                    centers)
-    with tempfile.TemporaryDirectory() as tmp:
-        write_bundle(Path(tmp) / "b", result)
-        render_meshes(Path(tmp) / "b", ROOT / "docs/segmentation_abdomen_3d.png",
-                      "SpineNav segmentation of the sample CT (STL files read back from the bundle)")
+    render_meshes(result, ROOT / "docs/segmentation_abdomen_3d.png",
+                  "SpineNav segmentation of the sample CT (STL files read back from the bundle)")
     if CHEST.is_dir():
         ct = read_ct(CHEST)
         result = pipeline.analyze(ct)
         centers = {v.id: v.center_lps for v in result.vertebrae}
         contour_figure(ROOT / "docs/segmentation_chest_dicom.png", ct, result.segmentation.labels, None,
                        "chest CT DICOM, 141 slices (unlabeled): SpineNav masks and names", centers)
-        with tempfile.TemporaryDirectory() as tmp:
-            write_bundle(Path(tmp) / "b", result)
-            render_meshes(Path(tmp) / "b", ROOT / "docs/segmentation_chest_dicom_3d.png",
-                          "SpineNav segmentation of the chest CT DICOM (STL files read back from the bundle)")
+        render_meshes(result, ROOT / "docs/segmentation_chest_dicom_3d.png",
+                      "SpineNav segmentation of the chest CT DICOM (STL files read back from the bundle)")
 
 
 if __name__ == "__main__":
