@@ -16,23 +16,17 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 torch.set_num_threads(2)
-from inference.evaluate import evaluate_labels  # noqa: E402
 from inference.io.ct import read_ct  # noqa: E402
 from inference.measure import vertebra_centers  # noqa: E402
 from inference.pipeline import Pipeline  # noqa: E402
 from inference.segment import segment_vertebrae  # noqa: E402
 from inference.train.calibrate_labeling import calibration_case  # noqa: E402
-from inference.train.validate_real import real_cases, reference_on  # noqa: E402
+from inference.train.validate_real import oracle_segmentation, real_cases  # noqa: E402
 
 pipe = Pipeline(device="cpu", weights_root=None if sys.argv[1] == "shipped" else Path(sys.argv[1]))
 real = []
 for c in real_cases():
-    ct = read_ct(c.ct)
-    truth = reference_on(c, ct)
-    items = sorted(vertebra_centers(truth).items())
-    seg = segment_vertebrae(pipe.segmenter, ct, items, pipe.device, mirror=True)
-    rows = [r for r in evaluate_labels(seg.labels, truth, pred_centers=dict(items))["per_vertebra"]
-            if r["dice"] is not None]
+    rows = [r for r in oracle_segmentation(pipe, c, read_ct(c.ct))["per_vertebra"] if r["dice"] is not None]
     real += [r["dice"] for r in rows]
     print(c.name, {r["name"]: (round(r["dice"], 3), r["hd95_mm"]) for r in rows}, flush=True)
 print(f"real mean {np.mean(real):.4f} over {len(real)}")
