@@ -15,7 +15,7 @@ import torch
 
 from . import registry
 from .case import ANALYSIS_SOURCE, Case, Vertebra
-from .column import candidates_along_column
+from .column import candidates_along_column, missed_vertebrae
 from .config import SHIPPED, RunConfig
 from .errors import InputError, WeightsError
 from .label import LEVELS, decode, rib_likelihoods, shown_confidence
@@ -23,6 +23,7 @@ from .localize import (
     MIN_DISTANCE_MM,
     Candidate,
     LocalizerOutput,
+    candidate_at,
     drop_off_column,
     find_candidates,
     order_head_to_foot,
@@ -56,6 +57,8 @@ SEGMENTER = "segmenter"
 LESION = "lesion"
 UNCERTAIN_BELOW = 0.7
 """A label whose posterior probability is below this is flagged ``label_uncertain``."""
+GAP_ROUNDS = 2
+"""Rounds of `Pipeline.fill_gaps`: a second finds a vertebra still missing where two were skipped in a row."""
 BORDER_MM = 8.0
 """A center closer than this to the scan's edge is flagged ``partial_at_border``."""
 SHORT_SCAN_MM = 60.0
@@ -177,6 +180,8 @@ class Pipeline:
         if self.segmenter is not None:
             t2 = time.perf_counter()
             seg, ribs = self.segment_candidates(ct, cands, sub_progress(tell, 0.5, 0.95), cancel)
+            if self.config.fill_gaps:
+                cands, seg, ribs = self.fill_gaps(ct, out, cands, seg, ribs, cancel)
             timings["segment"] = time.perf_counter() - t2
         check_cancel(cancel)
         t1 = time.perf_counter()
@@ -277,6 +282,32 @@ class Pipeline:
         seg = self._run_segmenter(ct, [(n + 1, c.center_lps) for n, c in enumerate(cands)], progress, cancel,
                                   patches)
         return seg, [seg.masks[n + 1].rib_ml if n + 1 in seg.masks else None for n in range(len(cands))]
+
+    def fill_gaps(self, ct: Volume, out: LocalizerOutput, cands: list[Candidate], seg: SegmentationOutput,
+                  ribs: list[float | None], cancel: CancelToken | None = None
+                  ) -> tuple[list[Candidate], SegmentationOutput, list[float | None]]:
+        """Add the vertebrae that the masks of their neighbours show the chain skipped
+        (`inference.column.gaps`) and segment again, up to `GAP_ROUNDS` times; unchanged when none is
+        missed (the usual case: the second segmentation is paid only where a vertebra was added).
+        An added candidate is centred on the point found between its neighbours' candidate points (lines
+        between their mask centroids instead added fewer vertebrae on the CT angiogram, masks no better),
+        takes the localizer's level votes there (`candidate_at`) and the lower detection score of its two
+        neighbours, which the masks vouch for as much as for them."""
+        for _ in range(GAP_ROUNDS):
+            missed = missed_vertebrae(ct, seg.labels, np.array([c.center_lps for c in cands]))
+            if not missed:
+                break
+            check_cancel(cancel)
+            added: dict[int, list[Candidate]] = {}
+            for n, point in missed:
+                kji = np.round(out.grid.lps_to_index(point[None])[0][::-1]).astype(int)
+                kji = np.clip(kji, 0, np.array(out.heatmap.shape) - 1)
+                c = candidate_at(out, kji)
+                score = max(c.score, min(cands[n].score, cands[n + 1].score))
+                added.setdefault(n, []).append(Candidate(np.asarray(point, float), score, c.level_probs, c.foreground))
+            cands = [x for n, c in enumerate(cands) for x in [c, *added.get(n, [])]]
+            seg, ribs = self.segment_candidates(ct, cands, cancel=cancel)
+        return cands, seg, ribs
 
     def _run_segmenter(self, ct: Volume, items: list[tuple[int, np.ndarray]], progress, cancel,
                        patches: list[tuple[int, int, int]] | None = None) -> SegmentationOutput:

@@ -443,6 +443,37 @@ def test_segmentation_batches_crops_of_each_shape_apart():
     assert np.array_equal(out.labels.array == first, same.labels.array == first)
 
 
+def test_a_vertebra_the_chain_skipped_is_added_between_the_masks_of_its_neighbours():
+    """Candidates at L1 and L3 only: the bone between their masks that neither claims is L2, which gets a
+    candidate at its centre, its localizer votes and a mask; with all three nothing is added."""
+    from inference.localize import candidate_at
+
+    ct, centers = _spine_ct()
+    seg_model = FakeSegmenter()
+    pipe = _fake_pipeline(ct, centers, segmenter=seg_model)
+    out = pipe._run_localizer(ct, None)
+
+    def at(name):
+        kji = np.round(out.grid.lps_to_index(centers[name][None])[0][::-1]).astype(int)
+        return candidate_at(out, kji)
+
+    two = [at("L1"), at("L3")]
+    seg, ribs = pipe.segment_candidates(ct, two)
+    cands, seg, ribs = pipe.fill_gaps(ct, out, two, seg, ribs)
+    assert len(cands) == 3 and len(ribs) == 3
+    assert np.linalg.norm(cands[1].center_lps - centers["L2"]) < 4.0
+    assert cands[1].score == pytest.approx(max(at("L2").score, min(c.score for c in two)))
+    assert sorted(seg.masks) == [1, 2, 3]
+    i, j, k = np.round(ct.lps_to_index(centers["L2"][None])[0]).astype(int)
+    assert seg.labels.array[k, j, i] == 2
+
+    three = [at(n) for n in LEVEL_NAMES]
+    seg, ribs = pipe.segment_candidates(ct, three)
+    calls = seg_model.calls
+    kept, _, _ = pipe.fill_gaps(ct, out, three, seg, ribs)
+    assert kept == three and seg_model.calls == calls
+
+
 def test_small_islands_of_a_mask_are_dropped_and_a_cut_vertebra_keeps_both_halves():
     from inference.segment import _drop_islands
 

@@ -1,11 +1,13 @@
 """The spine-first stages (DESIGN §1): the column tracked from bone geometry (`track`), the straightened
-spine along it (`straighten`), and vertebra candidates read along it (`bodies`)."""
+spine along it (`straighten`), vertebra candidates read along it (`bodies`) and the ones the masks show it
+skipped (`gaps`)."""
 
 from __future__ import annotations
 
 from ..localize import Candidate, LocalizerOutput
 from ..volume import Volume
 from .bodies import column_candidates, with_end_vertebrae
+from .gaps import missed_vertebrae
 from .straighten import StraightSpine, straighten
 from .track import ColumnTrack, track_column
 
@@ -24,5 +26,5 @@ def candidates_along_column(ct: Volume, out: LocalizerOutput, scan: list[Candida
     return with_end_vertebrae(spine, along, scan, min_distance_mm)
 
 
-__all__ = ["ColumnTrack", "StraightSpine", "candidates_along_column", "column_candidates", "straighten",
-           "track_column", "with_end_vertebrae"]
+__all__ = ["ColumnTrack", "StraightSpine", "candidates_along_column", "column_candidates", "missed_vertebrae",
+           "straighten", "track_column", "with_end_vertebrae"]

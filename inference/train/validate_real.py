@@ -525,6 +525,11 @@ def markdown(results: dict[str, Any]) -> str:
         "the sacrum while the column track ran on into the right hip, is not found since the track is cut "
         "where it turns sideways, 2026-12-07). Since 2026-11-22 an analysis of a scan with nothing darker than "
         "-200 HU carries a case-level warning that says so (`inference.qa.intensity_notes`).",
+        "- Since the 7th session of 2026-12-07 a vertebra the chain skipped between two candidates is added where "
+        "bone between their masks is left unclaimed over more than a disc's length (`RunConfig.fill_gaps`, "
+        "docs/column_tracker.md, step 4). Before it, over all rows above, 110 of 188 reference vertebrae were "
+        "identified; the aorta-stent CT angiogram showed every other vertebra (T6-T10) and now shows one per body, "
+        "still unanchored and one level high.",
         "",
         "## Per case and level (unperturbed)",
         "",
