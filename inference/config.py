@@ -55,6 +55,9 @@ class RunConfig:
         Add the vertebrae the candidate chain skipped, found where bone between two neighbouring masks is
         left unclaimed over more than a disc's length (`inference.column.gaps`), and segment again.
         Needs the segmenter. Measured on real CT in docs/localization.md.
+    sacrum_from_bone : bool
+        Place the sacrum's candidate on the centroid of the bone below L5 between the sacro-iliac joints
+        (`inference.column.sacrum`) instead of the localizer's point; its crop and exported centre follow.
     """
 
     localizer_mirror: bool = True
@@ -67,6 +70,7 @@ class RunConfig:
     scan_descriptor: tuple[float, ...] | None = None
     detection: str = "column"
     fill_gaps: bool = True
+    sacrum_from_bone: bool = True
 
     def __post_init__(self) -> None:
         if self.detection not in DETECTIONS:

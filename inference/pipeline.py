@@ -15,7 +15,7 @@ import torch
 
 from . import registry
 from .case import ANALYSIS_SOURCE, Case, Vertebra
-from .column import candidates_along_column, missed_vertebrae
+from .column import candidates_along_column, missed_vertebrae, with_sacrum_from_bone
 from .config import SHIPPED, RunConfig
 from .errors import InputError, WeightsError
 from .label import LEVELS, decode, rib_likelihoods, shown_confidence
@@ -268,10 +268,11 @@ class Pipeline:
         from the whole scan, as the run configuration's ``detection`` says (whole scan without ``ct``)."""
         scan = order_head_to_foot(drop_off_column(
             sorted(find_candidates(out), key=lambda c: -c.score)[:self.config.max_candidates]))
-        if self.config.detection == "scan" or ct is None:
+        if ct is None:
             return scan
-        along = candidates_along_column(ct, out, scan, MIN_DISTANCE_MM)
-        return scan if along is None else along
+        cands = scan if self.config.detection == "scan" else candidates_along_column(ct, out, scan, MIN_DISTANCE_MM)
+        cands = scan if cands is None else cands
+        return with_sacrum_from_bone(ct, cands) if self.config.sacrum_from_bone else cands
 
     def segment_candidates(self, ct: Volume, cands: list[Candidate], progress: ProgressCallback | None = None,
                            cancel: CancelToken | None = None) -> tuple[SegmentationOutput, list[float | None]]:

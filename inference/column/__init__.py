@@ -1,6 +1,6 @@
 """The spine-first stages (DESIGN §1): the column tracked from bone geometry (`track`), the straightened
-spine along it (`straighten`), vertebra candidates read along it (`bodies`) and the ones the masks show it
-skipped (`gaps`)."""
+spine along it (`straighten`), vertebra candidates read along it (`bodies`), the ones the masks show it
+skipped (`gaps`) and the sacrum's centre from the bone below L5 (`sacrum`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from ..localize import Candidate, LocalizerOutput
 from ..volume import Volume
 from .bodies import column_candidates, with_end_vertebrae
 from .gaps import missed_vertebrae
+from .sacrum import sacrum_point, with_sacrum_from_bone
 from .straighten import StraightSpine, straighten
 from .track import ColumnTrack, track_column
 
@@ -27,4 +28,4 @@ def candidates_along_column(ct: Volume, out: LocalizerOutput, scan: list[Candida
 
 
 __all__ = ["ColumnTrack", "StraightSpine", "candidates_along_column", "column_candidates", "missed_vertebrae",
-           "straighten", "track_column", "with_end_vertebrae"]
+           "sacrum_point", "straighten", "track_column", "with_end_vertebrae", "with_sacrum_from_bone"]
