@@ -272,7 +272,7 @@ class Pipeline:
             return scan
         cands = scan if self.config.detection == "scan" else candidates_along_column(ct, out, scan, MIN_DISTANCE_MM)
         cands = scan if cands is None else cands
-        return with_sacrum_from_bone(ct, cands) if self.config.sacrum_from_bone else cands
+        return with_sacrum_from_bone(ct, cands, out) if self.config.sacrum_from_bone else cands
 
     def segment_candidates(self, ct: Volume, cands: list[Candidate], progress: ProgressCallback | None = None,
                            cancel: CancelToken | None = None) -> tuple[SegmentationOutput, list[float | None]]:

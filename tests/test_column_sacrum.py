@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from inference.column import sacrum_point, with_sacrum_from_bone
-from inference.localize import Candidate
-from inference.models.localizer import LEVEL_IDS
+from inference.localize import Candidate, LocalizerOutput
+from inference.models.localizer import CLASSES, LEVEL_IDS
+from inference.preprocess import WorkingGrid
 from inference.volume import Volume
 
 L4 = np.array([60.0, 60.0, 170.0])
@@ -60,3 +61,35 @@ def test_only_the_candidate_voted_sacrum_moves():
     assert moved[2].score == s1.score and moved[2].level_probs is s1.level_probs
     # a sacrum candidate without two vertebrae above it stays where the localizer put it
     assert with_sacrum_from_bone(ct, [cands[1], s1]) == [cands[1], s1]
+
+
+def _localizer_voting_sacrum_below(z_mm: float) -> LocalizerOutput:
+    """A localizer output on the pelvis volume's 4 mm grid: a weak flat heatmap, votes for the sacrum below
+    ``z_mm`` and for L5 above."""
+    grid = WorkingGrid(origin=(0.0, 0.0, 0.0), spacing=4.0, size=(30, 35, 50))
+    heat = np.full(grid.size[::-1], 0.05, np.float32)
+    probs = np.zeros((len(CLASSES), *heat.shape), np.float32)
+    z = np.arange(heat.shape[0]) * 4.0
+    probs[CLASSES.index(26), z < z_mm] = 1.0
+    probs[CLASSES.index(24), z >= z_mm] = 1.0
+    return LocalizerOutput(grid, heat, probs, np.zeros(3))
+
+
+def test_a_sacrum_the_chain_missed_below_l5_is_added_from_bone():
+    """The lowest candidate votes L5, none votes sacrum (a bone-window export lost its peak): one is added at
+    the bone's point with the localizer's votes there and its neighbours' lower score; nothing without the
+    localizer's output, nor when the lowest candidate is not the last lumbar vertebra."""
+    ct, centre = _pelvis()
+    lumbar = np.zeros(len(LEVEL_IDS))
+    lumbar[LEVEL_IDS.index(24)] = 1.0
+    cands = [Candidate(L4, 0.6, np.roll(lumbar, -1), 0.9), Candidate(L5, 0.4, lumbar, 0.9)]
+    out = _localizer_voting_sacrum_below(115.0)
+    added = with_sacrum_from_bone(ct, cands, out)
+    assert added[:2] == cands and len(added) == 3
+    assert np.linalg.norm(added[2].center_lps - centre) < 1.0
+    assert LEVEL_IDS[int(np.argmax(added[2].level_probs))] == 26
+    assert added[2].score == 0.4
+    assert with_sacrum_from_bone(ct, cands) == cands
+    l3 = np.roll(lumbar, -1)
+    l4_last = [Candidate(L4 + [0.0, 0.0, 35.0], 0.6, np.roll(l3, -1), 0.9), Candidate(L4, 0.6, l3, 0.9)]
+    assert with_sacrum_from_bone(ct, l4_last, out) == l4_last

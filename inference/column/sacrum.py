@@ -28,7 +28,8 @@ import dataclasses
 
 import numpy as np
 
-from ..localize import Candidate
+from .. import registry
+from ..localize import Candidate, LocalizerOutput, candidate_at
 from ..models.localizer import LEVEL_IDS
 from ..models.segmenter import SACRUM_IDS
 from ..volume import Volume
@@ -41,6 +42,8 @@ HALF_WIDTH_MM = 35.0
 AP_MM = (-60.0, 70.0)
 """Antero-posterior extent of the region about L5's centre (negative: in front): the promontory in front,
 the sacrum curving back below."""
+LAST_LUMBAR_IDS = frozenset({registry.id_of("L5"), registry.id_of("L6")})
+"""Levels directly above the sacrum."""
 MIN_BONE_ML = 15.0
 """Less bone than this in the region (a scan cut just below L5): the localizer's point is kept."""
 
@@ -80,14 +83,34 @@ def sacrum_point(ct: Volume, l4: np.ndarray, l5: np.ndarray) -> np.ndarray | Non
     return l5 + pts[inside].mean(axis=0)
 
 
-def with_sacrum_from_bone(ct: Volume, cands: list[Candidate]) -> list[Candidate]:
+def with_sacrum_from_bone(ct: Volume, cands: list[Candidate], localizer: LocalizerOutput | None = None
+                          ) -> list[Candidate]:
     """``cands`` (head to foot) with each candidate whose strongest vote is the sacrum moved to
-    `sacrum_point` of the two candidates above it (taken as L4 and L5), where that point exists."""
+    `sacrum_point` of the two candidates above it (taken as L4 and L5), where that point exists.
+
+    With the ``localizer``'s output: when no candidate votes for the sacrum and the lowest votes for the
+    last lumbar vertebra (L5, or L6), a candidate is added at `sacrum_point` below it, with the localizer's
+    votes there (`candidate_at`) and the lower detection score of the two above it (the bone vouches for it
+    as much as for them): the sacrum whose heatmap peak a bone-window export lost."""
     out = list(cands)
     for n, c in enumerate(cands):
-        if n < 2 or LEVEL_IDS[int(np.argmax(c.level_probs))] not in SACRUM_IDS:
+        if n < 2 or _strongest(c) not in SACRUM_IDS:
             continue
         point = sacrum_point(ct, cands[n - 2].center_lps, cands[n - 1].center_lps)
         if point is not None:
             out[n] = dataclasses.replace(c, center_lps=point)
-    return out
+    if (localizer is None or len(cands) < 2 or any(_strongest(c) in SACRUM_IDS for c in cands)
+            or _strongest(cands[-1]) not in LAST_LUMBAR_IDS):
+        return out
+    point = sacrum_point(ct, cands[-2].center_lps, cands[-1].center_lps)
+    if point is None:
+        return out
+    kji = np.round(localizer.grid.lps_to_index(point[None])[0][::-1]).astype(int)
+    found = candidate_at(localizer, np.clip(kji, 0, np.array(localizer.heatmap.shape) - 1))
+    score = max(found.score, min(cands[-1].score, cands[-2].score))
+    return [*out, Candidate(point, score, found.level_probs, found.foreground)]
+
+
+def _strongest(c: Candidate) -> int:
+    """The VerSe id of a candidate's strongest level vote."""
+    return LEVEL_IDS[int(np.argmax(c.level_probs))]

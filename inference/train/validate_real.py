@@ -523,7 +523,9 @@ def markdown(results: dict[str, Any]) -> str:
         "peaks fall below the whole-scan threshold (2 of 18 found that way) but stay on the column, where the "
         "column detection still finds them (8 of 18; the sample's S1, which was placed in the pelvis below "
         "the sacrum while the column track ran on into the right hip, is not found since the track is cut "
-        "where it turns sideways, 2026-12-07). Since 2026-11-22 an analysis of a scan with nothing darker than "
+        "where it turns sideways, 2026-12-07; since the 7th session of that day a sacrum is added from the bone "
+        "below L5 when the lowest vertebra found is L5, docs/column_tracker.md, step 5: 9 of 18, the sample 7 of "
+        "8). Since 2026-11-22 an analysis of a scan with nothing darker than "
         "-200 HU carries a case-level warning that says so (`inference.qa.intensity_notes`).",
         "- Since the 7th session of 2026-12-07 a vertebra the chain skipped between two candidates is added where "
         "bone between their masks is left unclaimed over more than a disc's length (`RunConfig.fill_gaps`, "
