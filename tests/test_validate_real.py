@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference.train.validate_real import unflagged_poor_masks
+from inference.train.validate_real import _anchored_table, unflagged_poor_masks
 
 
 def _row(name, dice, flags, predicted=True, in_reference=True):
@@ -23,3 +23,18 @@ def test_a_poor_mask_counts_unless_a_flag_speaks_of_the_mask():
     poor = unflagged_poor_masks(results)
     assert [(p["condition"], p["name"]) for p in poor] == [("none", "L3"), ("5 mm slices", "L2")]
     assert poor[0]["qa_flags"] == ["label_unanchored", "lesion_suspected:lytic"]
+
+
+def test_the_anchored_table_lists_each_anchored_analysis_with_what_it_missed():
+    def run(anchored, identified):
+        return {"anchored": anchored, "mean_dice": 0.8, "mean_hd95_mm": 3.5,
+                "per_vertebra": [{"name": "T11", "in_reference": True, "identified": identified},
+                                 {"name": "T12", "in_reference": True, "identified": True},
+                                 {"name": "L4", "in_reference": False, "identified": False}]}
+
+    oracle = {"per_vertebra": [{"name": "T11", "reference_ml": 2.24}, {"name": "T12", "reference_ml": 50.0}]}
+    results = {"cases": {"a": {"perturbations": {"none": run(True, False), "noise": run(False, False)},
+                               "oracle_segmentation": oracle},
+                         "b": {"perturbations": {"none": run(True, True)}, "oracle_segmentation": oracle}}}
+    rows = [line for line in _anchored_table(results) if line.startswith("| a") or line.startswith("| b")]
+    assert rows == ["| a | none | 0.8 | 3.5 | T11 (2.24 ml) |", "| b | none | 0.8 | 3.5 | - |"]
