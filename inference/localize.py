@@ -146,6 +146,16 @@ def candidate_at(out: LocalizerOutput, p: np.ndarray) -> Candidate:
     return Candidate(out.grid.index_to_lps(c_kji[::-1]), float(heat[tuple(p)]), votes, float(fg.mean()))
 
 
+def candidate_placed_at(out: LocalizerOutput, point_lps: np.ndarray, min_score: float) -> Candidate:
+    """A candidate that bone geometry, not the heatmap, placed at ``point_lps``: its centre stays there, it
+    takes the localizer's level votes around the nearest working-grid voxel (`candidate_at`) and the
+    heatmap's score there, raised to ``min_score`` (what the neighbours that vouch for it scored)."""
+    point = np.asarray(point_lps, float)
+    kji = np.round(out.grid.lps_to_index(point[None])[0][::-1]).astype(int)
+    found = candidate_at(out, np.clip(kji, 0, np.array(out.heatmap.shape) - 1))
+    return Candidate(point, max(found.score, min_score), found.level_probs, found.foreground)
+
+
 def drop_off_column(cands: list[Candidate], max_offset_mm: float = OFF_COLUMN_MM) -> list[Candidate]:
     """Drop candidates far beside the column: farther than ``max_offset_mm`` left or right (LPS x) of
     the median of their 4 nearest neighbours (femoral heads and shoulders give such peaks; a vertebra
@@ -175,5 +185,5 @@ def order_head_to_foot(cands: list[Candidate]) -> list[Candidate]:
     return sorted(cands, key=lambda c: -float((c.center_lps - mean) @ axis))
 
 
-__all__ = ["CLASSES", "Candidate", "LocalizerOutput", "candidate_at", "drop_off_column", "find_candidates",
-           "input_field", "order_head_to_foot", "run_localizer"]
+__all__ = ["CLASSES", "Candidate", "LocalizerOutput", "candidate_at", "candidate_placed_at", "drop_off_column",
+           "find_candidates", "input_field", "order_head_to_foot", "run_localizer"]

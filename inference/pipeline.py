@@ -23,7 +23,7 @@ from .localize import (
     MIN_DISTANCE_MM,
     Candidate,
     LocalizerOutput,
-    candidate_at,
+    candidate_placed_at,
     drop_off_column,
     find_candidates,
     order_head_to_foot,
@@ -270,8 +270,8 @@ class Pipeline:
             sorted(find_candidates(out), key=lambda c: -c.score)[:self.config.max_candidates]))
         if ct is None:
             return scan
-        cands = scan if self.config.detection == "scan" else candidates_along_column(ct, out, scan, MIN_DISTANCE_MM)
-        cands = scan if cands is None else cands
+        along = None if self.config.detection == "scan" else candidates_along_column(ct, out, scan, MIN_DISTANCE_MM)
+        cands = scan if along is None else along
         return with_sacrum_from_bone(ct, cands, out) if self.config.sacrum_from_bone else cands
 
     def segment_candidates(self, ct: Volume, cands: list[Candidate], progress: ProgressCallback | None = None,
@@ -292,7 +292,7 @@ class Pipeline:
         missed (the usual case: the second segmentation is paid only where a vertebra was added).
         An added candidate is centred on the point found between its neighbours' candidate points (lines
         between their mask centroids instead added fewer vertebrae on the CT angiogram, masks no better),
-        takes the localizer's level votes there (`candidate_at`) and the lower detection score of its two
+        takes the localizer's level votes there (`candidate_placed_at`) and the lower detection score of its two
         neighbours, which the masks vouch for as much as for them."""
         for _ in range(GAP_ROUNDS):
             missed = missed_vertebrae(ct, seg.labels, np.array([c.center_lps for c in cands]))
@@ -301,11 +301,8 @@ class Pipeline:
             check_cancel(cancel)
             added: dict[int, list[Candidate]] = {}
             for n, point in missed:
-                kji = np.round(out.grid.lps_to_index(point[None])[0][::-1]).astype(int)
-                kji = np.clip(kji, 0, np.array(out.heatmap.shape) - 1)
-                c = candidate_at(out, kji)
-                score = max(c.score, min(cands[n].score, cands[n + 1].score))
-                added.setdefault(n, []).append(Candidate(np.asarray(point, float), score, c.level_probs, c.foreground))
+                added.setdefault(n, []).append(
+                    candidate_placed_at(out, point, min(cands[n].score, cands[n + 1].score)))
             cands = [x for n, c in enumerate(cands) for x in [c, *added.get(n, [])]]
             seg, ribs = self.segment_candidates(ct, cands, cancel=cancel)
         return cands, seg, ribs

@@ -29,7 +29,7 @@ import dataclasses
 import numpy as np
 
 from .. import registry
-from ..localize import Candidate, LocalizerOutput, candidate_at
+from ..localize import Candidate, LocalizerOutput, candidate_placed_at
 from ..models.localizer import LEVEL_IDS
 from ..models.segmenter import SACRUM_IDS
 from ..volume import Volume
@@ -90,7 +90,7 @@ def with_sacrum_from_bone(ct: Volume, cands: list[Candidate], localizer: Localiz
 
     With the ``localizer``'s output: when no candidate votes for the sacrum and the lowest votes for the
     last lumbar vertebra (L5, or L6), a candidate is added at `sacrum_point` below it, with the localizer's
-    votes there (`candidate_at`) and the lower detection score of the two above it (the bone vouches for it
+    votes there (`candidate_placed_at`) and the lower detection score of the two above it (the bone vouches for it
     as much as for them): the sacrum whose heatmap peak a bone-window export lost."""
     out = list(cands)
     for n, c in enumerate(cands):
@@ -105,10 +105,7 @@ def with_sacrum_from_bone(ct: Volume, cands: list[Candidate], localizer: Localiz
     point = sacrum_point(ct, cands[-2].center_lps, cands[-1].center_lps)
     if point is None:
         return out
-    kji = np.round(localizer.grid.lps_to_index(point[None])[0][::-1]).astype(int)
-    found = candidate_at(localizer, np.clip(kji, 0, np.array(localizer.heatmap.shape) - 1))
-    score = max(found.score, min(cands[-1].score, cands[-2].score))
-    return [*out, Candidate(point, score, found.level_probs, found.foreground)]
+    return [*out, candidate_placed_at(localizer, point, min(cands[-1].score, cands[-2].score))]
 
 
 def _strongest(c: Candidate) -> int:
