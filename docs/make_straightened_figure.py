@@ -4,8 +4,11 @@ the vertebrae SpineNav names on it.
 For each scan: a sagittal slab (±4 mm about the midline) and a coronal slab through the rib heads and
 transverse processes (5–35 mm behind the tracked centreline, maximum intensity), both straightened, head
 up, with each named vertebra's center marked and labelled with its name, its label probability and the
-segmenter's rib volume beside it (``rib_ml``; a rib pair shows as a bar on both sides in the coronal slab).
-Scans: the chest DICOM (no reference labels: count the ribs), the sample CT and the sample bone-windowed.
+segmenter's rib volume beside it (``rib_ml``; a rib pair shows as a bar on both sides in the coronal slab); a cyan
+dot at 50 mm to a side in the coronal slab marks a rib the analysis read from bone there (``ribs_seen``,
+`inference.column.rib_pairs`).
+Scans: the chest DICOM (no reference labels: count the ribs), the sample CT, the sample bone-windowed and the
+sample's small crop (90 mm, T11 part-L2: the last rib pair is its only landmark).
 Run from the repository root: ``.venv/bin/python docs/make_straightened_figure.py``.
 """
 
@@ -29,6 +32,7 @@ from inference.pipeline import Pipeline  # noqa: E402
 from inference.synth.exports import bone_window  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "real"
+SMALL_CROP = ROOT / "tests" / "data" / "ts_abdomen_3mm" / "sm_crop" / "example_ct_sm.nii.gz"
 CORONAL_AP_MM = (5.0, 35.0)
 
 
@@ -38,7 +42,8 @@ def main() -> int:
     chest = SHARED / "chest_ct_dicom_1mm" / "dicom"
     if chest.exists():
         cases.append(("chest DICOM 1 mm (C7-T11, no labels)", read_ct(chest)))
-    cases += [("sample abdomen 3 mm", sample), ("sample, bone-windowed (< 200 HU -> 0)", bone_window(sample))]
+    cases += [("sample abdomen 3 mm", sample), ("sample, bone-windowed (< 200 HU -> 0)", bone_window(sample)),
+              ("small crop of the sample (T11 part-L2)", read_ct(SMALL_CROP))]
     pipeline = Pipeline(device="cpu")
     fig, axes = plt.subplots(1, 2 * len(cases), figsize=(6.0 * len(cases), 11.0))
     for n, (title, ct) in enumerate(cases):
@@ -64,12 +69,15 @@ def main() -> int:
             axes[2 * n].text(ap + 4, s, text, color=colour, fontsize=7, va="center")
             axes[2 * n + 1].plot(lr, s, "+", color=colour, ms=7)
             axes[2 * n + 1].text(lr + 4, s, v.name, color=colour, fontsize=7, va="center")
+            for side, sign in (("left", 1.0), ("right", -1.0)):
+                if (v.ribs_seen or {}).get(side):
+                    axes[2 * n + 1].plot(sign * 50.0, s, "o", color="cyan", ms=4)
         axes[2 * n].set_ylabel("arc length along the column (mm, head up)", fontsize=7)
         axes[2 * n].set_title(f"{title}\nsagittal, straightened", fontsize=7, loc="left")
         axes[2 * n + 1].set_title("coronal MIP 5-35 mm behind the centreline\n(rib heads, transverse processes)",
                                   fontsize=7, loc="left")
     fig.suptitle("Straightened spine with SpineNav's names (green: anchored, p >= 0.7; yellow: uncertain or "
-                 "unanchored)", fontsize=9)
+                 "unanchored; cyan dots: ribs read from bone)", fontsize=9)
     fig.tight_layout()
     fig.savefig(ROOT / "docs" / "straightened_spine.png", dpi=90)
     return 0

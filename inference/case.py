@@ -55,6 +55,9 @@ class Vertebra:
         where not assessed.
     rib_ml : float or None
         The rib cue (`inference.ribs`): rib volume beside the vertebra.
+    ribs_seen : dict or None
+        Ribs read from bone beside the vertebra (`inference.column.rib_pairs`): ``{"left": …, "right": …}``,
+        each True (seen), False (in view, none) or None (not in view); None where not read.
     qa_flags : list of str
         Quality flags (``label_uncertain``, ``partial_at_border``, ``label_corrected``, …).
     volume_ml, voxels, body_center_lps, stl, mesh_volume_ml, mesh_triangles
@@ -79,6 +82,7 @@ class Vertebra:
     lesion_type: str | None = None
     lesion_scores: dict[str, float] = field(default_factory=dict)
     rib_ml: float | None = None
+    ribs_seen: dict[str, bool | None] | None = None
     qa_flags: list[str] = field(default_factory=list)
     volume_ml: float | None = None
     voxels: int | None = None
@@ -127,6 +131,7 @@ class Vertebra:
                 "p_shift_caudal": None if self.p_shift_caudal is None else mm(self.p_shift_caudal, 4),
                 "detection_score": None if self.detection_score is None else mm(self.detection_score, 4),
                 "rib_ml": None if self.rib_ml is None else mm(self.rib_ml, 2),
+                "ribs_seen": None if self.ribs_seen is None else dict(self.ribs_seen),
                 "localizer_center_lps": point(self.localizer_center_lps),
             })
         return doc

@@ -58,6 +58,12 @@ class RunConfig:
     sacrum_from_bone : bool
         Place the sacrum's candidate on the centroid of the bone below L5 between the sacro-iliac joints
         (`inference.column.sacrum`) instead of the localizer's point; its crop and exported centre follow.
+    bone_ribs : bool
+        Read from the CT which vertebrae carry ribs (`inference.column.rib_pairs`, once every candidate
+        has a mask): a rib seen beside a candidate weighs in the naming for a thoracic level
+        (`inference.label.BONE_RIB_SEEN`), and a rib at the vertebra named T12 (or T13) with none at L1
+        anchors the column (the last rib pair; this check replaces the segmenter rib channel's, which stays
+        a cue of the naming). Needs the segmenter.
     """
 
     localizer_mirror: bool = True
@@ -71,6 +77,7 @@ class RunConfig:
     detection: str = "column"
     fill_gaps: bool = True
     sacrum_from_bone: bool = True
+    bone_ribs: bool = True
 
     def __post_init__(self) -> None:
         if self.detection not in DETECTIONS:

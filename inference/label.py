@@ -11,10 +11,14 @@ gives each candidate's probability for its label and for a shift by one level ei
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import registry
+
+if TYPE_CHECKING:
+    from .column.rib_pairs import RibSides
 
 LEVELS: tuple[int, ...] = registry.LEVEL_ORDER
 """States: VerSe ids in cranio-caudal order (C1 … T12, T13, L1 … L5, L6, S1)."""
@@ -235,24 +239,41 @@ the last rib (T12 or T13 above L1) and the sacrum. A set of labels is anchored w
 one of these tuples are among them."""
 
 
-def is_anchored(names: list[str] | set[str], ribs: dict[str, float | None] | None = None) -> bool:
+def is_anchored(names: list[str] | set[str], ribs: dict[str, float | None] | None = None,
+                bone_ribs: dict[str, RibSides | None] | None = None) -> bool:
     """True when the labelled column holds one of `ANCHORS`, so its levels were counted from a
     landmark in view rather than guessed from the shape of a few vertebrae.
 
-    ``ribs`` (name → rib cue in ml, `inference.ribs`) checks the last-rib anchor: it counts only when
-    the rib cue of the last thoracic vertebra is above the first bin edge and that of L1 below it.
-    Without ``ribs`` the names alone decide (the localizer's own guess of where the ribs stop).
+    The last-rib anchor (T12 or T13 above L1) is checked against what the scan shows where either cue is
+    given: ``bone_ribs`` (name → `inference.column.rib_pairs.RibSides`) counts it when a rib is seen
+    beside the vertebra named T12 (or T13) and, with both sides in view, none beside L1; ``ribs`` (name →
+    the segmenter's rib cue in ml, `inference.ribs`) when the last thoracic vertebra's cue is above the
+    first bin edge and L1's below it. Without either, the names alone decide (the localizer's own guess
+    of where the ribs stop).
     """
     present = set(names)
     for anchor in ANCHORS:
         if not set(anchor) <= present:
             continue
-        if ribs is not None and anchor[-1] == "L1":
-            last, first = ribs.get(anchor[0]), ribs.get("L1")
-            if last is None or first is None or rib_bin(last) == 0 or rib_bin(first) != 0:
+        if anchor[-1] == "L1" and (ribs is not None or bone_ribs is not None):
+            if not (_last_rib_from_bone(anchor[0], bone_ribs) or _last_rib_from_channel(anchor[0], ribs)):
                 continue
         return True
     return False
+
+
+def _last_rib_from_bone(last: str, bone_ribs: dict[str, RibSides | None] | None) -> bool:
+    if bone_ribs is None:
+        return False
+    above, below = bone_ribs.get(last), bone_ribs.get("L1")
+    return above is not None and below is not None and above.seen and below.absent
+
+
+def _last_rib_from_channel(last: str, ribs: dict[str, float | None] | None) -> bool:
+    if ribs is None:
+        return False
+    above, below = ribs.get(last), ribs.get("L1")
+    return above is not None and below is not None and rib_bin(above) != 0 and rib_bin(below) == 0
 
 
 UNANCHORED_CAP = 0.5
@@ -260,15 +281,17 @@ UNANCHORED_CAP = 0.5
 small fields of view such columns were named wrong for every vertebra (docs/localization.md)."""
 
 
-def shown_confidence(ids: np.ndarray, confidence: np.ndarray, ribs: list[float | None] | None = None
-                     ) -> tuple[np.ndarray, bool]:
+def shown_confidence(ids: np.ndarray, confidence: np.ndarray, ribs: list[float | None] | None = None,
+                     bone_ribs: list[RibSides | None] | None = None) -> tuple[np.ndarray, bool]:
     """The label probabilities a user sees: `decode`'s confidence, capped at `UNANCHORED_CAP` for every
-    candidate when the named column is not anchored (`is_anchored`, with each candidate's rib cue when
-    ``ribs`` is given). Returns them (candidates decoded as false detections keep theirs) and whether the
-    column is anchored."""
-    named = [(registry.name_of(int(v)), None if ribs is None else ribs[n]) for n, v in enumerate(ids) if v]
-    anchored = not named or is_anchored([name for name, _ in named],
-                                        None if ribs is None else dict(named))
+    candidate when the named column is not anchored (`is_anchored`, with each candidate's rib cues when
+    ``ribs`` or ``bone_ribs`` is given). Returns them (candidates decoded as false detections keep theirs)
+    and whether the column is anchored."""
+    kept = [n for n, v in enumerate(ids) if v]
+    names = [registry.name_of(int(ids[n])) for n in kept]
+    anchored = not names or is_anchored(
+        names, None if ribs is None else {name: ribs[n] for name, n in zip(names, kept, strict=True)},
+        None if bone_ribs is None else {name: bone_ribs[n] for name, n in zip(names, kept, strict=True)})
     conf = np.asarray(confidence, float).copy()
     if not anchored:
         conf[np.asarray(ids) != 0] = np.minimum(conf[np.asarray(ids) != 0], UNANCHORED_CAP)
@@ -337,4 +360,33 @@ def rib_likelihoods(ribs: list[float | None], table: dict[str, tuple[float, floa
         if b is None:
             continue
         out[n] = [table[RIB_GROUP_OF[vid]][b] for vid in LEVELS]
+    return out
+
+
+# ---- ribs seen from bone ----------------------------------------------------------------------
+BONE_RIB_SEEN: dict[str, float] = {
+    "C1-C6": 0.02,
+    "C7": 0.05,
+    "T1-T10": 1.0,
+    "T11-T13": 1.0,
+    "L1": 0.05,
+    "L2-L4": 0.02,
+    "L5-S1": 0.02,
+}
+"""Likelihood, per `RIB_GROUPS` row, that a rib is seen from bone beside a vertebra of that level
+(`inference.column.rib_pairs`), relative to a thoracic one. Set by hand from anatomy and the detector's
+record, not fitted: ribs articulate with T1-T12 (T13 where there is one); cervical ribs at C7 and lumbar
+ribs at L1 occur in about 1 % of people; on the real cases of docs/localization.md the detector saw no rib
+beside any lumbar vertebra or sacrum (synthetic CT cannot fit it: its ribs are dimmed toward soft tissue).
+A rib not seen weighs nothing (a short 12th rib, a field of view cut behind the bodies)."""
+
+
+def bone_rib_likelihoods(bone_ribs: list[RibSides | None]) -> np.ndarray:
+    """(n, len(LEVELS)) likelihood of what `inference.column.rib_pairs` saw beside each candidate:
+    `BONE_RIB_SEEN` where a rib was seen, 1 elsewhere."""
+    out = np.ones((len(bone_ribs), len(LEVELS)))
+    row = [BONE_RIB_SEEN[RIB_GROUP_OF[vid]] for vid in LEVELS]
+    for n, sides in enumerate(bone_ribs):
+        if sides is not None and sides.seen:
+            out[n] = row
     return out

@@ -15,10 +15,11 @@ import torch
 
 from . import registry
 from .case import ANALYSIS_SOURCE, Case, Vertebra
-from .column import candidates_along_column, missed_vertebrae, with_sacrum_from_bone
+from .column import candidates_along_column, missed_vertebrae, rib_sides, with_sacrum_from_bone
+from .column.rib_pairs import RibSides
 from .config import SHIPPED, RunConfig
 from .errors import InputError, WeightsError
-from .label import LEVELS, decode, rib_likelihoods, shown_confidence
+from .label import LEVELS, bone_rib_likelihoods, decode, rib_likelihoods, shown_confidence
 from .localize import (
     MIN_DISTANCE_MM,
     Candidate,
@@ -176,7 +177,7 @@ class Pipeline:
         tell(0.4, "following the spinal column")
         cands = self.candidates(out, ct)
         timings["column"] = time.perf_counter() - t3
-        seg, ribs = None, None
+        seg, ribs, bone_ribs = None, None, None
         if self.segmenter is not None:
             t2 = time.perf_counter()
             seg, ribs = self.segment_candidates(ct, cands, sub_progress(tell, 0.5, 0.95), cancel)
@@ -187,10 +188,16 @@ class Pipeline:
         t1 = time.perf_counter()
         tell(0.96 if self.segmenter is not None else 0.8, "labeling the column")
         config, calibration = self.config, self.decoding_settings()
+        if seg is not None and config.bone_ribs:
+            bone_ribs = self.ribs_from_bone(ct, cands, seg)
+        cues = np.ones((len(cands), len(LEVELS)))
+        if ribs is not None and config.rib_cue:
+            cues *= rib_likelihoods(ribs, calibration["rib_likelihood"])
+        if bone_ribs is not None:
+            cues *= bone_rib_likelihoods(bone_ribs)
         dec = decode(np.array([c.level_probs for c in cands]).reshape(len(cands), len(LEVELS)),
                      scores=np.array([min(1.0, c.score) for c in cands]),
-                     cues=None if ribs is None or not config.rib_cue
-                     else rib_likelihoods(ribs, calibration["rib_likelihood"]),
+                     cues=cues,
                      temperature=calibration["emission_temperature"],
                      posterior_temperature=calibration["posterior_temperature"])
         vertebrae = []
@@ -206,8 +213,12 @@ class Pipeline:
                 p_shift_cranial=float(dec.p_shift_cranial[n]), p_shift_caudal=float(dec.p_shift_caudal[n]),
                 detection_score=c.score, localizer_center_lps=np.asarray(c.center_lps, dtype=float),
                 rib_ml=None if ribs is None else ribs[n],
+                ribs_seen=None if bone_ribs is None or bone_ribs[n] is None
+                else {"left": bone_ribs[n].left, "right": bone_ribs[n].right},
             ))
-        shown, anchored = shown_confidence(dec.ids, dec.confidence, ribs)
+        # the last rib pair is checked in the bone where it is read there (the segmenter's rib channel saw the
+        # sample's T12 and L1 alike, and it cannot tell a 40 mm slab's rib that leaves the scan from none)
+        shown, anchored = shown_confidence(dec.ids, dec.confidence, ribs if bone_ribs is None else None, bone_ribs)
         if not anchored:
             # no landmark in view: the levels come from the look of a few vertebrae, which on real
             # small fields of view was wrong for every vertebra (docs/localization.md)
@@ -283,6 +294,13 @@ class Pipeline:
         seg = self._run_segmenter(ct, [(n + 1, c.center_lps) for n, c in enumerate(cands)], progress, cancel,
                                   patches)
         return seg, [seg.masks[n + 1].rib_ml if n + 1 in seg.masks else None for n in range(len(cands))]
+
+    @staticmethod
+    def ribs_from_bone(ct: Volume, cands: list[Candidate], seg: SegmentationOutput) -> list[RibSides | None]:
+        """The ribs seen from bone beside each candidate (`inference.column.rib_pairs`); None for a candidate
+        the segmentation left without a mask (no rib can be told to touch it)."""
+        sides = rib_sides(ct, seg.labels, {n + 1: c.center_lps for n, c in enumerate(cands) if n + 1 in seg.masks})
+        return [sides.get(n + 1) for n in range(len(cands))]
 
     def fill_gaps(self, ct: Volume, out: LocalizerOutput, cands: list[Candidate], seg: SegmentationOutput,
                   ribs: list[float | None], cancel: CancelToken | None = None

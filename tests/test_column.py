@@ -189,12 +189,13 @@ def test_whole_scan_peaks_are_added_only_beyond_the_chains_ends():
     spine = straighten(_volume(), _curved_track(), resample=False)
     probs = np.full(len(CLASSES) - 1, 1.0 / (len(CLASSES) - 1))
 
-    def cand(s, ap=0.0):
-        return Candidate(spine.to_lps(np.array([[s, ap, 0.0]]))[0], 0.5, probs, 0.9)
+    def cand(s, ap=0.0, lr=0.0):
+        return Candidate(spine.to_lps(np.array([[s, ap, lr]]))[0], 0.5, probs, 0.9)
 
     along = [cand(s) for s in (180.0, 150.0, 120.0, 90.0, 60.0)]
     beyond, between, duplicate = cand(212.0), cand(135.0, ap=30.0), cand(57.0, ap=3.0)
-    merged = with_end_vertebrae(spine, along, [between, beyond, duplicate], 14.0)
+    beside = cand(40.0, lr=60.0)  # beyond the chain's end but far to one side: an arm, not a vertebra
+    merged = with_end_vertebrae(spine, along, [between, beyond, duplicate, beside], 14.0)
     assert merged == [beyond, *along]
     assert with_end_vertebrae(spine, [], [between], 14.0) == [between]
 

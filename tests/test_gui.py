@@ -1171,3 +1171,10 @@ def test_screenshots_leave_the_analysis_time_out_of_the_status_bar(qtbot, make_w
         text = window.statusBar().currentMessage()
         assert text.startswith("3 vertebrae found: L1–L3") and text.endswith(" on cpu")
         assert (" s on cpu" in text) is show_timings, text
+
+
+def test_the_table_tooltip_says_which_ribs_the_analysis_saw():
+    from navapp.views.vertebra_table import ribs_seen_words
+
+    assert ribs_seen_words({"left": True, "right": False}) == "left a rib, right none"
+    assert ribs_seen_words({"left": None, "right": True}) == "left not in view, right a rib"

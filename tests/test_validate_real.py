@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference.train.validate_real import _anchored_table, unflagged_poor_masks
+from inference.train.validate_real import _anchored_table, totals, unflagged_poor_masks
 
 
 def _row(name, dice, flags, predicted=True, in_reference=True):
@@ -38,3 +38,18 @@ def test_the_anchored_table_lists_each_anchored_analysis_with_what_it_missed():
                          "b": {"perturbations": {"none": run(True, True)}, "oracle_segmentation": oracle}}}
     rows = [line for line in _anchored_table(results) if line.startswith("| a") or line.startswith("| b")]
     assert rows == ["| a | none | 0.8 | 3.5 | T11 (2.24 ml) |", "| b | none | 0.8 | 3.5 | - |"]
+
+
+def test_totals_count_anchored_names_with_and_without_the_slivers_the_edge_cuts():
+    def run(anchored, t11_identified):
+        rows = [{"name": "T11", "in_reference": True, "identified": t11_identified},
+                {"name": "T12", "in_reference": True, "identified": True},
+                {"name": "L1", "in_reference": True, "identified": False}]
+        return {"anchored": anchored, "n_identified": 1 + t11_identified, "n_reference": 3, "per_vertebra": rows}
+
+    oracle = {"per_vertebra": [{"name": "T11", "reference_ml": 2.24}, {"name": "T12", "reference_ml": 50.0},
+                               {"name": "L1", "reference_ml": 55.0}]}
+    results = {"cases": {"a": {"perturbations": {"none": run(True, False), "noise": run(False, True),
+                                                 "5 mm": run(True, True)}, "oracle_segmentation": oracle}}}
+    assert totals(results) == {"identified": 5, "reference": 9, "anchored_identified": 3, "anchored_reference": 6,
+                               "anchored_identified_whole": 2, "anchored_reference_whole": 4}

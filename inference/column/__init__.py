@@ -1,6 +1,7 @@
 """The spine-first stages (DESIGN §1): the column tracked from bone geometry (`track`), the straightened
 spine along it (`straighten`), vertebra candidates read along it (`bodies`), the ones the masks show it
-skipped (`gaps`) and the sacrum's centre from the bone below L5 (`sacrum`)."""
+skipped (`gaps`), the sacrum's centre from the bone below L5 (`sacrum`) and the vertebrae that carry ribs
+(`rib_pairs`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from ..localize import Candidate, LocalizerOutput
 from ..volume import Volume
 from .bodies import column_candidates, with_end_vertebrae
 from .gaps import missed_vertebrae
+from .rib_pairs import RibSides, rib_sides
 from .sacrum import sacrum_point, with_sacrum_from_bone
 from .straighten import StraightSpine, straighten
 from .track import ColumnTrack, track_column
@@ -27,5 +29,6 @@ def candidates_along_column(ct: Volume, out: LocalizerOutput, scan: list[Candida
     return with_end_vertebrae(spine, along, scan, min_distance_mm)
 
 
-__all__ = ["ColumnTrack", "StraightSpine", "candidates_along_column", "column_candidates", "missed_vertebrae",
-           "sacrum_point", "straighten", "track_column", "with_end_vertebrae", "with_sacrum_from_bone"]
+__all__ = ["ColumnTrack", "RibSides", "StraightSpine", "candidates_along_column", "column_candidates",
+           "missed_vertebrae", "rib_sides", "sacrum_point", "straighten", "track_column", "with_end_vertebrae",
+           "with_sacrum_from_bone"]

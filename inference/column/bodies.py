@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..localize import Candidate, LocalizerOutput, candidate_at
+from ..localize import OFF_COLUMN_MM, Candidate, LocalizerOutput, candidate_at
 from .straighten import StraightSpine
 
 PROFILE_STEP_MM = 2.0
@@ -148,14 +148,16 @@ def with_end_vertebrae(spine: StraightSpine, along: list[Candidate], scan: list[
     a scan's edge cuts, whose heatmap bump the profile cannot show whole (or whose center lies outside
     the profile's reach, `BOX_AP_MM`).
     Whole-scan peaks between the chain's ends are not added (between two vertebrae of the column they
-    are a second peak of one vertebra, a spinous process or a rib)."""
+    are a second peak of one vertebra, a spinous process or a rib), nor those farther than `OFF_COLUMN_MM`
+    to either side of the column (an arm beside a thoracolumbar slab, 200 mm out, bone-windowed)."""
     if not along:
         return list(scan)
     pts = np.array([c.center_lps for c in along])
     s_along = spine.from_lps(pts)[:, 0]
     lo, hi = s_along.min(), s_along.max()
-    s_scan = spine.from_lps(np.array([c.center_lps for c in scan]))[:, 0] if scan else []
-    extra = [(float(s), c) for s, c in zip(s_scan, scan, strict=True)
-             if (s < lo or s > hi) and np.linalg.norm(pts - c.center_lps, axis=1).min() >= min_distance_mm]
+    frame = spine.from_lps(np.array([c.center_lps for c in scan])) if scan else np.zeros((0, 3))
+    extra = [(float(s), c) for (s, _, lr), c in zip(frame, scan, strict=True)
+             if (s < lo or s > hi) and abs(lr) <= OFF_COLUMN_MM
+             and np.linalg.norm(pts - c.center_lps, axis=1).min() >= min_distance_mm]
     merged = [(float(s), c) for s, c in zip(s_along, along, strict=True)] + extra
     return [c for _, c in sorted(merged, key=lambda t: -t[0])]

@@ -341,6 +341,7 @@ def _vertebra_of(r: dict[str, Any]) -> Vertebra:
         detection_score=r.get("detection_score"), localizer_center_lps=arr("localizer_center_lps"),
         lesion_score=r.get("lesion_score"), lesion_type=r.get("lesion_type"),
         lesion_scores=dict(r.get("lesion_scores") or {}), rib_ml=r.get("rib_ml"),
+        ribs_seen=r.get("ribs_seen"),
         qa_flags=[f for f in r.get("qa_flags") or [] if f not in MEASURED_FLAGS],
         body_center_lps=arr("body_center_lps"),
     )

@@ -62,6 +62,8 @@ class VertebraInfo:
     body_center_lps : np.ndarray or None
         LPS mm: the centre of the vertebral body (in front of the canal; `inference.case.Vertebra`), where the
         slice views mark the vertebra; None where the analysis found none (C1, the sacrum, no mask).
+    ribs_seen : dict or None
+        The analysis' ribs read from bone beside the vertebra (`inference.case.Vertebra.ribs_seen`).
     """
 
     id: int
@@ -76,6 +78,7 @@ class VertebraInfo:
     lesion_type: str | None = None
     rib_ml: float | None = None
     body_center_lps: np.ndarray | None = None
+    ribs_seen: dict[str, bool | None] | None = None
 
     @property
     def marker_lps(self) -> np.ndarray:
@@ -89,7 +92,7 @@ class VertebraInfo:
         flags = self.qa_flags if CORRECTED_FLAG in self.qa_flags else (*self.qa_flags, CORRECTED_FLAG)
         return VertebraInfo(
             v.id, v.name, self.center_lps, self.volume_ml, v.color, self.source_id or self.id, self.confidence, flags,
-            self.lesion_score, self.lesion_type, self.rib_ml, self.body_center_lps,
+            self.lesion_score, self.lesion_type, self.rib_ml, self.body_center_lps, self.ribs_seen,
         )
 
 
@@ -170,6 +173,7 @@ def analysis_infos(result: Case, volumes_ml: dict[int, float] | None = None) -> 
             v.lesion_type,
             v.rib_ml,
             None if v.body_center_lps is None else np.asarray(v.body_center_lps, dtype=float),
+            v.ribs_seen,
         )
         for v in result.vertebrae
     ]

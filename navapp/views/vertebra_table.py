@@ -135,6 +135,8 @@ class VertebraTableModel(QAbstractTableModel):
             lines.append("lesion suspicion: not assessed at C1, C2 and the sacrum (the classifier never learned them)")
         if v.rib_ml is not None:
             lines.append(f"rib found beside it: {v.rib_ml:.2f} ml (the labeling's rib cue)")
+        if v.ribs_seen is not None:
+            lines.append("ribs seen in the bone beside it: " + ribs_seen_words(v.ribs_seen))
         if v.qa_flags:
             lines.append("flags: " + ", ".join(v.qa_flags))
         lines.append("centre (mask centroid, exported): " + ", ".join(f"{c:.1f}" for c in v.center_lps) + " mm LPS")
@@ -235,3 +237,9 @@ class VertebraTable(QStackedWidget):
             self.message.setText(NO_CT_TEXT if self.session.ct is None else NO_LABELS_TEXT
                                  if self.session.analysis is None else nothing_found_text(self.session))
             self.setCurrentWidget(self.message)
+
+
+def ribs_seen_words(sides: dict[str, bool | None]) -> str:
+    """What `inference.column.rib_pairs` saw on each side, in words (the table's tooltip)."""
+    words = {True: "a rib", False: "none", None: "not in view"}
+    return f"left {words[sides.get('left')]}, right {words[sides.get('right')]}"
