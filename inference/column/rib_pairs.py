@@ -109,14 +109,14 @@ def rib_sides(ct: Volume, labels: Volume, centers: dict[int, np.ndarray]) -> dic
     pieces, n = ndi.label(bone, structure=np.ones((3, 3, 3)))
     seen: dict[int, set[str]] = {t: set() for t in tags}
     vox_ml = s**3 / 1000.0
+    piece_ml = np.bincount(pieces.ravel(), minlength=n + 1) * vox_ml
+    sized = (piece_ml >= MIN_ML) & (piece_ml <= MAX_ML)
     margin = int(round(TOUCH_MM / s)) + 3
     for p, sl in enumerate(ndi.find_objects(pieces), start=1):
-        if sl is None:
+        if sl is None or not sized[p]:  # a speck of noise or an ilium: no slicing needed
             continue
         sl = tuple(slice(max(0, x.start - margin), x.stop + margin) for x in sl)  # room for the touched mask
         piece = pieces[sl] == p
-        if not MIN_ML <= piece.sum() * vox_ml <= MAX_ML:
-            continue
         for side, sign in (("left", 1.0), ("right", -1.0)):  # LPS: +x is the patient's left
             out = dx[sl] * sign
             if not (piece & (out > 0) & (out <= NECK_MM)).any() or not (piece & (out >= REACH_MM)).any():
