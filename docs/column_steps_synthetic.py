@@ -8,7 +8,8 @@ each whole and as its random 60-160 mm slab, analysed by the shipped pipeline wi
 given off and on. Per arm: true vertebrae (centroid holding >= 1 ml of mask) found (an analysis centre
 within 20 mm), named right, analysis vertebrae with no true vertebra within 20 mm (false), and for every
 view holding >= 100 ml of sacrum the sacrum's mask Dice and centre error (mask centroid against the true
-one; a sacrum not found counts Dice 0). Prints one line per view where the arms differ and the totals.
+one; a sacrum not found counts Dice 0). Prints one line per view where the arms differ (names, counts or
+sacrum) and the totals.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def main(flag: str, n: int) -> None:
                 totals[on] += counts
                 if sacrum is not None:
                     sacra[on].append(sacrum)
-            if got[False][1] != got[True][1] or got[False][2] != got[True][2]:
+            if (got[False][1] != got[True][1] or got[False][2] != got[True][2]
+                    or not np.array_equal(got[False][0], got[True][0])):
                 for on in (False, True):
                     sac = ""
                     if got[on][2] is not None:

@@ -64,6 +64,10 @@ class RunConfig:
         (`inference.label.BONE_RIB_SEEN`), and a rib at the vertebra named T12 (or T13) with none at L1
         anchors the column (the last rib pair; this check replaces the segmenter rib channel's, which stays
         a cue of the naming). Needs the segmenter.
+    body_seeds : bool
+        Seed again on the column's centreline, and segment again, a candidate whose mask missed its own body
+        (`inference.column.body_seeds`: a vertebra cut by the scan's edge, its heatmap maximum on its arch).
+        Needs the segmenter and the column.
     """
 
     localizer_mirror: bool = True
@@ -78,6 +82,7 @@ class RunConfig:
     fill_gaps: bool = True
     sacrum_from_bone: bool = True
     bone_ribs: bool = True
+    body_seeds: bool = True
 
     def __post_init__(self) -> None:
         if self.detection not in DETECTIONS:

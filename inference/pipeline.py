@@ -7,6 +7,7 @@ segmentation with lesion suspicion (`inference.segment`) → QA flags.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -15,7 +16,14 @@ import torch
 
 from . import registry
 from .case import ANALYSIS_SOURCE, Case, Vertebra
-from .column import candidates_along_column, missed_vertebrae, rib_sides, with_sacrum_from_bone
+from .column import (
+    StraightSpine,
+    candidates_along_column,
+    missed_vertebrae,
+    off_body_candidates,
+    rib_sides,
+    with_sacrum_from_bone,
+)
 from .column.rib_pairs import RibSides
 from .config import SHIPPED, RunConfig
 from .errors import InputError, WeightsError
@@ -33,7 +41,7 @@ from .localize import (
 from .measure import CUT_AREA_MM2, field_of_view_cut_areas, vertebra_centers, vertebra_voxel_counts
 from .models.lesion import NOT_SCORED, LesionNet
 from .models.localizer import LEVEL_IDS, LocalizerNet
-from .models.segmenter import SegmenterNet, patch_of
+from .models.segmenter import SACRUM_IDS, SegmenterNet, patch_of
 from .models.weights import load_state
 from .planning.geometry import body_centers_from_shape
 from .precision import resolve_precision
@@ -175,7 +183,7 @@ class Pipeline:
         check_cancel(cancel)
         t3 = time.perf_counter()
         tell(0.4, "following the spinal column")
-        cands = self.candidates(out, ct)
+        cands, spine = self.column_candidates(out, ct)
         timings["column"] = time.perf_counter() - t3
         seg, ribs, bone_ribs = None, None, None
         if self.segmenter is not None:
@@ -183,6 +191,8 @@ class Pipeline:
             seg, ribs = self.segment_candidates(ct, cands, sub_progress(tell, 0.5, 0.95), cancel)
             if self.config.fill_gaps:
                 cands, seg, ribs = self.fill_gaps(ct, out, cands, seg, ribs, cancel)
+            if self.config.body_seeds and spine is not None:
+                cands, seg, ribs = self.seed_on_bodies(ct, spine, cands, seg, ribs, cancel)
             timings["segment"] = time.perf_counter() - t2
         check_cancel(cancel)
         t1 = time.perf_counter()
@@ -277,13 +287,19 @@ class Pipeline:
     def candidates(self, out: LocalizerOutput, ct: Volume | None = None) -> list[Candidate]:
         """The candidates that the labeling decodes, head to foot: from the column tracked in ``ct`` or
         from the whole scan, as the run configuration's ``detection`` says (whole scan without ``ct``)."""
+        return self.column_candidates(out, ct)[0]
+
+    def column_candidates(self, out: LocalizerOutput, ct: Volume | None = None
+                          ) -> tuple[list[Candidate], StraightSpine | None]:
+        """`candidates`, and the straightened spine they were read along (None where they come from the whole
+        scan)."""
         scan = order_head_to_foot(drop_off_column(
             sorted(find_candidates(out), key=lambda c: -c.score)[:self.config.max_candidates]))
         if ct is None:
-            return scan
+            return scan, None
         along = None if self.config.detection == "scan" else candidates_along_column(ct, out, scan, MIN_DISTANCE_MM)
-        cands = scan if along is None else along
-        return with_sacrum_from_bone(ct, cands, out) if self.config.sacrum_from_bone else cands
+        cands, spine = (scan, None) if along is None else along
+        return (with_sacrum_from_bone(ct, cands, out) if self.config.sacrum_from_bone else cands), spine
 
     def segment_candidates(self, ct: Volume, cands: list[Candidate], progress: ProgressCallback | None = None,
                            cancel: CancelToken | None = None) -> tuple[SegmentationOutput, list[float | None]]:
@@ -323,6 +339,25 @@ class Pipeline:
                     candidate_placed_at(out, point, min(cands[n].score, cands[n + 1].score)))
             cands = [x for n, c in enumerate(cands) for x in [c, *added.get(n, [])]]
             seg, ribs = self.segment_candidates(ct, cands, cancel=cancel)
+        return cands, seg, ribs
+
+    def seed_on_bodies(self, ct: Volume, spine: StraightSpine, cands: list[Candidate], seg: SegmentationOutput,
+                       ribs: list[float | None], cancel: CancelToken | None = None
+                       ) -> tuple[list[Candidate], SegmentationOutput, list[float | None]]:
+        """Seed the candidates whose mask missed their own body on the column's centreline in their plane
+        (`inference.column.body_seeds`: a vertebra cut by the scan's edge whose heatmap maximum lay on its arch)
+        and segment again; unchanged when every mask holds its body. The candidate keeps its level votes and
+        score; only its point moves (its exported centre is its new mask's centroid). A candidate whose strongest
+        vote is the sacrum stays where it is: the sacrum curves away from the column's line (its point comes from
+        its bone, `inference.column.sacrum`)."""
+        centers = np.array([c.center_lps for c in cands])
+        moved = {n: point for n, point in off_body_candidates(spine, seg.labels, centers)
+                 if LEVEL_IDS[int(np.argmax(cands[n].level_probs))] not in SACRUM_IDS}
+        if not moved:
+            return cands, seg, ribs
+        check_cancel(cancel)
+        cands = [dataclasses.replace(c, center_lps=moved[n]) if n in moved else c for n, c in enumerate(cands)]
+        seg, ribs = self.segment_candidates(ct, cands, cancel=cancel)
         return cands, seg, ribs
 
     def _run_segmenter(self, ct: Volume, items: list[tuple[int, np.ndarray]], progress, cancel,

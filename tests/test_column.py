@@ -200,6 +200,22 @@ def test_whole_scan_peaks_are_added_only_beyond_the_chains_ends():
     assert with_end_vertebrae(spine, [], [between], 14.0) == [between]
 
 
+def test_peaks_of_one_end_vertebra_count_once():
+    """Beyond the chain's foot, the body, the arch and the spinous process of one vertebra cut by the scan's edge
+    each peak, 25 and 50 mm apart across the column: the strongest stays. A vertebra further down stays too."""
+    spine = straighten(_volume(), _curved_track(), resample=False)
+    probs = np.full(len(CLASSES) - 1, 1.0 / (len(CLASSES) - 1))
+    along = [Candidate(spine.to_lps(np.array([[s, 0.0, 0.0]]))[0], 0.5, probs, 0.9) for s in (150.0, 120.0, 90.0)]
+    body = spine.to_lps(np.array([[60.0, 0.0, 0.0]]))[0]
+    posterior = spine.ap_axis[int(np.argmin(np.abs(spine.s_mm - 60.0)))]
+    body_peak = Candidate(body, 0.3, probs, 0.9)
+    arch_peak = Candidate(body + 25.0 * posterior, 0.45, probs, 0.9)
+    spine_peak = Candidate(body + 50.0 * posterior, 0.2, probs, 0.9)
+    below = Candidate(spine.to_lps(np.array([[30.0, 0.0, 0.0]]))[0], 0.25, probs, 0.9)
+    merged = with_end_vertebrae(spine, along, [body_peak, arch_peak, spine_peak, below], 14.0)
+    assert merged == [*along, arch_peak, below]
+
+
 def test_the_run_configuration_names_a_known_detection():
     assert SHIPPED.detection == "column"
     with pytest.raises(ValueError, match="detection"):

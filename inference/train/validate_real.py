@@ -575,6 +575,15 @@ def markdown(results: dict[str, Any]) -> str:
         "the sample's small crop was named one level low (L1-L3 on T12-L2) in every row but two. Whole-scan peaks "
         "beyond the chain's ends farther than 40 mm to the side of the column are no longer added (the 40 mm DICOM "
         "slab's arms under bone windows, 200 mm out).",
+        "- Since the 9th session of 2026-12-07 a candidate whose mask missed its own body (no voxel within 10 mm of "
+        "the column's centreline in its plane, yet its arch within 30 mm) is seeded again on that centreline point "
+        "and the masks are made again (`RunConfig.body_seeds`, docs/column_tracker.md, step 7): the TPTBox cutout's "
+        "L4, whose body the scan's lower edge cuts, had its candidate on its arch and a mask of the arch alone. "
+        "In the same session whole-scan peaks beyond one end of the chain less than 12 mm apart along its axis "
+        "count as one vertebra (the cutout's L4 under the display window peaked on its body, arch and spinous "
+        "process and was named as three). Before the two, over all rows above, 133 of 188 reference vertebrae "
+        "were identified and the unperturbed mean center error was 3.38 mm (the cutout's L4 at 22 mm, not "
+        "identified).",
         "",
         "## Per case and level (unperturbed)",
         "",
