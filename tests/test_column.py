@@ -214,6 +214,9 @@ def test_peaks_of_one_end_vertebra_count_once():
     below = Candidate(spine.to_lps(np.array([[30.0, 0.0, 0.0]]))[0], 0.25, probs, 0.9)
     merged = with_end_vertebrae(spine, along, [body_peak, arch_peak, spine_peak, below], 14.0)
     assert merged == [*along, arch_peak, below]
+    # the head vertebra's candidate lies on its arch; its body peaks again 20 mm in front, 2 mm along the column
+    head_body = Candidate(spine.to_lps(np.array([[152.0, -20.0, 0.0]]))[0], 0.9, probs, 0.9)
+    assert with_end_vertebrae(spine, along, [head_body], 14.0) == along
 
 
 def test_the_run_configuration_names_a_known_detection():

@@ -153,7 +153,9 @@ def with_end_vertebrae(spine: StraightSpine, along: list[Candidate], scan: list[
     Peaks beyond one end less than `MIN_GAP_MM` apart along the chain's axis there (from its second to its last
     candidate) are one vertebra, of which the strongest is kept: its body, arch and spinous process can each
     peak (the TPTBox cutout's L4 under a display window gave three, 24 and 37 mm apart across the column,
-    which the extended centreline's tilted planes put 13 mm apart along it)."""
+    which the extended centreline's tilted planes put 13 mm apart along it). A peak less than `MIN_GAP_MM`
+    along that axis from the chain's end candidate is that vertebra's own (the cutout's L2, whose candidate
+    was on its arch, peaked again on its body 2-10 mm along the axis in four conditions, and was named twice)."""
     if not along:
         return list(scan)
     pts = np.array([c.center_lps for c in along])
@@ -165,11 +167,12 @@ def with_end_vertebrae(spine: StraightSpine, along: list[Candidate], scan: list[
              and np.linalg.norm(pts - c.center_lps, axis=1).min() >= min_distance_mm]
     kept = []
     for end, beyond in ((0, [e for e in extra if e[0] > hi]), (-1, [e for e in extra if e[0] < lo])):
-        axis, group = _end_axis(spine, pts, s_along, end), []
+        axis = _end_axis(spine, pts, s_along, end)
+        group = [(None, along[int(np.argmax(s_along) if end == 0 else np.argmin(s_along))])]  # always kept
         for s, c in sorted(beyond, key=lambda e: -e[1].score):
             if all(abs(float(np.dot(c.center_lps - k.center_lps, axis))) >= MIN_GAP_MM for _, k in group):
                 group.append((s, c))
-        kept += group
+        kept += group[1:]
     merged = [(float(s), c) for s, c in zip(s_along, along, strict=True)] + kept
     return [c for _, c in sorted(merged, key=lambda t: -t[0])]
 

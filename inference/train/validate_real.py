@@ -579,9 +579,10 @@ def markdown(results: dict[str, Any]) -> str:
         "the column's centreline in its plane, yet its arch within 30 mm) is seeded again on that centreline point "
         "and the masks are made again (`RunConfig.body_seeds`, docs/column_tracker.md, step 7): the TPTBox cutout's "
         "L4, whose body the scan's lower edge cuts, had its candidate on its arch and a mask of the arch alone. "
-        "In the same session whole-scan peaks beyond one end of the chain less than 12 mm apart along its axis "
-        "count as one vertebra (the cutout's L4 under the display window peaked on its body, arch and spinous "
-        "process and was named as three). Before the two, over all rows above, 133 of 188 reference vertebrae "
+        "In the same session whole-scan peaks beyond one end of the chain less than 12 mm apart along its axis, "
+        "from each other or from the chain's end vertebra, count as one vertebra (the cutout's L4 under the display "
+        "window peaked on its body, arch and spinous process and was named as three; its L2 was named twice in four "
+        "rows). Before the two, over all rows above, 133 of 188 reference vertebrae "
         "were identified and the unperturbed mean center error was 3.38 mm (the cutout's L4 at 22 mm, not "
         "identified).",
         "",
