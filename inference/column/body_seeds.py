@@ -51,17 +51,20 @@ def off_body_candidates(spine: StraightSpine, labels: Volume, centers_lps: np.nd
         if not spine.s_mm[0] <= s_n <= spine.s_mm[-1]:
             continue
         point = spine.to_lps(np.array([[s_n, 0.0, 0.0]]))[0]
-        own = _tags_near(labels, point, HOLD_MM)
-        if own is None or n + 1 in own or _tags_near(labels, point, OTHER_MM) - {0}:
+        near = _labels_near(labels, point, ARCH_MM)
+        if near is None:
             continue
-        if n + 1 not in _tags_near(labels, point, ARCH_MM):
+        values, dist = near
+        own = values == n + 1
+        if own[dist <= HOLD_MM].any() or not own.any() or np.any(values[dist <= OTHER_MM] != 0):
             continue
         found.append((n, point))
     return found
 
 
-def _tags_near(labels: Volume, point: np.ndarray, radius_mm: float) -> set[int] | None:
-    """The label values within ``radius_mm`` of ``point``; None when the point lies outside the map."""
+def _labels_near(labels: Volume, point: np.ndarray, radius_mm: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The label values of the voxels within ``radius_mm`` of ``point`` and their distances to it (mm);
+    None when the point lies outside the map."""
     centre = labels.lps_to_index(point[None])[0]  # (i, j, k)
     shape_ijk = np.array(labels.array.shape[::-1])
     if np.any(centre < -0.5) or np.any(centre > shape_ijk - 0.5):
@@ -72,5 +75,6 @@ def _tags_near(labels: Volume, point: np.ndarray, radius_mm: float) -> set[int] 
     box = labels.array[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]
     kk, jj, ii = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo[::-1], hi[::-1], strict=True)), indexing="ij")
     lps = labels.index_to_lps(np.column_stack([ii.ravel(), jj.ravel(), kk.ravel()]))
-    near = np.linalg.norm(lps - point, axis=1) <= radius_mm
-    return {int(v) for v in box.ravel()[near]}
+    dist = np.linalg.norm(lps - point, axis=1)
+    inside = dist <= radius_mm
+    return box.ravel()[inside], dist[inside]
