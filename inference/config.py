@@ -68,6 +68,10 @@ class RunConfig:
         Seed again on the column's centreline, and segment again, a candidate whose mask missed its own body
         (`inference.column.body_seeds`: a vertebra cut by the scan's edge, its heatmap maximum on its arch).
         Needs the segmenter and the column.
+    top_sliver : bool
+        Add the vertebra above the column's top whose arch alone the scan's upper edge left in view, its mask
+        the unclaimed bone behind the top vertebra's arch that the edge cuts (`inference.column.edge_slivers`).
+        Needs the segmenter and the column.
     """
 
     localizer_mirror: bool = True
@@ -83,6 +87,7 @@ class RunConfig:
     sacrum_from_bone: bool = True
     bone_ribs: bool = True
     body_seeds: bool = True
+    top_sliver: bool = True
 
     def __post_init__(self) -> None:
         if self.detection not in DETECTIONS:

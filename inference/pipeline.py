@@ -22,6 +22,7 @@ from .column import (
     missed_vertebrae,
     off_body_candidates,
     rib_sides,
+    top_sliver,
     with_sacrum_from_bone,
 )
 from .column.rib_pairs import RibSides
@@ -38,7 +39,7 @@ from .localize import (
     order_head_to_foot,
     run_localizer,
 )
-from .measure import CUT_AREA_MM2, field_of_view_cut_areas, vertebra_centers, vertebra_voxel_counts
+from .measure import CUT_AREA_MM2, field_of_view_cut_areas, union_box, vertebra_centers, vertebra_voxel_counts
 from .models.lesion import NOT_SCORED, LesionNet
 from .models.localizer import LEVEL_IDS, LocalizerNet
 from .models.segmenter import SACRUM_IDS, SegmenterNet, patch_of
@@ -47,7 +48,7 @@ from .planning.geometry import body_centers_from_shape
 from .precision import resolve_precision
 from .progress import CancelToken, ProgressCallback, check_cancel, report, sub_progress
 from .qa import intensity_notes, mask_flags, metal_flags
-from .segment import LESION_FLAG, SegmentationOutput, clear_lesions, relabel, segment_vertebrae
+from .segment import LESION_FLAG, SegmentationOutput, VertebraMask, clear_lesions, relabel, segment_vertebrae
 from .volume import Volume
 
 MIN_ANALYSIS_EXTENT_MM = 20.0
@@ -185,7 +186,7 @@ class Pipeline:
         tell(0.4, "following the spinal column")
         cands, spine = self.column_candidates(out, ct)
         timings["column"] = time.perf_counter() - t3
-        seg, ribs, bone_ribs = None, None, None
+        seg, ribs, bone_ribs, sliver = None, None, None, False
         if self.segmenter is not None:
             t2 = time.perf_counter()
             seg, ribs = self.segment_candidates(ct, cands, sub_progress(tell, 0.5, 0.95), cancel)
@@ -193,6 +194,8 @@ class Pipeline:
                 cands, seg, ribs = self.fill_gaps(ct, out, cands, seg, ribs, cancel)
             if self.config.body_seeds and spine is not None:
                 cands, seg, ribs = self.seed_on_bodies(ct, spine, cands, seg, ribs, cancel)
+            if self.config.top_sliver and spine is not None and cands:
+                cands, seg, ribs, sliver = self.add_top_sliver(ct, out, spine, cands, seg, ribs)
             timings["segment"] = time.perf_counter() - t2
         check_cancel(cancel)
         t1 = time.perf_counter()
@@ -200,6 +203,8 @@ class Pipeline:
         config, calibration = self.config, self.decoding_settings()
         if seg is not None and config.bone_ribs:
             bone_ribs = self.ribs_from_bone(ct, cands, seg)
+            if sliver:  # an arch cut by the scan's edge: whether its ribs are in view cannot be told
+                bone_ribs[0] = None
         cues = np.ones((len(cands), len(LEVELS)))
         if ribs is not None and config.rib_cue:
             cues *= rib_likelihoods(ribs, calibration["rib_likelihood"])
@@ -359,6 +364,31 @@ class Pipeline:
         cands = [dataclasses.replace(c, center_lps=moved[n]) if n in moved else c for n, c in enumerate(cands)]
         seg, ribs = self.segment_candidates(ct, cands, cancel=cancel)
         return cands, seg, ribs
+
+    @staticmethod
+    def add_top_sliver(ct: Volume, out: LocalizerOutput, spine: StraightSpine, cands: list[Candidate],
+                       seg: SegmentationOutput, ribs: list[float | None]
+                       ) -> tuple[list[Candidate], SegmentationOutput, list[float | None], bool]:
+        """Put the vertebra above the top candidate, whose arch alone the scan's upper edge left in view
+        (`inference.column.edge_slivers`), at the head of the candidates, its mask that arch's unclaimed bone
+        (the other masks' tags move down by one), and whether one was added. It takes the localizer's votes at
+        its centre and the top candidate's score; no rib cue is read for it, and no lesion is scored."""
+        found = top_sliver(ct, seg.labels, spine, 1)
+        if found is None:
+            return cands, seg, ribs, False
+        labels = seg.labels.array
+        box = seg.box or tuple(slice(0, n) for n in labels.shape)
+        inside = labels[box]
+        inside[inside != 0] += 1
+        labels[tuple(found.mask.T)] = 1
+        lo, hi = found.mask.min(axis=0), found.mask.max(axis=0) + 1
+        box = union_box([box, tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))])
+        voxels_2mm = int(round(found.ml * 1000.0 / 8.0))
+        masks = {1: VertebraMask(1, voxels_2mm)} | {
+            k + 1: dataclasses.replace(m, id=k + 1) for k, m in seg.masks.items()}
+        seg = dataclasses.replace(seg, masks=masks, box=box)
+        top = candidate_placed_at(out, found.center_lps, cands[0].score)
+        return [top, *cands], seg, [None, *ribs], True
 
     def _run_segmenter(self, ct: Volume, items: list[tuple[int, np.ndarray]], progress, cancel,
                        patches: list[tuple[int, int, int]] | None = None) -> SegmentationOutput:
