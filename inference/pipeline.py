@@ -442,8 +442,9 @@ def _qa(vertebrae: list[Vertebra], ct: Volume, seg: SegmentationOutput | None = 
         else:
             notes.append("no vertebra found: is this a CT of the spine?")
     if any("label_unanchored" in v.qa_flags for v in vertebrae):
-        notes.append("labels not anchored: the scan shows neither C2, the sacrum nor a first or last rib, so the "
-                     "levels are guessed from the shape of a few vertebrae; count them on a scan that shows one")
+        notes.append("labels not anchored: neither the sacrum nor a first or last rib was found in the scan (C2 is "
+                     "not read from the scan yet), so the levels are guessed from the shape of a few vertebrae; "
+                     "count them from a landmark the scan shows")
     k, j, i = ct.array.shape
     for v in vertebrae:
         if v.confidence < UNCERTAIN_BELOW:

@@ -141,6 +141,32 @@ def test_a_column_is_anchored_only_by_a_landmark_in_view():
     assert not is_anchored(["T12", "L2"])  # both sides of the transition must be in view
 
 
+def test_c1_and_c2_anchor_only_a_column_named_without_what_the_scan_shows():
+    """Where the rib cues read from the scan are given, C1 and C2 no longer anchor: nothing is read for them."""
+    from inference.column import RibSides
+    from inference.label import is_anchored
+
+    none = RibSides(False, False)
+    assert is_anchored(["C1", "C2", "C3"]) and is_anchored(["C2", "C3"])  # names alone (no cues)
+    assert not is_anchored(["C1", "C2", "C3"], bone_ribs={"C1": none, "C2": none, "C3": none})
+    assert not is_anchored(["C2", "C3"], {"C2": 0.0, "C3": 0.0})
+    assert is_anchored(["C2", "C3", "L5", "S1"], bone_ribs={})  # another anchor in view still counts
+
+
+def test_the_first_rib_anchors_only_when_the_scan_shows_a_rib_at_t1_and_none_at_c7():
+    from inference.column import RibSides
+    from inference.label import is_anchored
+
+    none, rib, unknown = RibSides(False, False), RibSides(True, False), RibSides(None, None)
+    names = ["C6", "C7", "T1", "T2"]
+    assert is_anchored(names)  # names alone (no cues)
+    assert is_anchored(names, bone_ribs={"C6": none, "C7": none, "T1": rib, "T2": rib})
+    assert not is_anchored(names, bone_ribs={"C6": none, "C7": none, "T1": none, "T2": rib})  # T1's rib unseen
+    assert not is_anchored(names, bone_ribs={"C6": none, "C7": rib, "T1": rib, "T2": rib})  # a rib at C7
+    assert not is_anchored(names, bone_ribs={"C6": none, "C7": unknown, "T1": rib, "T2": rib})
+    assert not is_anchored(names, {"C7": 0.0, "T1": 2.0})  # the segmenter's rib channel alone does not
+
+
 def test_labeling_calibration_fits_the_rib_table_and_scores_out_of_sample(tmp_path):
     import json
 

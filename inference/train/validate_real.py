@@ -472,7 +472,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "## Summary over all cases",
         "",
-        "Anchored: the analysis saw a landmark (C2, the sacrum, a first or last rib) and did not cap its "
+        "Anchored: the analysis saw a landmark (the sacrum, a first or last rib) and did not cap its "
         "labels (`label_unanchored`). Wrong names shown with p > 0.5: a level shift at a reference vertebra "
         "whose shown probability is above one half (what a reader could trust and should not).",
         "",
@@ -544,7 +544,8 @@ def markdown(results: dict[str, Any]) -> str:
         "9.4 mm. Without the mirror pass the small crop of the abdomen scan was named right (3 of 4) and the total "
         "was higher on these cases; with it the crop is named one level low again: the naming of a 90 mm crop "
         "without a clear landmark tips on small differences, which is why its labels stay capped and flagged.",
-        "- Labels without a landmark in view (C1/C2, C7/T1, last rib above L1, sacrum) are capped at p = 0.5 "
+        "- Labels without a landmark in view (C7/T1, last rib above L1, sacrum; C1/C2 only without segmentation) "
+        "are capped at p = 0.5 "
         "and flagged `label_unanchored` (the probabilities in brackets below are after that cap). With "
         "segmentation, the last-rib landmark counts only when the segmenter's rib cue (`inference.ribs`) "
         "sees a rib beside the vertebra named T12 (or T13) and none beside L1.",
