@@ -72,6 +72,10 @@ class RunConfig:
         Add the vertebra above the column's top whose arch alone the scan's upper edge left in view, its mask
         the unclaimed bone behind the top vertebra's arch that the edge cuts (`inference.column.edge_slivers`).
         Needs the segmenter and the column.
+    skipped_cervical : bool
+        Put back, between two neighbouring candidates that vote cervical and lie more than 1.6 cervical spacings
+        apart along the column, the vertebrae the chain skipped there (`inference.column.cervical`: the
+        heatmap's 8 mm grid merges the peaks of neighbouring cervical vertebrae). Needs the column.
     """
 
     localizer_mirror: bool = True
@@ -88,6 +92,7 @@ class RunConfig:
     bone_ribs: bool = True
     body_seeds: bool = True
     top_sliver: bool = True
+    skipped_cervical: bool = True
 
     def __post_init__(self) -> None:
         if self.detection not in DETECTIONS:

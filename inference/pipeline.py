@@ -24,6 +24,7 @@ from .column import (
     rib_sides,
     top_sliver,
     with_sacrum_from_bone,
+    with_skipped_cervical,
 )
 from .column.rib_pairs import RibSides
 from .config import SHIPPED, RunConfig
@@ -304,6 +305,8 @@ class Pipeline:
             return scan, None
         along = None if self.config.detection == "scan" else candidates_along_column(ct, out, scan, MIN_DISTANCE_MM)
         cands, spine = (scan, None) if along is None else along
+        if spine is not None and self.config.skipped_cervical:
+            cands = with_skipped_cervical(spine, cands, out)
         return (with_sacrum_from_bone(ct, cands, out) if self.config.sacrum_from_bone else cands), spine
 
     def segment_candidates(self, ct: Volume, cands: list[Candidate], progress: ProgressCallback | None = None,

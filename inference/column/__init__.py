@@ -2,7 +2,8 @@
 spine along it (`straighten`), vertebra candidates read along it (`bodies`), the ones the masks show it
 skipped (`gaps`), the sacrum's centre from the bone below L5 (`sacrum`), the vertebrae that carry ribs
 (`rib_pairs`), the candidates to seed again on their body where their mask missed it (`body_seeds`) and the arch
-of the vertebra above the top one that the scan's edge cut off (`edge_slivers`)."""
+of the vertebra above the top one that the scan's edge cut off (`edge_slivers`), and the cervical vertebrae
+the chain skipped (`cervical`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ..localize import Candidate, LocalizerOutput
 from ..volume import Volume
 from .bodies import column_candidates, with_end_vertebrae
 from .body_seeds import off_body_candidates
+from .cervical import with_skipped_cervical
 from .edge_slivers import Sliver, top_sliver
 from .gaps import missed_vertebrae
 from .rib_pairs import RibSides, rib_sides
@@ -35,4 +37,4 @@ def candidates_along_column(ct: Volume, out: LocalizerOutput, scan: list[Candida
 
 __all__ = ["ColumnTrack", "RibSides", "Sliver", "StraightSpine", "candidates_along_column", "column_candidates",
            "missed_vertebrae", "off_body_candidates", "rib_sides", "sacrum_point", "straighten", "top_sliver",
-           "track_column", "with_end_vertebrae", "with_sacrum_from_bone"]
+           "track_column", "with_end_vertebrae", "with_sacrum_from_bone", "with_skipped_cervical"]
