@@ -57,8 +57,10 @@ def score(result, labels) -> tuple[np.ndarray, tuple[float, float | None] | None
     return np.array([len(truth), found, right, false]), sacrum
 
 
-def main(flag: str, n: int) -> None:
-    pipe = Pipeline(device="cpu")
+def compare(arm, n: int, label: str, pipe: Pipeline | None = None) -> None:
+    """The first ``n`` calibration cases, whole and as a slab, analysed with ``arm(pipe, False)`` and then
+    ``arm(pipe, True)`` applied before each analysis; prints the views whose arms differ and the totals."""
+    pipe = pipe or Pipeline(device="cpu")
     totals = {False: np.zeros(4, int), True: np.zeros(4, int)}
     sacra: dict[bool, list] = {False: [], True: []}
     for i in range(n):
@@ -69,7 +71,7 @@ def main(flag: str, n: int) -> None:
         for view, c, lab in views:
             got = {}
             for on in (False, True):
-                pipe.config = SHIPPED.replace(**{flag: on})
+                arm(pipe, on)
                 r = pipe.analyze(c)
                 counts, sacrum = score(r, lab)
                 got[on] = (counts, [v.name for v in r.vertebrae], sacrum)
@@ -83,16 +85,23 @@ def main(flag: str, n: int) -> None:
                     if got[on][2] is not None:
                         dice, err = got[on][2]
                         sac = f" sacrum Dice {dice:.3f}, centre error {'-' if err is None else f'{err:.1f}'} mm"
-                    print(f"case {i} {view} {flag}={on}: {got[on][0].tolist()} {got[on][1]}{sac}", flush=True)
+                    print(f"case {i} {view} {label}={on}: {got[on][0].tolist()} {got[on][1]}{sac}", flush=True)
     for on in (False, True):
         t, f, r, x = totals[on]
-        line = f"{flag}={on}: true {t}, found {f}, named right {r}, false {x}"
+        line = f"{label}={on}: true {t}, found {f}, named right {r}, false {x}"
         if sacra[on]:
             dice = np.array([d for d, _ in sacra[on]])
             err = [e for _, e in sacra[on] if e is not None]
             line += (f"; {len(dice)} sacra: mean Dice {dice.mean():.3f} (median {np.median(dice):.3f}), "
                      f"mean centre error {np.mean(err):.1f} mm over the {len(err)} found")
         print(line)
+
+
+def main(flag: str, n: int) -> None:
+    def arm(pipe: Pipeline, on: bool) -> None:
+        pipe.config = SHIPPED.replace(**{flag: on})
+
+    compare(arm, n, flag)
 
 
 if __name__ == "__main__":
