@@ -31,7 +31,7 @@ from .view3d import NO_CT_TEXT, NO_LABELS_TEXT, nothing_found_text
 
 QA_TEXT = {
     "label_uncertain": "uncertain label",
-    "label_unanchored": "no landmark in view",
+    "label_unanchored": "no landmark read from the scan",
     "partial_at_border": "cut by scan edge",
     "gap_above": "gap above",
     "gap_below": "gap below",
