@@ -2,6 +2,7 @@
 
     .venv/bin/python docs/column_steps_synthetic.py fill_gaps N
     .venv/bin/python docs/column_steps_synthetic.py sacrum_from_bone N
+    .venv/bin/python docs/column_steps_synthetic.py skipped_cervical 40 40 --cervical   # cases 40-79, cervical views
 
 The first N calibration cases of `inference.train.calibrate_labeling` (seed stream 77, never trained on),
 each whole and as its random 60-160 mm slab, analysed by the shipped pipeline with the `RunConfig` flag
@@ -57,18 +58,28 @@ def score(result, labels) -> tuple[np.ndarray, tuple[float, float | None] | None
     return np.array([len(truth), found, right, false]), sacrum
 
 
-def compare(arm, n: int, label: str, pipe: Pipeline | None = None) -> None:
-    """The first ``n`` calibration cases, whole and as a slab, analysed with ``arm(pipe, False)`` and then
-    ``arm(pipe, True)`` applied before each analysis; prints the views whose arms differ and the totals."""
+def holds_cervical(labels) -> bool:
+    """Whether a view holds at least 1 ml of a cervical vertebra (C1-C7)."""
+    counts = vertebra_voxel_counts(labels)
+    ml = float(np.prod(labels.spacing)) / 1000.0
+    return any(counts.get(vid, 0) * ml >= 1.0 for vid in range(1, 8))
+
+
+def compare(arm, n: int, label: str, pipe: Pipeline | None = None, start: int = 0, keep=None) -> None:
+    """Calibration cases ``start`` to ``start + n``, whole and as a slab (only the views ``keep(labels)`` accepts,
+    when given), analysed with ``arm(pipe, False)`` and then ``arm(pipe, True)`` applied before each analysis;
+    prints the views whose arms differ and the totals."""
     pipe = pipe or Pipeline(device="cpu")
     totals = {False: np.zeros(4, int), True: np.zeros(4, int)}
     sacra: dict[bool, list] = {False: [], True: []}
-    for i in range(n):
+    for i in range(start, start + n):
         ct, labels, _, slab = calibration_case(i)
         views = [("whole", ct, labels)]
         if slab is not None:
             views.append(("slab", _slab(ct, *slab), _slab(labels, *slab)))
         for view, c, lab in views:
+            if keep is not None and not keep(lab):
+                continue
             got = {}
             for on in (False, True):
                 arm(pipe, on)
@@ -97,12 +108,14 @@ def compare(arm, n: int, label: str, pipe: Pipeline | None = None) -> None:
         print(line)
 
 
-def main(flag: str, n: int) -> None:
+def main(flag: str, n: int, start: int = 0, cervical: bool = False) -> None:
     def arm(pipe: Pipeline, on: bool) -> None:
         pipe.config = SHIPPED.replace(**{flag: on})
 
-    compare(arm, n, flag)
+    compare(arm, n, flag, start=start, keep=holds_cervical if cervical else None)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 20)
+    args = [a for a in sys.argv[1:] if a != "--cervical"]
+    main(args[0], int(args[1]) if len(args) > 1 else 20, int(args[2]) if len(args) > 2 else 0,
+         "--cervical" in sys.argv)
