@@ -84,3 +84,16 @@ def test_the_pipeline_puts_the_sliver_at_the_head_of_the_column_and_moves_the_ot
     ct2, labels2, spine2 = _scan()
     seg3 = SegmentationOutput(labels2, seg.lesions, {1: VertebraMask(1, 3000)})
     assert Pipeline.add_top_sliver(ct2, out, spine2, cands[:1], seg3, [None])[3] is False
+
+
+def test_a_piece_is_placed_in_the_column_frame_from_a_sample_of_its_voxels(monkeypatch):
+    """Big pieces of fine scans are placed from at most `SAMPLE` voxels: the same sliver either way."""
+    import inference.column.edge_slivers as edge_slivers
+
+    ct, labels, spine = _scan()
+    ct.array[148:160, 62:76, 34:46] = 600
+    whole = top_sliver(ct, labels, spine, 1)
+    monkeypatch.setattr(edge_slivers, "SAMPLE", 50)
+    sampled = top_sliver(ct, labels, spine, 1)
+    assert whole is not None and sampled is not None
+    assert sampled.ml == whole.ml and np.array_equal(sampled.mask, whole.mask)
