@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from inference import registry  # noqa: E402
 from inference.config import SHIPPED  # noqa: E402
 from inference.measure import vertebra_centers, vertebra_voxel_counts  # noqa: E402
 from inference.pipeline import Pipeline  # noqa: E402
@@ -62,7 +63,7 @@ def holds_cervical(labels) -> bool:
     """Whether a view holds at least 1 ml of a cervical vertebra (C1-C7)."""
     counts = vertebra_voxel_counts(labels)
     ml = float(np.prod(labels.spacing)) / 1000.0
-    return any(counts.get(vid, 0) * ml >= 1.0 for vid in range(1, 8))
+    return any(counts.get(v.id, 0) * ml >= 1.0 for v in registry.VERTEBRAE if v.region == "cervical")
 
 
 def compare(arm, n: int, label: str, pipe: Pipeline | None = None, start: int = 0, keep=None) -> None:

@@ -240,6 +240,7 @@ one of these tuples are among them."""
 SKULL_BASE: tuple[tuple[str, ...], ...] = (("C1",), ("C2",))
 """The anchors of `ANCHORS` that nothing in the scan confirms yet (`is_anchored`)."""
 FIRST_RIB: tuple[str, ...] = ("C7", "T1")
+"""The anchor of `ANCHORS` that the ribs read from bone confirm at its upper end (`is_anchored`)."""
 
 
 def is_anchored(names: list[str] | set[str], ribs: dict[str, float | None] | None = None,
@@ -266,26 +267,22 @@ def is_anchored(names: list[str] | set[str], ribs: dict[str, float | None] | Non
         if not set(anchor) <= present or (cued and anchor in SKULL_BASE):
             continue
         if anchor[-1] == "L1" and cued:
-            if not (_last_rib_from_bone(anchor[0], bone_ribs) or _last_rib_from_channel(anchor[0], ribs)):
+            if not (_ribs_end_from_bone(anchor[0], "L1", bone_ribs) or _last_rib_from_channel(anchor[0], ribs)):
                 continue
-        if anchor == FIRST_RIB and cued and not _first_rib_from_bone(bone_ribs):
+        if anchor == FIRST_RIB and cued and not _ribs_end_from_bone("T1", "C7", bone_ribs):
             continue
         return True
     return False
 
 
-def _last_rib_from_bone(last: str, bone_ribs: dict[str, RibSides | None] | None) -> bool:
+def _ribs_end_from_bone(ribbed: str, bare: str, bone_ribs: dict[str, RibSides | None] | None) -> bool:
+    """Whether the ribs read from bone end between ``ribbed`` and its neighbour ``bare``: a rib seen beside the
+    one, and none on either side of the other, both sides in view (the last rib: T12 and L1; the first: T1 and
+    C7)."""
     if bone_ribs is None:
         return False
-    above, below = bone_ribs.get(last), bone_ribs.get("L1")
-    return above is not None and below is not None and above.seen and below.absent
-
-
-def _first_rib_from_bone(bone_ribs: dict[str, RibSides | None] | None) -> bool:
-    if bone_ribs is None:
-        return False
-    above, below = bone_ribs.get("C7"), bone_ribs.get("T1")
-    return above is not None and below is not None and below.seen and above.absent
+    with_rib, without = bone_ribs.get(ribbed), bone_ribs.get(bare)
+    return with_rib is not None and without is not None and with_rib.seen and without.absent
 
 
 def _last_rib_from_channel(last: str, ribs: dict[str, float | None] | None) -> bool:

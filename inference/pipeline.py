@@ -43,6 +43,7 @@ from .localize import (
 from .measure import CUT_AREA_MM2, field_of_view_cut_areas, union_box, vertebra_centers, vertebra_voxel_counts
 from .models.lesion import NOT_SCORED, LesionNet
 from .models.localizer import LEVEL_IDS, LocalizerNet
+from .models.segmenter import INPUT_SPACING_MM as SEGMENTER_SPACING_MM
 from .models.segmenter import SACRUM_IDS, SegmenterNet, patch_of
 from .models.weights import load_state
 from .planning.geometry import body_centers_from_shape
@@ -386,7 +387,7 @@ class Pipeline:
         labels[tuple(found.mask.T)] = 1
         lo, hi = found.mask.min(axis=0), found.mask.max(axis=0) + 1
         box = union_box([box, tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))])
-        voxels_2mm = int(round(found.ml * 1000.0 / 8.0))
+        voxels_2mm = int(round(found.ml * 1000.0 / SEGMENTER_SPACING_MM**3))
         masks = {1: VertebraMask(1, voxels_2mm)} | {
             k + 1: dataclasses.replace(m, id=k + 1) for k, m in seg.masks.items()}
         seg = dataclasses.replace(seg, masks=masks, box=box)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import registry
 from ..localize import Candidate, LocalizerOutput, candidate_placed_at
 from ..models.localizer import LEVEL_IDS
 from .straighten import StraightSpine
@@ -28,7 +29,7 @@ SKIP_RATIO = 1.6
 """Neighbours farther apart than this many spacings (27 mm) have a vertebra between them: single spacings
 reach 22 mm (C2-C3), two spacings start at 26 mm."""
 CERVICAL_VOTE = 0.5
-CERVICAL = np.isin(np.asarray(LEVEL_IDS), np.arange(1, 8))
+CERVICAL = np.array([registry.by_id(vid).region == "cervical" for vid in LEVEL_IDS])
 """Which of the localizer's level classes are C1-C7."""
 
 

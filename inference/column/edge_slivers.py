@@ -91,13 +91,18 @@ def top_sliver(ct: Volume, labels: Volume, spine: StraightSpine, tag: int) -> Sl
         return None
     near_own = ndi.distance_transform_edt(sub_lab != tag, sampling=spacing) <= NEAR_MM
     own_s = spine.from_lps(ct.index_to_lps(own_idx[:, ::-1].mean(axis=0)[None]))[0, 0]
+    # the pieces that touch the edge slice and come near the top vertebra, no bigger than a sliver on their own
+    # (a rib, a body), read off whole arrays: a noisy scan's box holds thousands of specks of bone
+    ml = np.bincount(pieces.ravel(), minlength=n + 1) * np.prod(spacing) / 1000.0
+    at_edge, near = np.zeros(n + 1, bool), np.zeros(n + 1, bool)
+    at_edge[np.take(pieces, edge - lo[axis], axis=axis)] = True
+    near[pieces[near_own]] = True
+    at_edge[0] = False  # the background
+    objects = ndi.find_objects(pieces)
     keep = np.zeros(n + 1, bool)
-    for p, sl in enumerate(ndi.find_objects(pieces), start=1):
+    for p in np.flatnonzero(at_edge & near & (ml <= MAX_ML)):
+        sl = objects[p - 1]
         idx = np.argwhere(pieces[sl] == p) + np.array([s.start for s in sl])
-        if len(idx) * np.prod(spacing) / 1000.0 > MAX_ML:
-            continue  # bigger than a sliver on its own (a rib, a body)
-        if not np.any(idx[:, axis] == edge - lo[axis]) or not near_own[tuple(idx.T)].any():
-            continue
         # where the piece lies in the column's frame, from at most `SAMPLE` of its voxels (a 10 ml piece of a
         # 0.5 mm scan holds 80 000, and `from_lps` compares each point with every centreline sample)
         step = max(1, len(idx) // SAMPLE)
@@ -108,8 +113,8 @@ def top_sliver(ct: Volume, labels: Volume, spine: StraightSpine, tag: int) -> Sl
     if not keep.any():
         return None
     mask = ndi.binary_dilation(keep[pieces], cube, mask=unclaimed)
-    ml = float(mask.sum() * np.prod(spacing) / 1000.0)
-    if not MIN_ML <= ml <= MAX_ML:
+    total = float(mask.sum() * np.prod(spacing) / 1000.0)
+    if not MIN_ML <= total <= MAX_ML:
         return None
     idx = np.argwhere(mask) + lo
-    return Sliver(idx, ct.index_to_lps(idx[:, ::-1].mean(axis=0)[None].astype(float))[0], ml)
+    return Sliver(idx, ct.index_to_lps(idx[:, ::-1].mean(axis=0)[None].astype(float))[0], total)
